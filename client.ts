@@ -1,0 +1,309 @@
+/**
+ * The health client: connect to a health socket, send one request, read one
+ * answer, within a timeout; or follow a `?watch` stream.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { isHealthReport, parseAnswer, permissionFlags } from "./protocol.ts";
+import type { Framing, HealthReport, HealthStatus } from "./protocol.ts";
+
+const logger = getLogger(["healthsock", "client"]);
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Options of {@linkcode probe}. */
+export interface ProbeOptions {
+  /** The request target. @default {"/healthz"} */
+  target?: string;
+  /** Send a bare line (`GET /healthz`) or an HTTP/1.1 request. @default {"line"} */
+  framing?: Framing;
+  /** Milliseconds for the whole exchange. @default {5000} */
+  timeout?: number;
+  /** Cancels the probe. @default {undefined} */
+  signal?: AbortSignal;
+  /** The largest answer accepted, in bytes. @default {1048576} */
+  maxBytes?: number;
+}
+
+/** A health answer. */
+export interface ProbeResult {
+  /** The reported status. */
+  status: HealthStatus;
+  /** The HTTP status (in line mode, 200 or 503 as HTTP would have said). */
+  code: number;
+  /** The body as received. */
+  body: string;
+  /** The report, unless the body was `?verbose` text. */
+  report?: HealthReport;
+  /** The framing used. */
+  framing: Framing;
+}
+
+/** Why a probe got no health answer; the CLI's exit codes follow it. */
+export type ProbeErrorKind = "unreachable" | "timeout" | "protocol";
+
+/** A probe that got no health answer: the socket was unreachable, too slow, or answered something else. */
+export class ProbeError extends Error {
+  /** What went wrong. */
+  readonly kind: ProbeErrorKind;
+  /** The socket path. */
+  readonly path: string;
+
+  /**
+   * Create the error.
+   *
+   * @param kind What went wrong.
+   * @param path The socket path.
+   * @param message The message.
+   * @param options The underlying error.
+   */
+  constructor(kind: ProbeErrorKind, path: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ProbeError";
+    this.kind = kind;
+    this.path = path;
+  }
+}
+
+/**
+ * Ask a health socket once.
+ *
+ * @param path The socket path.
+ * @param options Target, framing, timeout and cancellation.
+ * @returns The answer, whatever its status (`fail` included).
+ * @throws {ProbeError} When the socket is unreachable (`unreachable`), the
+ * exchange takes longer than `timeout` (`timeout`), or the answer is not a
+ * health report (`protocol`: an error answer such as 404 included).
+ * @example
+ * ```ts
+ * import { probe } from "./client.ts";
+ * const result = await probe("/tmp/app.sock", { target: "/readyz", timeout: 1000 });
+ * console.log(result.status);
+ * ```
+ */
+export async function probe(path: string, options: ProbeOptions = {}): Promise<ProbeResult> {
+  const { target = "/healthz", framing = "line", timeout = 5000, maxBytes = 1 << 20 } = options;
+  checkTarget(target);
+  const signal = combine(timeout, options.signal);
+  const conn = await connect(path, signal);
+  try {
+    const request = framing === "line"
+      ? `GET ${target}\n`
+      : `GET ${target} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: healthsock\r\nConnection: close\r\n\r\n`;
+    await guard(conn.write(encoder.encode(request)), signal, path);
+    const bytes = await readAll(conn, signal, path, maxBytes);
+    const answer = parseAnswer(bytes, framing);
+    if (typeof answer === "string") throw new ProbeError("protocol", path, `${answer} (from "${path}")`);
+    if (answer.error !== undefined || answer.status === undefined) {
+      throw new ProbeError(
+        "protocol",
+        path,
+        `"${path}" answered ${answer.code}: ${answer.error ?? "not a health report"}`,
+      );
+    }
+    logger.debug("Probe of {path} {target}: {status}", { path, target, status: answer.status });
+    return { status: answer.status, code: answer.code, body: answer.body, report: answer.report, framing };
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed by the abort */ }
+  }
+}
+
+/** Options of {@linkcode watch}. */
+export interface WatchOptions {
+  /** The endpoint to watch (without `?watch`). @default {"/healthz"} */
+  target?: string;
+  /** Milliseconds to connect and receive the first report. @default {5000} */
+  timeout?: number;
+  /** Ends the watch. @default {undefined} */
+  signal?: AbortSignal;
+}
+
+/**
+ * Follow a `?watch` stream in line mode: yields the current report, then one
+ * each time the status changes, until the server ends the stream or `signal`
+ * aborts.
+ *
+ * @param path The socket path.
+ * @param options Target, first-answer timeout and cancellation.
+ * @returns An async iterator of reports.
+ * @throws {ProbeError} As {@linkcode probe} does; `protocol` when the server does not stream.
+ * @example
+ * ```ts
+ * import { watch } from "./client.ts";
+ * for await (const report of watch("/tmp/app.sock", { target: "/readyz" })) {
+ *   console.log(report.status);
+ * }
+ * ```
+ */
+export async function* watch(path: string, options: WatchOptions = {}): AsyncGenerator<HealthReport> {
+  const { target = "/healthz", timeout = 5000, signal } = options;
+  checkTarget(target);
+  const first = combine(timeout, signal);
+  const conn = await connect(path, first);
+  const onAbort = () => {
+    try {
+      conn.close();
+    } catch { /* already closed */ }
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    const separator = target.includes("?") ? "&" : "?";
+    await guard(conn.write(encoder.encode(`GET ${target}${separator}watch\n`)), first, path);
+    let buffered = "";
+    let received = 0;
+    const chunk = new Uint8Array(16384);
+    for (;;) {
+      const read = conn.read(chunk);
+      const n = received === 0 ? await guard(read, first, path) : await read.catch((error) => {
+        if (signal?.aborted) return null;
+        throw error;
+      });
+      if (n === null) return;
+      buffered += decoder.decode(chunk.subarray(0, n), { stream: true });
+      if (buffered.length > 1 << 20) throw new ProbeError("protocol", path, `"${path}" sent a line over 1 MiB`);
+      let lf: number;
+      while ((lf = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, lf);
+        buffered = buffered.slice(lf + 1);
+        let value: unknown;
+        try {
+          value = JSON.parse(line);
+        } catch {
+          throw new ProbeError("protocol", path, `"${path}" sent a line that is not JSON: "${line.slice(0, 64)}"`);
+        }
+        if (!isHealthReport(value)) {
+          const error = (value as { error?: unknown })?.error;
+          throw new ProbeError(
+            "protocol",
+            path,
+            `"${path}" does not stream ${target}: ${typeof error === "string" ? error : "not a health report"}`,
+          );
+        }
+        received++;
+        yield value;
+      }
+    }
+  } catch (error) {
+    if (signal?.aborted && !(error instanceof ProbeError)) return;
+    throw error;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    onAbort();
+  }
+}
+
+function checkTarget(target: string): void {
+  if (!target.startsWith("/") || /[\s\0]/.test(target)) {
+    throw new TypeError(`Cannot request "${target}": a target starts with "/" and has no spaces`);
+  }
+}
+
+function combine(timeout: number, signal: AbortSignal | undefined): AbortSignal {
+  if (!(timeout > 0)) throw new RangeError(`Cannot use timeout ${timeout}: expected a positive number of ms`);
+  const timer = AbortSignal.timeout(timeout);
+  return signal ? AbortSignal.any([timer, signal]) : timer;
+}
+
+async function connect(path: string, signal: AbortSignal): Promise<Deno.UnixConn> {
+  const attempt = Deno.connect({ transport: "unix", path });
+  try {
+    return await guard(attempt, signal, path);
+  } catch (error) {
+    attempt.then((conn) => conn.close(), () => {});
+    if (error instanceof ProbeError) throw error;
+    throw unreachable(error, path);
+  }
+}
+
+function unreachable(error: unknown, path: string): ProbeError {
+  const options = { cause: error };
+  if (error instanceof Deno.errors.NotCapable) {
+    return new ProbeError(
+      "unreachable",
+      path,
+      `Cannot connect to "${path}": Deno lacks permission; run with ${permissionFlags(path, false)}`,
+      options,
+    );
+  }
+  if (error instanceof Deno.errors.NotFound) {
+    return new ProbeError(
+      "unreachable",
+      path,
+      `Cannot connect to "${path}": no socket there; is the server running?`,
+      options,
+    );
+  }
+  if (error instanceof Deno.errors.ConnectionRefused) {
+    return new ProbeError(
+      "unreachable",
+      path,
+      `Cannot connect to "${path}": connection refused; the socket is stale or its server stopped`,
+      options,
+    );
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return new ProbeError(
+      "unreachable",
+      path,
+      `Cannot connect to "${path}": permission denied; check that this user may write the socket (its owner, group and mode) and search its directory`,
+      options,
+    );
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new ProbeError("unreachable", path, `Cannot connect to "${path}": ${message}`, options);
+}
+
+/** Settle with `work`, or reject with a timeout/cancel ProbeError when `signal` aborts first. */
+function guard<T>(work: Promise<T>, signal: AbortSignal, path: string): Promise<T> {
+  if (signal.aborted) {
+    work.catch(() => {});
+    return Promise.reject(aborted(signal, path));
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(aborted(signal, path));
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, (error) => {
+      if (error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe) {
+        reject(new ProbeError("protocol", path, `"${path}" closed the connection before answering`, { cause: error }));
+      } else reject(error);
+    }).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+function aborted(signal: AbortSignal, path: string): ProbeError {
+  const reason = signal.reason;
+  if (reason instanceof DOMException && reason.name === "TimeoutError") {
+    return new ProbeError("timeout", path, `No answer from "${path}" in time`, { cause: reason });
+  }
+  return new ProbeError("timeout", path, `Probe of "${path}" cancelled`, { cause: reason });
+}
+
+async function readAll(conn: Deno.Conn, signal: AbortSignal, path: string, maxBytes: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const chunk = new Uint8Array(16384);
+  for (;;) {
+    let n: number | null;
+    try {
+      n = await guard(conn.read(chunk), signal, path);
+    } catch (error) {
+      // A server that closes with our request unread resets the connection after its answer.
+      if (error instanceof ProbeError && error.kind === "protocol" && total > 0) break;
+      throw error;
+    }
+    if (n === null) break;
+    total += n;
+    if (total > maxBytes) throw new ProbeError("protocol", path, `"${path}" answered more than ${maxBytes} bytes`);
+    chunks.push(chunk.slice(0, n));
+  }
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
+}

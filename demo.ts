@@ -1,0 +1,173 @@
+/**
+ * The demo application, after the seed: a worker that ticks at random 0–500 ms
+ * intervals, its health server, and a client polling it, in one process.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { probe, ProbeError } from "./client.ts";
+import { eventLoopLag, Health } from "./health.ts";
+import { serve } from "./server.ts";
+import type { HealthServer } from "./server.ts";
+
+const logger = getLogger(["healthsock", "demo"]);
+
+/** Options of {@linkcode startDemo}. */
+export interface DemoOptions {
+  /** The socket file's mode. @default {0o600} */
+  mode?: number;
+  /** Stop the worker this many milliseconds after start, to watch `/livez` turn to fail. @default {undefined} */
+  stallAfter?: number;
+  /** Milliseconds between the demo client's polls; 0 turns the client off. @default {3000} */
+  pollInterval?: number;
+  /** The ticker check fails when the worker has not ticked for this many milliseconds. @default {2000} */
+  unhealthyAfter?: number;
+  /** Milliseconds of start-up before the demo calls `markReady()`. @default {1000} */
+  readyAfter?: number;
+  /** Milliseconds a drain keeps answering with `/readyz` failing. @default {1000} */
+  drainDelay?: number;
+}
+
+/** The running demo. */
+export interface Demo extends AsyncDisposable {
+  /** The health server. */
+  readonly server: HealthServer;
+  /** The demo's checks and lifecycle. */
+  readonly health: Health;
+  /** How many times the worker has ticked. */
+  readonly ticks: number;
+  /** Settles once the server has stopped and the worker and client are stopped. */
+  readonly finished: Promise<void>;
+  /** Drain the server (see `HealthServer.drain`), then stop the worker and the client. */
+  drain(): Promise<void>;
+  /** Stop everything now. */
+  close(): Promise<void>;
+}
+
+/**
+ * Start the demo on a socket path.
+ *
+ * Its checks: `ticker` (`live`: fails when the worker has not ticked for
+ * `unhealthyAfter`; reports the tick count and the time of the last tick),
+ * `started` (`ready` and `startup`: passes once the worker has ticked) and
+ * `eventloop` (`live`, built in). It calls `markReady()` after `readyAfter`.
+ *
+ * @param path The absolute socket path.
+ * @param options Timing, mode and stall.
+ * @returns The running demo.
+ * @throws {SocketError} When the path cannot be served.
+ * @example
+ * ```ts
+ * import { startDemo } from "./demo.ts";
+ * await using demo = await startDemo("/tmp/app.sock", { stallAfter: 10_000 });
+ * await demo.finished;
+ * ```
+ */
+export async function startDemo(path: string, options: DemoOptions = {}): Promise<Demo> {
+  const {
+    mode,
+    stallAfter,
+    pollInterval = 3000,
+    unhealthyAfter = 2000,
+    readyAfter = 1000,
+    drainDelay = 1000,
+  } = options;
+  let ticks = 0;
+  let lastTick = Date.now();
+  let tickTimer: ReturnType<typeof setTimeout> | undefined;
+  const started = Date.now();
+  const tick = () => {
+    ticks++;
+    lastTick = Date.now();
+    if (stallAfter !== undefined && lastTick - started >= stallAfter) {
+      tickTimer = undefined;
+      logger.warn("Worker stalled on purpose after {ms} ms: /livez fails in {after} ms", {
+        ms: lastTick - started,
+        after: unhealthyAfter,
+      });
+      return;
+    }
+    tickTimer = setTimeout(tick, Math.random() * 500);
+  };
+  tickTimer = setTimeout(tick, Math.random() * 500);
+
+  const health = new Health()
+    .add("ticker", () => {
+      const quiet = Date.now() - lastTick;
+      return {
+        status: quiet > unhealthyAfter ? "fail" : "pass",
+        observedValue: ticks,
+        observedUnit: "ticks",
+        time: new Date(lastTick),
+        output: quiet > unhealthyAfter ? `no tick for ${(quiet / 1000).toFixed(1)} s` : undefined,
+      };
+    }, { kinds: ["live"], measurement: "ticks", cacheTtl: 0 })
+    .add("started", () => ticks > 0 ? "pass" : { status: "fail", output: "waiting for the first tick" }, {
+      kinds: ["ready", "startup"],
+      cacheTtl: 0,
+    })
+    .add("eventloop", eventLoopLag({ threshold: 250 }));
+
+  let server: HealthServer;
+  try {
+    server = await serve(path, health, { mode, drainDelay });
+  } catch (error) {
+    clearTimeout(tickTimer);
+    throw error;
+  }
+  const readyTimer = setTimeout(() => health.markReady(), readyAfter);
+
+  const polling = new AbortController();
+  const poller = pollInterval > 0 ? poll(path, pollInterval, polling.signal) : Promise.resolve();
+  const finished = server.finished.then(async () => {
+    clearTimeout(tickTimer);
+    clearTimeout(readyTimer);
+    polling.abort();
+    await poller;
+  });
+  const demo: Demo = {
+    server,
+    health,
+    get ticks() {
+      return ticks;
+    },
+    finished,
+    async drain() {
+      await server.drain();
+      await finished;
+    },
+    async close() {
+      await server.close();
+      await finished;
+    },
+    [Symbol.asyncDispose]() {
+      return demo.close();
+    },
+  };
+  return demo;
+}
+
+/** The demo's client: ask every `interval` and log what came back. */
+async function poll(path: string, interval: number, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted) {
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, interval);
+      signal.addEventListener("abort", done, { once: true });
+    });
+    if (signal.aborted) return;
+    try {
+      const result = await probe(path, { timeout: 2000, signal });
+      logger.info("Client got: {body}", { body: result.body });
+    } catch (error) {
+      if (signal.aborted) return;
+      logger.warn("Client got no answer: {error}", {
+        error: error instanceof ProbeError ? error.message : String(error),
+      });
+    }
+  }
+}

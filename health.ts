@@ -1,0 +1,648 @@
+/**
+ * The health model: named checks, their timeouts and caching, the lifecycle
+ * (`starting` → `ready` → `draining` → `stopped`) and the aggregation of
+ * results into a report.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { CheckResult, Endpoint, HealthReport, HealthStatus } from "./protocol.ts";
+import { isStatus } from "./protocol.ts";
+
+const logger = getLogger(["healthsock", "health"]);
+
+/** Which probes a check answers to. */
+export type CheckKind = "live" | "ready" | "startup";
+
+/** Where a program is in its life, as the probes see it. */
+export type Lifecycle = "starting" | "ready" | "draining" | "stopped";
+
+/** What a check may return: a status, or a status with what it observed. */
+export interface CheckOutcome {
+  /** The check's status. */
+  status: HealthStatus;
+  /** What the check measured. */
+  observedValue?: unknown;
+  /** The unit of `observedValue`. */
+  observedUnit?: string;
+  /** Why the check did not pass. */
+  output?: string;
+  /** When `observedValue` was recorded; defaults to when the check finished. */
+  time?: Date | string;
+}
+
+/**
+ * A check: an async function that gets an `AbortSignal` (aborted when the
+ * check times out or the server stops) and returns a status, an outcome, or
+ * nothing (meaning `pass`). Throwing or rejecting, with anything, is `fail`
+ * with the message as `output`.
+ */
+export type CheckFunction = (
+  signal: AbortSignal,
+) =>
+  | CheckOutcome
+  | HealthStatus
+  | void
+  | Promise<CheckOutcome | HealthStatus | void>;
+
+/** Options of one check. */
+export interface CheckOptions {
+  /** Milliseconds a run may take before it is `fail` and its signal aborted. @default {1000} */
+  timeout?: number;
+  /** Whether failing makes the whole report `fail`; if not, it makes it `warn`. @default {true} */
+  critical?: boolean;
+  /** The probes this check answers to. @default {["ready"]} */
+  kinds?: CheckKind[];
+  /** Run in the background every this many milliseconds; requests read the last result. @default {undefined} */
+  interval?: number;
+  /** For a check without `interval`: reuse a result for this many milliseconds. @default {the Health's cacheTtl} */
+  cacheTtl?: number;
+  /** The measurement part of the report key `"name:measurement"`; the default reports the run time in ms. @default {"responseTime"} */
+  measurement?: string;
+  /** The IETF `componentType` of the result, such as `datastore` or `system`. @default {undefined} */
+  componentType?: string;
+}
+
+/** A check function together with its options, as the built-in checks return it. */
+export interface CheckDefinition extends CheckOptions {
+  /** The check function. */
+  check: CheckFunction;
+}
+
+/** Options of a {@linkcode Health}. */
+export interface HealthOptions {
+  /** Start in the `ready` state instead of `starting`. @default {false} */
+  ready?: boolean;
+  /** The default `cacheTtl` of on-request checks, in milliseconds. @default {1000} */
+  cacheTtl?: number;
+}
+
+/** Options of {@linkcode Health.prototype.report}. */
+export interface ReportOptions {
+  /** Report only this check. @default {undefined} */
+  check?: string;
+  /** Leave these checks out. @default {[]} */
+  exclude?: readonly string[];
+}
+
+const KINDS: Record<Endpoint, CheckKind | undefined> = {
+  healthz: undefined,
+  livez: "live",
+  readyz: "ready",
+  startupz: "startup",
+};
+
+/** The name of the pseudo-check that reports the lifecycle state. */
+export const LIFECYCLE_CHECK = "lifecycle";
+
+interface Settled {
+  result: CheckResult;
+  at: number;
+}
+
+class Check {
+  readonly name: string;
+  readonly key: string;
+  readonly kinds: ReadonlySet<CheckKind>;
+  readonly critical: boolean;
+  readonly interval?: number;
+  #fn: CheckFunction;
+  #timeout: number;
+  #cacheTtl: number;
+  #measurement: string;
+  #componentType?: string;
+  #last?: Settled;
+  #inflight?: Promise<CheckResult>;
+  #timer?: ReturnType<typeof setTimeout>;
+  #stop?: AbortController;
+  #onResult: () => void;
+
+  constructor(name: string, definition: CheckDefinition, cacheTtl: number, onResult: () => void) {
+    this.name = name;
+    this.#fn = definition.check;
+    this.#timeout = positive(definition.timeout ?? 1000, "timeout");
+    this.#cacheTtl = nonNegative(definition.cacheTtl ?? cacheTtl, "cacheTtl");
+    this.interval = definition.interval === undefined ? undefined : positive(definition.interval, "interval");
+    this.critical = definition.critical ?? true;
+    this.kinds = new Set(definition.kinds ?? ["ready"]);
+    for (const kind of this.kinds) {
+      if (kind !== "live" && kind !== "ready" && kind !== "startup") {
+        throw new TypeError(`Cannot add check "${name}": unknown kind "${kind}"; use live, ready or startup`);
+      }
+    }
+    this.#measurement = definition.measurement ?? "responseTime";
+    this.#componentType = definition.componentType;
+    this.key = `${name}:${this.#measurement}`;
+    this.#onResult = onResult;
+  }
+
+  /** The current result: cached, shared with concurrent callers, or a new run. */
+  current(): CheckResult | undefined | Promise<CheckResult> {
+    if (this.interval !== undefined) return this.#last?.result;
+    if (this.#last && performance.now() - this.#last.at < this.#cacheTtl) {
+      return this.#last.result;
+    }
+    this.#inflight ??= this.#run(undefined).finally(() => this.#inflight = undefined);
+    return this.#inflight;
+  }
+
+  start(): void {
+    if (this.interval === undefined || this.#stop) return;
+    const stop = new AbortController();
+    this.#stop = stop;
+    const loop = async () => {
+      this.#timer = undefined;
+      await this.#run(stop.signal);
+      if (!stop.signal.aborted) this.#timer = setTimeout(loop, this.interval);
+    };
+    loop();
+  }
+
+  stop(): void {
+    this.#stop?.abort(new DOMException("The health server stopped", "AbortError"));
+    this.#stop = undefined;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  async #run(stopSignal: AbortSignal | undefined): Promise<CheckResult> {
+    const started = performance.now();
+    const timeout = AbortSignal.timeout(this.#timeout);
+    const signal = stopSignal ? AbortSignal.any([timeout, stopSignal]) : timeout;
+    const outcome = await new Promise<CheckOutcome>((resolve) => {
+      const onAbort = () =>
+        resolve({
+          status: "fail",
+          output: timeout.aborted ? `timed out after ${this.#timeout} ms` : "cancelled: the health server stopped",
+        });
+      signal.addEventListener("abort", onAbort, { once: true });
+      new Promise<unknown>((run) => run(this.#fn(signal)))
+        .then(normalize, (error) => ({ status: "fail" as const, output: messageOf(error) }))
+        .then(resolve)
+        .finally(() => signal.removeEventListener("abort", onAbort));
+    });
+    const finished = performance.now();
+    const result: CheckResult = { status: outcome.status };
+    if (this.#componentType) result.componentType = this.#componentType;
+    if (outcome.observedValue !== undefined) {
+      result.observedValue = outcome.observedValue;
+      if (outcome.observedUnit !== undefined) result.observedUnit = outcome.observedUnit;
+    } else if (this.#measurement === "responseTime") {
+      result.observedValue = Math.round((finished - started) * 10) / 10;
+      result.observedUnit = "ms";
+    }
+    result.time = outcome.time instanceof Date ? outcome.time.toISOString() : outcome.time ?? new Date().toISOString();
+    if (outcome.status !== "pass") result.output = outcome.output ?? `check ${outcome.status}ed`;
+    const previous = this.#last?.result.status;
+    this.#last = { result, at: finished };
+    if (previous !== result.status) {
+      const level = result.status === "fail" ? "warn" : "info";
+      logger[level]("Check {name} is {status}{reason}", {
+        name: this.name,
+        status: result.status,
+        reason: result.output ? `: ${result.output}` : "",
+      });
+      if (this.interval !== undefined) this.#onResult();
+    }
+    return result;
+  }
+}
+
+function normalize(value: unknown): CheckOutcome {
+  if (value === undefined) return { status: "pass" };
+  if (isStatus(value)) return { status: value };
+  if (typeof value === "object" && value !== null && isStatus((value as CheckOutcome).status)) {
+    const { status, observedValue, observedUnit, output, time } = value as CheckOutcome;
+    const outcome: CheckOutcome = { status };
+    if (observedValue !== undefined) outcome.observedValue = observedValue;
+    if (typeof observedUnit === "string") outcome.observedUnit = observedUnit;
+    if (output !== undefined) outcome.output = String(output);
+    if (time instanceof Date || typeof time === "string") outcome.time = time;
+    return outcome;
+  }
+  return { status: "fail", output: `check returned an invalid result: ${describe(value)}` };
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  if (typeof error === "string") return error;
+  return `threw ${describe(error)}`;
+}
+
+function describe(value: unknown): string {
+  try {
+    const text = JSON.stringify(value) ?? String(value);
+    return text.length > 80 ? text.slice(0, 80) + "…" : text;
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+function positive(value: number, name: string): number {
+  if (!(value > 0) || !Number.isFinite(value)) {
+    throw new RangeError(`Cannot use ${name} ${value}: expected a positive number of milliseconds`);
+  }
+  return value;
+}
+
+function nonNegative(value: number, name: string): number {
+  if (!(value >= 0) || !Number.isFinite(value)) {
+    throw new RangeError(`Cannot use ${name} ${value}: expected zero or more milliseconds`);
+  }
+  return value;
+}
+
+/**
+ * A program's health: the registry of its checks and its lifecycle state.
+ *
+ * Register checks with {@linkcode Health.prototype.add}, serve them with
+ * `serve()`, and call {@linkcode Health.prototype.markReady} once start-up is
+ * done. Dispatches a `change` event when the lifecycle state or the status of
+ * a background check changes.
+ *
+ * @example Register two checks
+ * ```ts
+ * import { Health } from "./health.ts";
+ * const health = new Health();
+ * health.add("db", async (signal) => {
+ *   await fetch("http://localhost:5432/", { signal }).catch(() => {
+ *     throw new Error("database unreachable");
+ *   });
+ * }, { timeout: 500 });
+ * health.add("worker", () => "pass", { kinds: ["live"] });
+ * const report = await health.report("livez");
+ * console.log(report.status); // "pass"
+ * ```
+ */
+export class Health extends EventTarget {
+  #checks = new Map<string, Check>();
+  #state: Lifecycle;
+  #cacheTtl: number;
+  #running = 0;
+
+  /**
+   * Create an empty registry.
+   *
+   * @param options Initial state and default cache time.
+   * @throws {RangeError} When `cacheTtl` is negative.
+   */
+  constructor(options: HealthOptions = {}) {
+    super();
+    this.#state = options.ready ? "ready" : "starting";
+    this.#cacheTtl = nonNegative(options.cacheTtl ?? 1000, "cacheTtl");
+  }
+
+  /** The lifecycle state. */
+  get state(): Lifecycle {
+    return this.#state;
+  }
+
+  /** The names of the registered checks, in registration order. */
+  get names(): string[] {
+    return [...this.#checks.keys()];
+  }
+
+  /**
+   * Register a check.
+   *
+   * @param name The check's name: letters, digits, `.`, `_` and `-`.
+   * @param check The check function, or a definition such as a built-in check returns.
+   * @param options Options; they override those of a definition.
+   * @returns This registry, for chaining.
+   * @throws {TypeError} When the name is invalid or taken, or a kind is unknown.
+   * @throws {RangeError} When a timeout, interval or cache time is out of range.
+   * @example
+   * ```ts
+   * import { Health } from "./health.ts";
+   * new Health().add("cache", () => ({ status: "warn", output: "cold" }), { critical: false });
+   * ```
+   */
+  add(name: string, check: CheckFunction | CheckDefinition, options: CheckOptions = {}): this {
+    if (!/^[A-Za-z0-9._-]+$/.test(name) || name === LIFECYCLE_CHECK) {
+      throw new TypeError(
+        `Cannot add check "${name}": use letters, digits, ".", "_" and "-", and not "${LIFECYCLE_CHECK}"`,
+      );
+    }
+    if (this.#checks.has(name)) throw new TypeError(`Cannot add check "${name}": a check of that name exists`);
+    const definition = typeof check === "function" ? { ...options, check } : { ...check, ...options };
+    if (typeof definition.check !== "function") {
+      throw new TypeError(`Cannot add check "${name}": expected a function`);
+    }
+    const entry = new Check(name, definition, this.#cacheTtl, () => this.#changed());
+    this.#checks.set(name, entry);
+    if (this.#running > 0) entry.start();
+    return this;
+  }
+
+  /**
+   * Remove a check.
+   *
+   * @param name The check's name.
+   * @returns Whether a check was removed.
+   * @example
+   * ```ts
+   * import { Health } from "./health.ts";
+   * new Health().remove("db"); // false
+   * ```
+   */
+  remove(name: string): boolean {
+    this.#checks.get(name)?.stop();
+    return this.#checks.delete(name);
+  }
+
+  /**
+   * Whether an endpoint has a check of this name (including `lifecycle`).
+   *
+   * @param name The check's name.
+   * @param endpoint The endpoint; `healthz` has every check.
+   * @returns True when `/ENDPOINT/NAME` exists.
+   * @example
+   * ```ts
+   * import { Health } from "./health.ts";
+   * new Health().has("lifecycle", "readyz"); // true
+   * ```
+   */
+  has(name: string, endpoint: Endpoint = "healthz"): boolean {
+    if (name === LIFECYCLE_CHECK) return true;
+    const check = this.#checks.get(name);
+    const kind = KINDS[endpoint];
+    return check !== undefined && (kind === undefined || check.kinds.has(kind));
+  }
+
+  /**
+   * Open `/readyz` and `/startupz`: start-up is done.
+   *
+   * @example
+   * ```ts
+   * import { Health } from "./health.ts";
+   * const health = new Health();
+   * health.markReady();
+   * console.log(health.state); // "ready"
+   * ```
+   */
+  markReady(): void {
+    if (this.#state === "starting") this.#setState("ready");
+  }
+
+  /**
+   * Fail `/readyz` with "shutting down" while `/livez` keeps passing. The
+   * server's `drain()` calls this; call it yourself to stop taking traffic.
+   *
+   * @example
+   * ```ts
+   * import { Health } from "./health.ts";
+   * const health = new Health({ ready: true });
+   * health.markDraining();
+   * console.log((await health.report("readyz")).status); // "fail"
+   * ```
+   */
+  markDraining(): void {
+    if (this.#state === "starting" || this.#state === "ready") this.#setState("draining");
+  }
+
+  /**
+   * Mark the program stopped: every probe fails from now on.
+   *
+   * @example
+   * ```ts
+   * import { Health } from "./health.ts";
+   * const health = new Health();
+   * health.markStopped();
+   * console.log(health.state); // "stopped"
+   * ```
+   */
+  markStopped(): void {
+    if (this.#state !== "stopped") this.#setState("stopped");
+  }
+
+  /**
+   * Start the background checks. `serve()` calls this; each call needs a
+   * matching {@linkcode Health.prototype.stop}.
+   *
+   * @example
+   * ```ts
+   * import { Health } from "./health.ts";
+   * const health = new Health();
+   * health.start();
+   * health.stop();
+   * ```
+   */
+  start(): void {
+    if (this.#running++ === 0) { for (const check of this.#checks.values()) check.start(); }
+  }
+
+  /**
+   * Stop the background checks once every `start()` has been matched, aborting
+   * the runs in progress.
+   *
+   * @example
+   * ```ts
+   * import { Health } from "./health.ts";
+   * const health = new Health();
+   * health.start();
+   * health.stop();
+   * ```
+   */
+  stop(): void {
+    if (this.#running === 0) return;
+    if (--this.#running === 0) { for (const check of this.#checks.values()) check.stop(); }
+  }
+
+  /**
+   * Evaluate the checks of an endpoint and aggregate them.
+   *
+   * On-request checks run at most once per `cacheTtl`, concurrent callers
+   * sharing one run; background checks give their last result. A background
+   * check with no result yet counts as `fail` except on `/livez`, which leaves
+   * it out. The total is `fail` when a critical check fails, `warn` when a
+   * check warns or a non-critical one fails, `pass` otherwise.
+   *
+   * @param endpoint Which checks: `healthz` (all), `livez`, `readyz` or `startupz`.
+   * @param options One check, or checks to exclude.
+   * @returns The report.
+   * @throws {RangeError} When `check` names no check of that endpoint.
+   * @example
+   * ```ts
+   * import { Health } from "./health.ts";
+   * const health = new Health({ ready: true }).add("db", () => "pass");
+   * const report = await health.report("readyz", { exclude: ["db"] });
+   * console.log(Object.keys(report.checks)); // ["lifecycle:state"]
+   * ```
+   */
+  async report(endpoint: Endpoint, options: ReportOptions = {}): Promise<HealthReport> {
+    const { check: only, exclude = [] } = options;
+    if (only !== undefined && !this.has(only, endpoint)) {
+      throw new RangeError(`No check named "${only}" on /${endpoint}`);
+    }
+    const kind = KINDS[endpoint];
+    const excluded = new Set(exclude);
+    const selected = [...this.#checks.values()].filter((check) =>
+      (only === undefined ? !excluded.has(check.name) : check.name === only) &&
+      (kind === undefined || check.kinds.has(kind))
+    );
+    const results = await Promise.all(selected.map((check) => check.current()));
+    const checks: Record<string, CheckResult[]> = {};
+    const failed: string[] = [];
+    const warned: string[] = [];
+    const tally = (name: string, result: CheckResult, critical: boolean) => {
+      if (result.status === "fail") (critical ? failed : warned).push(name);
+      else if (result.status === "warn") warned.push(name);
+    };
+    selected.forEach((check, i) => {
+      let result = results[i];
+      if (result === undefined) {
+        if (endpoint === "livez") return;
+        result = { status: "fail", output: "no result yet", time: new Date().toISOString() };
+      }
+      checks[check.key] = [result];
+      // Asked about alone, a check's own status is the answer.
+      tally(check.name, result, check.critical || only !== undefined);
+    });
+    if (only === undefined ? !excluded.has(LIFECYCLE_CHECK) : only === LIFECYCLE_CHECK) {
+      const gate = this.#gate(endpoint);
+      checks[`${LIFECYCLE_CHECK}:state`] = [gate];
+      tally(LIFECYCLE_CHECK, gate, true);
+    }
+    const status: HealthStatus = failed.length ? "fail" : warned.length ? "warn" : "pass";
+    const report: HealthReport = { status, checks };
+    if (status !== "pass") {
+      report.output = [
+        failed.length ? `failed: ${failed.join(", ")}` : "",
+        warned.length ? `warn: ${warned.join(", ")}` : "",
+      ].filter(Boolean).join("; ");
+    }
+    const unknown = [...excluded].filter((name) => name !== LIFECYCLE_CHECK && !this.#checks.has(name));
+    if (unknown.length) {
+      report.notes = unknown.map((name) => `cannot exclude "${name}": no check of that name`);
+    }
+    return report;
+  }
+
+  #gate(endpoint: Endpoint): CheckResult {
+    const state = this.#state;
+    const result: CheckResult = { status: "pass", observedValue: state, time: new Date().toISOString() };
+    let output: string | undefined;
+    if (state === "stopped") output = "stopped";
+    else if (endpoint === "readyz" && state !== "ready") {
+      output = state === "draining" ? "shutting down" : "starting";
+    } else if (endpoint === "startupz" && state === "starting") output = "starting";
+    if (output) {
+      result.status = "fail";
+      result.output = output;
+    }
+    return result;
+  }
+
+  #setState(state: Lifecycle): void {
+    logger.info("Lifecycle {from} → {to}", { from: this.#state, to: state });
+    this.#state = state;
+    this.#changed();
+  }
+
+  #changed(): void {
+    this.dispatchEvent(new Event("change"));
+  }
+}
+
+/** Options of {@linkcode eventLoopLag}. */
+export interface EventLoopLagOptions {
+  /** Fail when a timer fires this many milliseconds late. @default {100} */
+  threshold?: number;
+  /** The timer delay sampled, in milliseconds. @default {10} */
+  sample?: number;
+}
+
+/**
+ * A built-in check that fails when the event loop lags: it sets a short timer
+ * and measures how late it fires. A `live` check reporting `lag` in ms.
+ *
+ * @param options The threshold and sample delay.
+ * @returns A check definition for {@linkcode Health.prototype.add}.
+ * @example
+ * ```ts
+ * import { eventLoopLag, Health } from "./health.ts";
+ * new Health().add("eventloop", eventLoopLag({ threshold: 200 }));
+ * ```
+ */
+export function eventLoopLag(options: EventLoopLagOptions = {}): CheckDefinition {
+  const { threshold = 100, sample = 10 } = options;
+  positive(threshold, "threshold");
+  positive(sample, "sample");
+  return {
+    kinds: ["live"],
+    measurement: "lag",
+    componentType: "system",
+    timeout: Math.max(1000, threshold * 2 + sample),
+    check: (signal) =>
+      new Promise<CheckOutcome>((resolve, reject) => {
+        const started = performance.now();
+        const timer = setTimeout(() => {
+          signal.removeEventListener("abort", onAbort);
+          const lag = Math.max(0, Math.round((performance.now() - started - sample) * 10) / 10);
+          resolve({
+            status: lag > threshold ? "fail" : "pass",
+            observedValue: lag,
+            observedUnit: "ms",
+            output: lag > threshold ? `event loop lag ${lag} ms exceeds ${threshold} ms` : undefined,
+          });
+        }, sample);
+        const onAbort = () => {
+          clearTimeout(timer);
+          reject(signal.reason);
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+      }),
+  };
+}
+
+/** Options of {@linkcode heapUsage}. */
+export interface HeapUsageOptions {
+  /** Fail when the V8 heap in use exceeds this many bytes. */
+  limit: number;
+  /** Warn above this many bytes. @default {undefined} */
+  warn?: number;
+}
+
+/**
+ * A built-in check of the V8 heap in use against a limit. A `live` check
+ * reporting `heapUsed` in bytes.
+ *
+ * @param options The limit, and an optional warning level.
+ * @returns A check definition for {@linkcode Health.prototype.add}.
+ * @throws {RangeError} When the limit is not a positive number.
+ * @example
+ * ```ts
+ * import { Health, heapUsage } from "./health.ts";
+ * new Health().add("heap", heapUsage({ limit: 512 * 2 ** 20 }));
+ * ```
+ */
+export function heapUsage(options: HeapUsageOptions): CheckDefinition {
+  const { limit, warn } = options;
+  positive(limit, "limit");
+  return {
+    kinds: ["live"],
+    measurement: "heapUsed",
+    componentType: "system",
+    check: () => {
+      const used = Deno.memoryUsage().heapUsed;
+      const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+      if (used > limit) {
+        return {
+          status: "fail",
+          observedValue: used,
+          observedUnit: "bytes",
+          output: `heap ${mib(used)} exceeds ${mib(limit)}`,
+        };
+      }
+      if (warn !== undefined && used > warn) {
+        return {
+          status: "warn",
+          observedValue: used,
+          observedUnit: "bytes",
+          output: `heap ${mib(used)} above ${mib(warn)}`,
+        };
+      }
+      return { status: "pass", observedValue: used, observedUnit: "bytes" };
+    },
+  };
+}

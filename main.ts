@@ -1,0 +1,487 @@
+/**
+ * The healthsock command line: `demo`, `check` and `watch`.
+ *
+ * ```sh
+ * deno run --allow-read=/tmp/app.sock --allow-write=/tmp/app.sock \
+ *   --allow-net=unix:/tmp/app.sock main.ts check --path /readyz
+ * ```
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { configure, getJsonLinesFormatter, getTextFormatter, isLogLevel } from "@logtape/logtape";
+import type { LogLevel, LogRecord } from "@logtape/logtape";
+import { probe, ProbeError, watch } from "./client.ts";
+import type { ProbeResult } from "./client.ts";
+import { startDemo } from "./demo.ts";
+import { permissionFlags, renderVerbose } from "./protocol.ts";
+import type { Endpoint, Framing, HealthStatus } from "./protocol.ts";
+import { SocketError } from "./server.ts";
+
+const DEFAULT_SOCKET = "/tmp/app.sock";
+
+/** Exit codes, per design.md. Never 2: container runtimes reserve it. */
+const EXIT = {
+  ok: 0,
+  fail: 1,
+  unreachable: 3,
+  timeout: 4,
+  protocol: 5,
+  usage: 64,
+  noPermission: 77,
+} as const;
+
+const GLOBAL_USAGE = `Usage: healthsock <command> [options]
+
+Publish and probe a program's health on a Unix socket.
+
+Commands:
+  demo     Run the demo: a ticking worker, its health server and a polling client
+  check    Ask a health socket once; the exit code says the answer
+  watch    Ask a health socket repeatedly and print each answer
+
+Options for every command:
+  --socket PATH          Socket path, absolute (default ${DEFAULT_SOCKET})
+  --log-level LEVEL      trace, debug, info, warning, error or fatal
+                         (default info; demo: debug, to show each exchange)
+  --log-format FORMAT    text or json (one JSON object a line); logs go to stderr
+  -h, --help             Show help; "healthsock <command> --help" for a command
+
+Exit codes of check and watch --count: 0 pass or warn, 1 fail, 3 unreachable,
+4 timed out, 5 protocol error, 64 usage error.`;
+
+const USAGE: Record<Command, string> = {
+  check: `Usage: healthsock check [options]
+
+Ask a health socket once and exit with its status.
+
+Options:
+  --path TARGET          Endpoint: /healthz, /livez, /readyz, /startupz or
+                         /ENDPOINT/CHECK, with a query (default /healthz)
+  --timeout DURATION     Give up after this long, e.g. 500ms, 2s (default 2s)
+  --format FORMAT        text or json (the report as received) (default text)
+  --verbose              Print one line per check (text format)
+  --quiet                Print nothing on stdout; the exit code tells
+  --http                 Speak HTTP/1.1 instead of line mode
+  --socket PATH          Socket path (default ${DEFAULT_SOCKET})
+
+Exit codes: 0 pass or warn, 1 fail, 3 unreachable (no socket, refused,
+permission denied), 4 timed out, 5 protocol error, 64 usage error.`,
+  watch: `Usage: healthsock watch [options]
+
+Ask a health socket every --interval and print each answer, until Ctrl-C.
+
+Options:
+  --path TARGET          Endpoint, as for check (default /healthz)
+  --interval DURATION    Time between probes (default 3s)
+  --changes              Print only changes of status; follows the server's
+                         ?watch stream, and polls servers without one
+  --count N              Stop after N answers printed; exit as check would
+                         for the last one
+  --timeout DURATION     Per probe (default 2s)
+  --format FORMAT        text (a line per answer) or json (a JSON object per
+                         line) (default text)
+  --http                 Speak HTTP/1.1 instead of line mode when polling
+  --socket PATH          Socket path (default ${DEFAULT_SOCKET})`,
+  demo: `Usage: healthsock demo [options]
+
+Run the demo application: a worker ticking at random 0-500 ms intervals, its
+health server on the socket, and a client polling it. Ctrl-C or SIGTERM drains
+(/readyz fails, /livez passes) and stops; a second one stops at once.
+
+Options:
+  --stall-after DURATION     Stop the worker after this long, to watch /livez fail
+  --unhealthy-after DURATION Fail the ticker check after this long without a
+                             tick (default 2s)
+  --ready-after DURATION     Start-up time before /readyz passes (default 1s)
+  --poll-interval DURATION   Time between the demo client's polls; 0 turns the
+                             client off (default 3s)
+  --drain-delay DURATION     How long a drain keeps answering (default 1s)
+  --mode MODE                Socket file mode, octal (default 0600)
+  --socket PATH              Socket path (default ${DEFAULT_SOCKET})
+
+While it runs, from another terminal:
+  socat - UNIX-CONNECT:/tmp/app.sock <<< "GET /healthz"
+  curl --unix-socket /tmp/app.sock http://localhost/healthz`,
+};
+
+type Command = "demo" | "check" | "watch";
+
+const GLOBAL_OPTIONS = {
+  socket: { type: "string", default: DEFAULT_SOCKET },
+  "log-level": { type: "string" },
+  "log-format": { type: "string", default: "text" },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+const PROBE_OPTIONS = {
+  path: { type: "string", default: "/healthz" },
+  timeout: { type: "string", default: "2s" },
+  format: { type: "string", default: "text" },
+  http: { type: "boolean", default: false },
+} as const;
+
+const OPTIONS = {
+  check: {
+    ...GLOBAL_OPTIONS,
+    ...PROBE_OPTIONS,
+    verbose: { type: "boolean", default: false },
+    quiet: { type: "boolean", default: false },
+  },
+  watch: {
+    ...GLOBAL_OPTIONS,
+    ...PROBE_OPTIONS,
+    interval: { type: "string", default: "3s" },
+    changes: { type: "boolean", default: false },
+    count: { type: "string" },
+  },
+  demo: {
+    ...GLOBAL_OPTIONS,
+    "stall-after": { type: "string" },
+    "unhealthy-after": { type: "string", default: "2s" },
+    "ready-after": { type: "string", default: "1s" },
+    "poll-interval": { type: "string", default: "3s" },
+    "drain-delay": { type: "string", default: "1s" },
+    mode: { type: "string", default: "0600" },
+  },
+} as const;
+
+class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Parse `500ms`, `2s`, `1.5m`, `1h`; a bare number is seconds. */
+function parseDuration(text: string, flag: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!match) throw new UsageError(`Invalid ${flag} "${text}": expected a duration such as 500ms, 2s or 1m`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "s"]!;
+  return Number(match[1]) * unit;
+}
+
+function positiveDuration(text: string, flag: string): number {
+  const ms = parseDuration(text, flag);
+  if (ms <= 0) throw new UsageError(`Invalid ${flag} "${text}": must be more than zero`);
+  return ms;
+}
+
+function choice<T extends string>(value: string, allowed: readonly T[], flag: string): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new UsageError(`Invalid ${flag} "${value}": use ${allowed.join(" or ")}`);
+  }
+  return value as T;
+}
+
+function endpointOf(target: string): Endpoint {
+  const name = target.replace(/^https?:\/\/[^/]*/, "").split(/[/?]/)[1];
+  return (["livez", "readyz", "startupz"].includes(name) ? name : "healthz") as Endpoint;
+}
+
+async function setUpLogging(level: LogLevel, format: "text" | "json"): Promise<void> {
+  const encoder = new TextEncoder();
+  const formatter = format === "json"
+    ? getJsonLinesFormatter()
+    : getTextFormatter({ timestamp: "time", value: (v) => typeof v === "string" ? v : Deno.inspect(v) });
+  const stderr = (record: LogRecord) => {
+    Deno.stderr.writeSync(encoder.encode(formatter(record)));
+  };
+  await configure({
+    sinks: { stderr },
+    loggers: [
+      { category: ["healthsock"], lowestLevel: level, sinks: ["stderr"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
+    ],
+  });
+}
+
+/** Fail early, with the flags to add, rather than on the first socket call. */
+async function missingPermissions(path: string, server: boolean): Promise<string | undefined> {
+  const paths = server ? [path, `${path}.tmp`] : [path];
+  for (const p of paths) {
+    for (
+      const descriptor of [
+        { name: "read", path: p },
+        { name: "write", path: p },
+        { name: "net", host: `unix:${p}` },
+      ] as const
+    ) {
+      const { state } = await Deno.permissions.query(descriptor);
+      if (state !== "granted") {
+        return `Cannot use "${path}": Deno lacks permission; run with ${permissionFlags(path, server)}`;
+      }
+    }
+  }
+  return undefined;
+}
+
+function fatal(code: number, message: string): number {
+  console.error(`healthsock: ${message}`);
+  return code;
+}
+
+function exitFor(error: ProbeError): number {
+  return EXIT[error.kind];
+}
+
+/** One line for stderr when a probe's answer or failure exits non-zero. */
+function statusLine(path: string, target: string, result: ProbeResult): string {
+  const why = result.report?.output ? `: ${result.report.output}` : "";
+  return `"${path}" answered ${target} with ${result.status}${why}`;
+}
+
+function renderText(result: ProbeResult, target: string, verbose: boolean): string {
+  const endpoint = endpointOf(target);
+  if (!result.report) return result.body;
+  if (verbose) return renderVerbose(result.report, endpoint);
+  const summary = `${endpoint} check ${result.status === "fail" ? "failed" : "passed"}`;
+  return result.report.output ? `${summary} (${result.report.output})` : summary;
+}
+
+interface ProbeFlags {
+  path: string;
+  target: string;
+  framing: Framing;
+  timeout: number;
+  format: "text" | "json";
+}
+
+function probeFlags(values: Record<string, string | boolean | undefined>): ProbeFlags {
+  const path = values.socket as string;
+  const target = values.path as string;
+  if (!target.startsWith("/") || /\s/.test(target)) {
+    throw new UsageError(`Invalid --path "${target}": expected a path such as /readyz`);
+  }
+  return {
+    path,
+    target,
+    framing: values.http ? "http" : "line",
+    timeout: positiveDuration(values.timeout as string, "--timeout"),
+    format: choice(values.format as string, ["text", "json"] as const, "--format"),
+  };
+}
+
+async function runCheck(values: Record<string, string | boolean | undefined>): Promise<number> {
+  const flags = probeFlags(values);
+  const missing = await missingPermissions(flags.path, false);
+  if (missing) return fatal(EXIT.unreachable, missing);
+  let result: ProbeResult;
+  try {
+    result = await probe(flags.path, { target: flags.target, framing: flags.framing, timeout: flags.timeout });
+  } catch (error) {
+    if (error instanceof ProbeError) return fatal(exitFor(error), error.message);
+    throw error;
+  }
+  if (!values.quiet) {
+    console.log(flags.format === "json" ? result.body : renderText(result, flags.target, Boolean(values.verbose)));
+  }
+  if (result.status === "fail") return fatal(EXIT.fail, statusLine(flags.path, flags.target, result));
+  return EXIT.ok;
+}
+
+type Observation = { status: HealthStatus; result: ProbeResult } | { status: "error"; error: ProbeError };
+
+async function runWatch(values: Record<string, string | boolean | undefined>): Promise<number> {
+  const flags = probeFlags(values);
+  const interval = positiveDuration(values.interval as string, "--interval");
+  const count = values.count === undefined ? Infinity : Number(values.count);
+  if (!Number.isInteger(count) || count <= 0) {
+    throw new UsageError(`Invalid --count "${values.count}": expected a whole number above zero`);
+  }
+  const missing = await missingPermissions(flags.path, false);
+  if (missing) return fatal(EXIT.unreachable, missing);
+
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  let printed = 0;
+  let last: Observation | undefined;
+  let lastKey: string | undefined;
+  const emit = (observation: Observation): boolean => {
+    const key = observation.status === "error" ? `error:${observation.error.kind}` : observation.status;
+    if (values.changes && key === lastKey) return printed < count;
+    lastKey = key;
+    last = observation;
+    printed++;
+    const time = new Date().toISOString();
+    if (flags.format === "json") {
+      console.log(JSON.stringify(
+        observation.status === "error"
+          ? { time, status: "error", kind: observation.error.kind, error: observation.error.message }
+          : { time, status: observation.status, report: observation.result.report ?? observation.result.body },
+      ));
+    } else if (observation.status === "error") {
+      console.log(`${time} ${observation.error.kind} ${observation.error.message}`);
+    } else {
+      console.log(`${time} ${observation.status} ${renderText(observation.result, flags.target, false)}`);
+    }
+    return printed < count;
+  };
+  const observe = async (): Promise<Observation | undefined> => {
+    try {
+      const result = await probe(flags.path, {
+        target: flags.target,
+        framing: flags.framing,
+        timeout: flags.timeout,
+        signal: stop.signal,
+      });
+      return { status: result.status, result };
+    } catch (error) {
+      if (stop.signal.aborted) return undefined;
+      if (error instanceof ProbeError) return { status: "error", error };
+      throw error;
+    }
+  };
+  try {
+    let streaming = Boolean(values.changes) && !flags.target.includes("watch");
+    while (!stop.signal.aborted) {
+      if (streaming) {
+        // Follow the server's pushed changes; fall back to polling when it has none.
+        try {
+          for await (
+            const report of watch(flags.path, { target: flags.target, timeout: flags.timeout, signal: stop.signal })
+          ) {
+            const body = JSON.stringify(report);
+            const result: ProbeResult = { status: report.status, code: 0, body, report, framing: "line" };
+            if (!emit({ status: report.status, result })) return finish(last);
+          }
+        } catch (error) {
+          if (!(error instanceof ProbeError)) throw error;
+          if (error.kind === "protocol") streaming = false;
+          else if (!emit({ status: "error", error })) return finish(last);
+        }
+        if (streaming && !stop.signal.aborted) await delay(interval, stop.signal);
+        continue;
+      }
+      const observation = await observe();
+      if (!observation) break;
+      if (!emit(observation)) return finish(last);
+      await delay(interval, stop.signal);
+    }
+    return EXIT.ok;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+
+  function finish(observation: Observation | undefined): number {
+    if (!observation) return EXIT.ok;
+    if (observation.status === "error") return fatal(exitFor(observation.error), observation.error.message);
+    if (observation.status === "fail") {
+      return fatal(EXIT.fail, statusLine(flags.path, flags.target, observation.result));
+    }
+    return EXIT.ok;
+  }
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+async function runDemo(values: Record<string, string | boolean | undefined>): Promise<number> {
+  const path = values.socket as string;
+  const modeText = values.mode as string;
+  if (!/^0?[0-7]{3}$/.test(modeText)) {
+    throw new UsageError(`Invalid --mode "${modeText}": expected octal such as 0600 or 0660`);
+  }
+  const options = {
+    mode: parseInt(modeText, 8),
+    stallAfter: values["stall-after"] === undefined
+      ? undefined
+      : parseDuration(values["stall-after"] as string, "--stall-after"),
+    unhealthyAfter: positiveDuration(values["unhealthy-after"] as string, "--unhealthy-after"),
+    readyAfter: parseDuration(values["ready-after"] as string, "--ready-after"),
+    pollInterval: parseDuration(values["poll-interval"] as string, "--poll-interval"),
+    drainDelay: parseDuration(values["drain-delay"] as string, "--drain-delay"),
+  };
+  const missing = await missingPermissions(path, true);
+  if (missing) return fatal(EXIT.noPermission, missing);
+  let demo;
+  try {
+    demo = await startDemo(path, options);
+  } catch (error) {
+    if (error instanceof SocketError) {
+      return fatal(error.reason === "not-capable" ? EXIT.noPermission : EXIT.fail, error.message);
+    }
+    throw error;
+  }
+  let signals = 0;
+  const onSignal = () => {
+    if (signals++ === 0) {
+      console.error(`healthsock: draining "${path}" (signal again to stop now)`);
+      demo.drain();
+    } else {
+      demo.close();
+    }
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  try {
+    await demo.finished;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+  return EXIT.ok;
+}
+
+async function main(args: string[] = Deno.args): Promise<number> {
+  const [first, ...rest] = args;
+  if (first === undefined || first === "-h" || first === "--help" || first === "help") {
+    if (first === undefined) {
+      console.error(GLOBAL_USAGE);
+      return EXIT.usage;
+    }
+    console.log(GLOBAL_USAGE);
+    return EXIT.ok;
+  }
+  if (!(first in OPTIONS)) {
+    console.error(`healthsock: unknown command "${first}"\n\n${GLOBAL_USAGE}`);
+    return EXIT.usage;
+  }
+  const command = first as Command;
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    const parsed = parseArgs({ args: rest, options: OPTIONS[command], strict: true, allowPositionals: false });
+    values = parsed.values as Record<string, string | boolean | undefined>;
+  } catch (error) {
+    console.error(`healthsock ${command}: ${(error as Error).message}\n\n${USAGE[command]}`);
+    return EXIT.usage;
+  }
+  if (values.help) {
+    console.log(USAGE[command]);
+    return EXIT.ok;
+  }
+  try {
+    const socket = values.socket as string;
+    if (!socket.startsWith("/")) throw new UsageError(`Invalid --socket "${socket}": the path must be absolute`);
+    const level = values["log-level"] ?? (command === "demo" ? "debug" : "info");
+    if (typeof level !== "string" || !isLogLevel(level)) {
+      throw new UsageError(`Invalid --log-level "${level}": use trace, debug, info, warning, error or fatal`);
+    }
+    const format = choice(values["log-format"] as string, ["text", "json"] as const, "--log-format");
+    await setUpLogging(level, format);
+    if (command === "check") return await runCheck(values);
+    if (command === "watch") return await runWatch(values);
+    return await runDemo(values);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`healthsock ${command}: ${error.message}\n\n${USAGE[command]}`);
+      return EXIT.usage;
+    }
+    throw error;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main());

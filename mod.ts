@@ -1,0 +1,50 @@
+/**
+ * healthsock: publish a program's health on a Unix domain socket instead of an
+ * HTTP port.
+ *
+ * The program registers checks on a {@linkcode Health} and serves them with
+ * {@linkcode serve}; probes ask over the socket, in line mode
+ * (`socat - UNIX-CONNECT:/tmp/app.sock <<< "GET /healthz"`) or HTTP/1.1
+ * (`curl --unix-socket /tmp/app.sock http://localhost/healthz`), or with
+ * {@linkcode probe}. Who may ask is decided by the socket file's owner and mode.
+ *
+ * Run with `--allow-read=P,P.tmp --allow-write=P,P.tmp --allow-net=unix:P,unix:P.tmp`
+ * for a socket path `P` (see {@linkcode permissionFlags}).
+ *
+ * @example Serve health, probe it, drain
+ * ```ts
+ * import { Health, probe, serve } from "@healthsock/healthsock";
+ *
+ * const health = new Health();
+ * health.add("db", async (signal) => {
+ *   // throw, or return "fail", when the database does not answer
+ * }, { timeout: 500 });
+ * await using server = await serve("/tmp/app.sock", health);
+ * health.markReady();
+ *
+ * const result = await probe("/tmp/app.sock", { target: "/readyz" });
+ * console.log(result.status); // "pass"
+ * await server.drain();
+ * ```
+ *
+ * @module
+ */
+export { serve, SocketError } from "./server.ts";
+export type { HealthServer, ServeOptions, SocketErrorReason } from "./server.ts";
+export { eventLoopLag, Health, heapUsage, LIFECYCLE_CHECK } from "./health.ts";
+export type {
+  CheckDefinition,
+  CheckFunction,
+  CheckKind,
+  CheckOptions,
+  CheckOutcome,
+  EventLoopLagOptions,
+  HealthOptions,
+  HeapUsageOptions,
+  Lifecycle,
+  ReportOptions,
+} from "./health.ts";
+export { probe, ProbeError, watch } from "./client.ts";
+export type { ProbeErrorKind, ProbeOptions, ProbeResult, WatchOptions } from "./client.ts";
+export { permissionFlags, renderVerbose } from "./protocol.ts";
+export type { CheckResult, Endpoint, Framing, HealthReport, HealthStatus } from "./protocol.ts";

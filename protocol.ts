@@ -1,0 +1,717 @@
+/**
+ * The healthsock wire protocol, shared by the server and the client.
+ *
+ * Pure: bytes in, values out. Nothing here touches a socket, a timer or the
+ * file system, so every rule of the protocol is testable without I/O.
+ *
+ * @module
+ */
+
+/** The status of a health report or of one check, after draft-inadarei-api-health-check. */
+export type HealthStatus = "pass" | "warn" | "fail";
+
+/** How a request was framed: a bare line (socat, nc) or HTTP/1.x (curl). */
+export type Framing = "line" | "http";
+
+/** The endpoints a request can target. */
+export type Endpoint = "healthz" | "livez" | "readyz" | "startupz";
+
+/** One entry of a report's `checks`: the result of one check. */
+export interface CheckResult {
+  /** The check's status. */
+  status: HealthStatus;
+  /** What the check measured, when it measured something. */
+  observedValue?: unknown;
+  /** The unit of `observedValue`. */
+  observedUnit?: string;
+  /** When the result was obtained (ISO 8601). */
+  time?: string;
+  /** Why the check did not pass; withheld when the server hides details. */
+  output?: string;
+  /** The kind of component checked (e.g. `datastore`, `system`). */
+  componentType?: string;
+}
+
+/** A health report: the body of a `/healthz`-style answer (`application/health+json`). */
+export interface HealthReport {
+  /** The aggregated status. */
+  status: HealthStatus;
+  /** Results keyed `"component:measurement"`, each an array of one result. */
+  checks: Record<string, CheckResult[]>;
+  /** A summary of what failed, for `warn` and `fail`. */
+  output?: string;
+  /** Remarks about the request itself, such as an exclusion that matched nothing. */
+  notes?: string[];
+}
+
+/** A request read off the socket. */
+export interface Request {
+  /** The method, as sent (`GET`, `HEAD`). */
+  method: string;
+  /** The request target, as sent. */
+  target: string;
+  /** Line mode or HTTP. */
+  framing: Framing;
+  /** Whether the connection stays open after the answer (HTTP keep-alive). */
+  keepAlive: boolean;
+  /** The request line as received, without its line ending. */
+  line: string;
+}
+
+/** A request the protocol refuses, with the status that says why. */
+export interface ProtocolError {
+  /** The HTTP status code (also used as `code` in line mode). */
+  code: number;
+  /** A message for the client. */
+  message: string;
+  /** The framing to answer in. */
+  framing: Framing;
+}
+
+/** What {@linkcode parseRequest} made of the bytes received so far. */
+export type ParseResult =
+  | { kind: "incomplete" }
+  | { kind: "empty" }
+  | { kind: "request"; request: Request; size: number }
+  | { kind: "error"; error: ProtocolError };
+
+/** Options for {@linkcode parseRequest}. */
+export interface ParseOptions {
+  /**
+   * No more bytes will be considered: the peer closed its side, or stayed
+   * quiet after an unterminated line. An unterminated line is then complete.
+   * @default {false}
+   */
+  final?: boolean;
+  /**
+   * The largest request line plus headers accepted, in bytes.
+   * @default {8192}
+   */
+  maxHeaderBytes?: number;
+}
+
+/** A parsed request target. */
+export interface Route {
+  /** The endpoint addressed. */
+  endpoint: Endpoint;
+  /** One check, for `/healthz/NAME` and the like. */
+  check?: string;
+  /** `?verbose`: answer the text form. */
+  verbose: boolean;
+  /** `?exclude=NAME`, repeatable: checks to leave out. */
+  exclude: string[];
+  /** `?watch`: keep the connection and send each status change. */
+  watch: boolean;
+  /** `?watch&timeout=SECONDS`: end the stream after this many milliseconds without a change. */
+  watchTimeout?: number;
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+const ENDPOINTS: ReadonlySet<string> = new Set([
+  "healthz",
+  "livez",
+  "readyz",
+  "startupz",
+]);
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const HTTP_VERSION = /^HTTP\/\d\.\d$/;
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const encoder = new TextEncoder();
+
+/** The reason phrases of the statuses the server sends. */
+export const STATUS_TEXT: Readonly<Record<number, string>> = {
+  200: "OK",
+  400: "Bad Request",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  413: "Content Too Large",
+  414: "URI Too Long",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
+  505: "HTTP Version Not Supported",
+};
+
+/** The content type of a JSON health report. */
+export const HEALTH_JSON = "application/health+json";
+
+/**
+ * Parse one request from the start of `bytes`.
+ *
+ * The first line decides the framing: `METHOD TARGET` is line mode,
+ * `METHOD TARGET HTTP/1.x` is HTTP, whose headers must follow. A request line
+ * without its newline is incomplete until `final` is set, then it is taken as
+ * complete (how the seed's client, which sends `GET /healthz` and waits, gets
+ * an answer).
+ *
+ * @param bytes The bytes received and not yet consumed.
+ * @param options Whether more bytes may come, and the size limit.
+ * @returns `incomplete` (read more), `empty` (nothing was sent), a request
+ * with the number of bytes it used, or the error to answer.
+ * @example Parse a line-mode request
+ * ```ts
+ * import { parseRequest } from "./protocol.ts";
+ * const result = parseRequest(new TextEncoder().encode("GET /healthz\n"));
+ * console.log(result.kind); // "request"
+ * ```
+ */
+export function parseRequest(
+  bytes: Uint8Array,
+  options: ParseOptions = {},
+): ParseResult {
+  const { final = false, maxHeaderBytes = 8192 } = options;
+  // Robustness (RFC 9112 §2.2): ignore empty lines before the request line.
+  let start = 0;
+  while (start < bytes.length && (bytes[start] === LF || bytes[start] === CR)) {
+    start++;
+  }
+  let lf = bytes.indexOf(LF, start);
+  if (lf - start > maxHeaderBytes || (lf < 0 && bytes.length - start > maxHeaderBytes)) {
+    return error(414, `Request line longer than ${maxHeaderBytes} bytes`, sniffFraming(bytes));
+  }
+  if (lf < 0) {
+    if (!final) return { kind: "incomplete" };
+    if (start === bytes.length) return { kind: "empty" };
+    lf = bytes.length;
+  }
+  const end = lf > start && bytes[lf - 1] === CR ? lf - 1 : lf;
+  let line: string;
+  try {
+    line = utf8.decode(bytes.subarray(start, end));
+  } catch {
+    return error(400, "Request line is not valid UTF-8", sniffFraming(bytes));
+  }
+  const parts = line.split(" ");
+  if (parts.length === 3 && HTTP_VERSION.test(parts[2])) {
+    return parseHttp(bytes, parts, line, lf + 1, start, options);
+  }
+  if (parts.length !== 2) {
+    return error(400, 'Malformed request line: expected "METHOD TARGET" or "METHOD TARGET HTTP/1.1"', "line");
+  }
+  const [method, target] = parts;
+  const invalid = checkRequestLine(method, target, "line");
+  if (invalid) return { kind: "error", error: invalid };
+  return {
+    kind: "request",
+    request: { method, target, framing: "line", keepAlive: false, line },
+    size: Math.min(lf + 1, bytes.length),
+  };
+}
+
+function parseHttp(
+  bytes: Uint8Array,
+  [method, target, version]: string[],
+  line: string,
+  headStart: number,
+  lineStart: number,
+  options: ParseOptions,
+): ParseResult {
+  const { final = false, maxHeaderBytes = 8192 } = options;
+  if (version !== "HTTP/1.1" && version !== "HTTP/1.0") {
+    return error(505, `HTTP version "${version}" is not supported; use HTTP/1.1`, "http");
+  }
+  const tooLarge = `Request head longer than ${maxHeaderBytes} bytes`;
+  let pos = headStart;
+  let contentLength: string | undefined;
+  let transferEncoding = false;
+  let connection = "";
+  for (;;) {
+    const lf = bytes.indexOf(LF, pos);
+    if (lf < 0) {
+      if (bytes.length - lineStart > maxHeaderBytes) return error(431, tooLarge, "http");
+      if (final) return error(400, "Request ended before its headers did", "http");
+      return { kind: "incomplete" };
+    }
+    if (lf + 1 - lineStart > maxHeaderBytes) return error(431, tooLarge, "http");
+    const end = lf > pos && bytes[lf - 1] === CR ? lf - 1 : lf;
+    const fieldStart = pos;
+    pos = lf + 1;
+    if (end === fieldStart) break; // the empty line that ends the head
+    let field: string;
+    try {
+      field = utf8.decode(bytes.subarray(fieldStart, end));
+    } catch {
+      return error(400, "Header field is not valid UTF-8", "http");
+    }
+    if (field[0] === " " || field[0] === "\t") {
+      return error(400, "Obsolete line folding in headers is not accepted", "http");
+    }
+    const colon = field.indexOf(":");
+    const name = colon > 0 ? field.slice(0, colon) : "";
+    if (!TOKEN.test(name)) {
+      return error(400, `Malformed header field "${truncate(field)}"`, "http");
+    }
+    const value = field.slice(colon + 1).trim();
+    switch (name.toLowerCase()) {
+      case "content-length":
+        if (!/^\d+$/.test(value) || (contentLength !== undefined && contentLength !== value)) {
+          return error(400, `Invalid Content-Length "${truncate(value)}"`, "http");
+        }
+        contentLength = value;
+        break;
+      case "transfer-encoding":
+        transferEncoding = true;
+        break;
+      case "connection":
+        connection += "," + value.toLowerCase();
+        break;
+    }
+  }
+  if (transferEncoding || (contentLength !== undefined && Number(contentLength) > 0)) {
+    return error(413, "Request bodies are refused: a health probe sends none", "http");
+  }
+  const invalid = checkRequestLine(method, target, "http");
+  if (invalid) return { kind: "error", error: invalid };
+  const tokens = connection.split(",").map((t) => t.trim());
+  const keepAlive = version === "HTTP/1.1" ? !tokens.includes("close") : tokens.includes("keep-alive");
+  return {
+    kind: "request",
+    request: { method, target, framing: "http", keepAlive, line },
+    size: pos,
+  };
+}
+
+function checkRequestLine(
+  method: string,
+  target: string,
+  framing: Framing,
+): ProtocolError | undefined {
+  if (!TOKEN.test(method)) {
+    return { code: 400, message: `Malformed method "${truncate(method)}"`, framing };
+  }
+  if (!(target.startsWith("/") || /^https?:\/\//i.test(target))) {
+    return { code: 400, message: `Malformed target "${truncate(target)}": expected a path such as /healthz`, framing };
+  }
+  if (method !== "GET" && method !== "HEAD") {
+    return { code: 405, message: `Method "${truncate(method)}" is not allowed; use GET or HEAD`, framing };
+  }
+  return undefined;
+}
+
+function error(code: number, message: string, framing: Framing): ParseResult {
+  return { kind: "error", error: { code, message, framing } };
+}
+
+function truncate(text: string, max = 64): string {
+  return text.length > max ? text.slice(0, max) + "…" : text;
+}
+
+/**
+ * Guess the framing of a request that could not be parsed, so an error can be
+ * answered in a form the client reads: HTTP when the first line ends with an
+ * HTTP version, line mode otherwise.
+ *
+ * @param bytes The bytes received.
+ * @returns The framing to answer in.
+ * @example
+ * ```ts
+ * import { sniffFraming } from "./protocol.ts";
+ * sniffFraming(new TextEncoder().encode("GET / HTTP/1.1\r\n")); // "http"
+ * ```
+ */
+export function sniffFraming(bytes: Uint8Array): Framing {
+  const lf = bytes.indexOf(LF);
+  const head = bytes.subarray(Math.max(0, (lf < 0 ? bytes.length : lf) - 10), lf < 0 ? bytes.length : lf);
+  return /HTTP\/\d\.\d\r?$/.test(String.fromCharCode(...head)) ? "http" : "line";
+}
+
+/**
+ * Whether `bytes` is an unterminated line-mode request (`GET /healthz` with no
+ * newline yet): the server answers it once the client has been quiet briefly.
+ *
+ * @param bytes The bytes received and not yet consumed.
+ * @returns True when the bytes look like a whole line-mode request line.
+ * @example
+ * ```ts
+ * import { isUnterminatedLine } from "./protocol.ts";
+ * isUnterminatedLine(new TextEncoder().encode("GET /healthz")); // true
+ * ```
+ */
+export function isUnterminatedLine(bytes: Uint8Array): boolean {
+  if (bytes.length === 0 || bytes.length > 2048 || bytes.includes(LF)) return false;
+  return /^[A-Za-z]+ \S+$/.test(String.fromCharCode(...bytes));
+}
+
+/**
+ * Parse a request target into a route.
+ *
+ * Accepts origin form (`/readyz/db?verbose`) and absolute form
+ * (`http://localhost/readyz`); path segments are percent-decoded.
+ *
+ * @param target The request target.
+ * @returns The route, or a 400/404 protocol error (framed as line mode; the
+ * caller sets the framing).
+ * @example
+ * ```ts
+ * import { parseTarget } from "./protocol.ts";
+ * parseTarget("/readyz?exclude=db"); // { endpoint: "readyz", exclude: ["db"], ... }
+ * ```
+ */
+export function parseTarget(target: string): Route | ProtocolError {
+  let rest = target;
+  const absolute = /^https?:\/\/[^/?#]*/i.exec(rest);
+  if (absolute) rest = rest.slice(absolute[0].length) || "/";
+  const hash = rest.indexOf("#");
+  if (hash >= 0) rest = rest.slice(0, hash);
+  const q = rest.indexOf("?");
+  const path = q >= 0 ? rest.slice(0, q) : rest;
+  const query = q >= 0 ? rest.slice(q + 1) : "";
+  let segments: string[];
+  try {
+    segments = path.split("/").filter((s) => s !== "").map(decodeURIComponent);
+  } catch {
+    return { code: 400, message: `Invalid percent-encoding in "${truncate(path)}"`, framing: "line" };
+  }
+  if (segments.length === 0 || segments.length > 2 || !ENDPOINTS.has(segments[0])) {
+    return {
+      code: 404,
+      message: `Unknown target "${truncate(path)}": try /healthz, /livez, /readyz or /startupz`,
+      framing: "line",
+    };
+  }
+  const params = new URLSearchParams(query);
+  const route: Route = {
+    endpoint: segments[0] as Endpoint,
+    check: segments[1],
+    verbose: flag(params, "verbose"),
+    exclude: params.getAll("exclude").filter((name) => name !== ""),
+    watch: flag(params, "watch"),
+  };
+  const timeout = params.get("timeout");
+  if (timeout !== null) {
+    const seconds = Number(timeout);
+    if (!(seconds > 0) || !Number.isFinite(seconds)) {
+      return {
+        code: 400,
+        message: `Invalid timeout "${truncate(timeout)}": expected seconds, such as 30`,
+        framing: "line",
+      };
+    }
+    route.watchTimeout = seconds * 1000;
+  }
+  return route;
+}
+
+function flag(params: URLSearchParams, name: string): boolean {
+  const value = params.get(name);
+  return value !== null && value !== "0" && value !== "false";
+}
+
+/**
+ * The HTTP status for a report's status: `pass` and `warn` → 200, `fail` → 503.
+ *
+ * @param status The report's status.
+ * @returns 200 or 503.
+ * @example
+ * ```ts
+ * import { httpStatus } from "./protocol.ts";
+ * httpStatus("warn"); // 200
+ * ```
+ */
+export function httpStatus(status: HealthStatus): 200 | 503 {
+  return status === "fail" ? 503 : 200;
+}
+
+/**
+ * Render a report as the `?verbose` text: one `[+]name ok` or
+ * `[-]name failed: reason` line per check, then `NAME check passed|failed`.
+ *
+ * A failing check without an `output` shows `reason withheld`: the server
+ * strips outputs when it hides details.
+ *
+ * @param report The report.
+ * @param endpoint The endpoint, named in the last line.
+ * @returns The text, without a final newline.
+ * @example
+ * ```ts
+ * import { renderVerbose } from "./protocol.ts";
+ * renderVerbose({ status: "pass", checks: { "db:responseTime": [{ status: "pass" }] } }, "readyz");
+ * // "[+]db ok\nreadyz check passed"
+ * ```
+ */
+export function renderVerbose(report: HealthReport, endpoint: Endpoint): string {
+  const lines: string[] = [];
+  for (const [key, results] of Object.entries(report.checks)) {
+    const name = componentOf(key);
+    for (const result of results) {
+      if (result.status === "pass") lines.push(`[+]${name} ok`);
+      else if (result.status === "warn") lines.push(`[+]${name} warn: ${result.output ?? "reason withheld"}`);
+      else lines.push(`[-]${name} failed: ${result.output ?? "reason withheld"}`);
+    }
+  }
+  for (const note of report.notes ?? []) lines.push(`warn: ${note}`);
+  lines.push(`${endpoint} check ${report.status === "fail" ? "failed" : "passed"}`);
+  return lines.join("\n");
+}
+
+/**
+ * The component part of a `"component:measurement"` key.
+ *
+ * @param key A key of a report's `checks`.
+ * @returns The check's name.
+ * @example
+ * ```ts
+ * import { componentOf } from "./protocol.ts";
+ * componentOf("db:responseTime"); // "db"
+ * ```
+ */
+export function componentOf(key: string): string {
+  const colon = key.lastIndexOf(":");
+  return colon > 0 ? key.slice(0, colon) : key;
+}
+
+/**
+ * Remove the `output` of failing and warning checks, for servers that do not
+ * tell callers why a check failed (`details: false`).
+ *
+ * @param report The report.
+ * @returns A copy without check outputs.
+ * @example
+ * ```ts
+ * import { withholdDetails } from "./protocol.ts";
+ * withholdDetails({ status: "fail", checks: { "db:x": [{ status: "fail", output: "secret" }] } });
+ * ```
+ */
+export function withholdDetails(report: HealthReport): HealthReport {
+  const checks: Record<string, CheckResult[]> = {};
+  for (const [key, results] of Object.entries(report.checks)) {
+    checks[key] = results.map(({ output: _output, ...rest }) => rest);
+  }
+  const { output: _output, ...rest } = report;
+  return { ...rest, checks };
+}
+
+/** A response ready to be written in either framing. */
+export interface Response {
+  /** The HTTP status code. */
+  code: number;
+  /** The content type of the body. */
+  contentType: string;
+  /** The body; byte-for-byte the same in both framings (line mode adds `\n`). */
+  body: string;
+  /** Extra header lines for HTTP, such as `Allow`. */
+  headers?: Record<string, string>;
+}
+
+/**
+ * The response for a protocol error: a JSON object `{"error", "code"}`, never
+ * with a `status` field, so it cannot be read as a health report.
+ *
+ * @param error The error.
+ * @returns The response.
+ * @example
+ * ```ts
+ * import { errorResponse } from "./protocol.ts";
+ * errorResponse({ code: 404, message: "Unknown target", framing: "line" }).body;
+ * // '{"error":"Unknown target","code":404}'
+ * ```
+ */
+export function errorResponse(error: ProtocolError): Response {
+  return {
+    code: error.code,
+    contentType: "application/json",
+    body: JSON.stringify({ error: error.message, code: error.code }),
+    headers: error.code === 405 ? { Allow: "GET, HEAD" } : undefined,
+  };
+}
+
+/** Options for {@linkcode encodeResponse}. */
+export interface EncodeOptions {
+  /** Answer a HEAD request: headers only. @default {false} */
+  head?: boolean;
+  /** Keep the HTTP connection open after this response. @default {false} */
+  keepAlive?: boolean;
+  /** The `Date` header's value; omitted when not given. @default {undefined} */
+  date?: string;
+}
+
+/**
+ * Encode a response in a framing: line mode writes the body and `\n`; HTTP
+ * writes a status line, `Content-Type`, `Content-Length`,
+ * `Cache-Control: no-store` and `Connection`, then the body.
+ *
+ * @param response The response.
+ * @param framing The framing of the request answered.
+ * @param options HEAD, keep-alive and date.
+ * @returns The bytes to write.
+ * @example
+ * ```ts
+ * import { encodeResponse } from "./protocol.ts";
+ * encodeResponse({ code: 200, contentType: "text/plain", body: "ok" }, "line"); // "ok\n" as bytes
+ * ```
+ */
+export function encodeResponse(
+  response: Response,
+  framing: Framing,
+  options: EncodeOptions = {},
+): Uint8Array {
+  if (framing === "line") return encoder.encode(response.body + "\n");
+  const body = encoder.encode(response.body);
+  let head = `HTTP/1.1 ${response.code} ${STATUS_TEXT[response.code] ?? "Unknown"}\r\n` +
+    `Content-Type: ${response.contentType}\r\n` +
+    `Content-Length: ${body.length}\r\n` +
+    "Cache-Control: no-store\r\n" +
+    `Connection: ${options.keepAlive ? "keep-alive" : "close"}\r\n`;
+  if (options.date) head += `Date: ${options.date}\r\n`;
+  for (const [name, value] of Object.entries(response.headers ?? {})) {
+    head += `${name}: ${value}\r\n`;
+  }
+  head += "\r\n";
+  if (options.head) return encoder.encode(head);
+  const headBytes = encoder.encode(head);
+  const out = new Uint8Array(headBytes.length + body.length);
+  out.set(headBytes);
+  out.set(body, headBytes.length);
+  return out;
+}
+
+/** An answer read by a client, before it is judged. */
+export interface Answer {
+  /** The HTTP status; in line mode 200/503 from the report, or the error's code. */
+  code: number;
+  /** The body. */
+  body: string;
+  /** The report, when the body is one. */
+  report?: HealthReport;
+  /** The status: the report's, or from the last line of `?verbose` text. */
+  status?: HealthStatus;
+  /** The error message, when the server answered an error object. */
+  error?: string;
+}
+
+/**
+ * Read a complete answer, as a client does once the server has closed or the
+ * announced length has arrived.
+ *
+ * @param bytes The bytes received.
+ * @param framing The framing the request was sent in.
+ * @returns The answer, or a string saying why it is not one.
+ * @example
+ * ```ts
+ * import { parseAnswer } from "./protocol.ts";
+ * const answer = parseAnswer(new TextEncoder().encode('{"status":"pass","checks":{}}\n'), "line");
+ * if (typeof answer !== "string") console.log(answer.status); // "pass"
+ * ```
+ */
+export function parseAnswer(bytes: Uint8Array, framing: Framing): Answer | string {
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    return "The answer is not valid UTF-8";
+  }
+  let code: number | undefined;
+  // A server over its connection limit answers HTTP whatever was asked.
+  if (framing === "http" || text.startsWith("HTTP/1.")) {
+    const head = /^HTTP\/1\.[01] (\d{3})[^\r\n]*\r?\n([\s\S]*?)\r?\n\r?\n/.exec(text);
+    if (!head) return `The answer is not an HTTP response: "${truncate(text.trim())}"`;
+    code = Number(head[1]);
+    const length = /^content-length:\s*(\d+)\s*$/im.exec(head[2]);
+    const body = text.slice(head[0].length);
+    text = length ? body.slice(0, Number(length[1])) : body;
+  } else {
+    if (!text.endsWith("\n")) return "The answer ended before its final newline";
+    text = text.slice(0, -1);
+  }
+  return judgeBody(text, code);
+}
+
+function judgeBody(body: string, code: number | undefined): Answer | string {
+  if (body.startsWith("{")) {
+    let value: unknown;
+    try {
+      value = JSON.parse(body);
+    } catch {
+      return `The answer is not valid JSON: "${truncate(body)}"`;
+    }
+    if (isHealthReport(value)) {
+      return { code: code ?? httpStatus(value.status), body, report: value, status: value.status };
+    }
+    const object = value as Record<string, unknown>;
+    if (typeof object?.error === "string" && typeof object.code === "number") {
+      return { code: code ?? object.code, body, error: object.error };
+    }
+    return `The answer is JSON but not a health report: "${truncate(body)}"`;
+  }
+  const last = /(\S+) check (passed|failed)$/.exec(body);
+  if (last && ENDPOINTS.has(last[1])) {
+    const status: HealthStatus = last[2] === "passed" ? "pass" : "fail";
+    return { code: code ?? httpStatus(status), body, status };
+  }
+  return `The answer is not a health report: "${truncate(body)}"`;
+}
+
+/**
+ * Whether a value has the shape of a health report: a `status` of
+ * `pass`/`warn`/`fail` and a `checks` object of arrays.
+ *
+ * @param value Any value, such as parsed JSON.
+ * @returns True for a report.
+ * @example
+ * ```ts
+ * import { isHealthReport } from "./protocol.ts";
+ * isHealthReport({ status: "pass", checks: {} }); // true
+ * ```
+ */
+export function isHealthReport(value: unknown): value is HealthReport {
+  if (typeof value !== "object" || value === null) return false;
+  const { status, checks } = value as Record<string, unknown>;
+  if (!isStatus(status) || typeof checks !== "object" || checks === null) return false;
+  return Object.values(checks).every((results) => Array.isArray(results) && results.every((r) => isStatus(r?.status)));
+}
+
+/**
+ * Whether a value is a health status.
+ *
+ * @param value Any value.
+ * @returns True for `pass`, `warn` and `fail`.
+ * @example
+ * ```ts
+ * import { isStatus } from "./protocol.ts";
+ * isStatus("warn"); // true
+ * ```
+ */
+export function isStatus(value: unknown): value is HealthStatus {
+  return value === "pass" || value === "warn" || value === "fail";
+}
+
+/**
+ * The Deno permission flags a program needs to use a socket path: read, write
+ * and `net=unix:` for the path, and for a server also its temporary sibling
+ * (`PATH.tmp`, where it binds before renaming the socket into place).
+ *
+ * @param path The absolute socket path.
+ * @param server Include the server's temporary sibling.
+ * @returns The flags, space-separated.
+ * @example
+ * ```ts
+ * import { permissionFlags } from "./protocol.ts";
+ * permissionFlags("/tmp/app.sock", false);
+ * // "--allow-read=/tmp/app.sock --allow-write=/tmp/app.sock --allow-net=unix:/tmp/app.sock"
+ * ```
+ */
+export function permissionFlags(path: string, server: boolean): string {
+  const paths = server ? [path, temporaryPath(path)] : [path];
+  return [
+    `--allow-read=${paths.join(",")}`,
+    `--allow-write=${paths.join(",")}`,
+    `--allow-net=${paths.map((p) => `unix:${p}`).join(",")}`,
+  ].join(" ");
+}
+
+/**
+ * The temporary sibling a server binds before renaming the socket onto `path`.
+ *
+ * @param path The socket path.
+ * @returns `path` with `.tmp` appended.
+ * @example
+ * ```ts
+ * import { temporaryPath } from "./protocol.ts";
+ * temporaryPath("/tmp/app.sock"); // "/tmp/app.sock.tmp"
+ * ```
+ */
+export function temporaryPath(path: string): string {
+  return `${path}.tmp`;
+}

@@ -1,0 +1,183 @@
+// Helpers shared by the tests: temporary socket paths, raw exchanges, real
+// clients and the CLI as a subprocess.
+import { permissionFlags } from "../protocol.ts";
+
+export const encoder = new TextEncoder();
+export const decoder = new TextDecoder();
+
+/** The repository root, where main.ts is. */
+export const ROOT = new URL("..", import.meta.url).pathname;
+
+/** A socket path in a fresh temporary directory, removed with the directory on dispose. */
+export interface TempSocket extends AsyncDisposable {
+  dir: string;
+  path: string;
+}
+
+export async function tempSocket(name = "app.sock"): Promise<TempSocket> {
+  const dir = await Deno.makeTempDir({ prefix: "healthsock-" });
+  return {
+    dir,
+    path: `${dir}/${name}`,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Whether a command exists on this machine (tests that need it are ignored otherwise; CI installs them all). */
+export function hasCommand(name: string): boolean {
+  try {
+    new Deno.Command(name, { args: ["-h"], stdout: "null", stderr: "null", stdin: "null" }).outputSync();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Connect, write `request` (bytes or text), read until the server closes; optionally half-close first. */
+export async function exchange(
+  path: string,
+  request: string | Uint8Array,
+  options: { closeWrite?: boolean } = {},
+): Promise<string> {
+  const conn = await Deno.connect({ transport: "unix", path });
+  try {
+    await writeAll(conn, typeof request === "string" ? encoder.encode(request) : request);
+    if (options.closeWrite) await conn.closeWrite();
+    return decoder.decode(await readToEnd(conn));
+  } finally {
+    conn.close();
+  }
+}
+
+export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
+}
+
+/** Read until EOF; a reset after data (the server closed with our bytes unread) ends the read too. */
+export async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buf = new Uint8Array(16384);
+  for (;;) {
+    let n: number | null;
+    try {
+      n = await conn.read(buf);
+    } catch (error) {
+      if (error instanceof Deno.errors.ConnectionReset && chunks.length > 0) break;
+      throw error;
+    }
+    if (n === null) break;
+    chunks.push(buf.slice(0, n));
+  }
+  const out = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
+}
+
+/** The status code and body of an HTTP/1.1 response text. */
+export function parseHttp(text: string): { code: number; headers: Record<string, string>; body: string } {
+  const end = text.indexOf("\r\n\r\n");
+  const head = text.slice(0, end).split("\r\n");
+  const code = Number(head[0].split(" ")[1]);
+  const headers: Record<string, string> = {};
+  for (const line of head.slice(1)) {
+    const colon = line.indexOf(":");
+    headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  return { code, headers, body: text.slice(end + 4) };
+}
+
+export interface Output {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run a command to completion with its output. */
+export async function run(
+  command: string,
+  args: string[],
+  options: { stdin?: string; cwd?: string; env?: Record<string, string> } = {},
+): Promise<Output> {
+  const child = new Deno.Command(command, {
+    args,
+    cwd: options.cwd,
+    env: options.env,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(encoder.encode(options.stdin));
+    await writer.close();
+  }
+  const { code, stdout, stderr } = await child.output();
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}
+
+/** `deno run` arguments for main.ts with exactly the flags users get for `path`. */
+export function cliArgs(path: string, server: boolean, args: string[]): string[] {
+  return ["run", "--no-prompt", ...permissionFlags(path, server).split(" "), `${ROOT}main.ts`, ...args];
+}
+
+/** Run the CLI as users do, with the scoped permissions for `path`. */
+export function cli(path: string, args: string[], options: { server?: boolean } = {}): Promise<Output> {
+  return run("deno", cliArgs(path, options.server ?? false, [...args, "--socket", path]));
+}
+
+/** Spawn the CLI in the background (for demo and watch), stdout and stderr piped. */
+export function spawnCli(path: string, args: string[], options: { server?: boolean } = {}): Deno.ChildProcess {
+  return new Deno.Command("deno", {
+    args: cliArgs(path, options.server ?? false, [...args, "--socket", path]),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/** Resolve once `path` exists (polling lstat; a new socket file has no event to await). */
+export async function waitForPath(path: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await Deno.lstat(path);
+      return;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    if (Date.now() > deadline) throw new Error(`"${path}" did not appear within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Read lines from a stream until one matches, returning it (and everything read so far). */
+export async function readUntil(
+  reader: ReadableStreamDefaultReader<string>,
+  pattern: RegExp,
+): Promise<{ line: string; seen: string[] }> {
+  const seen: string[] = [];
+  let buffered = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`Stream ended before a line matched ${pattern}:\n${seen.join("\n")}`);
+    buffered += value;
+    let lf: number;
+    while ((lf = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, lf);
+      buffered = buffered.slice(lf + 1);
+      seen.push(line);
+      if (pattern.test(line)) return { line, seen };
+    }
+  }
+}
+
+export function exists(path: string): Promise<boolean> {
+  return Deno.lstat(path).then(() => true, () => false);
+}
