@@ -14,6 +14,7 @@ import type { LogLevel, LogRecord } from "@logtape/logtape";
 import { probe, ProbeError, watch } from "./client.ts";
 import type { ProbeResult } from "./client.ts";
 import { startDemo } from "./demo.ts";
+import type { Demo } from "./demo.ts";
 import { permissionFlags, renderVerbose } from "./protocol.ts";
 import type { Endpoint, Framing, HealthStatus } from "./protocol.ts";
 import { SocketError } from "./server.ts";
@@ -286,7 +287,7 @@ async function runWatch(values: Record<string, string | boolean | undefined>): P
   const flags = probeFlags(values);
   const interval = positiveDuration(values.interval as string, "--interval");
   const count = values.count === undefined ? Infinity : Number(values.count);
-  if (!Number.isInteger(count) || count <= 0) {
+  if (count !== Infinity && (!Number.isInteger(count) || count <= 0)) {
     throw new UsageError(`Invalid --count "${values.count}": expected a whole number above zero`);
   }
   const missing = await missingPermissions(flags.path, false);
@@ -407,27 +408,29 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
   };
   const missing = await missingPermissions(path, true);
   if (missing) return fatal(EXIT.noPermission, missing);
-  let demo;
-  try {
-    demo = await startDemo(path, options);
-  } catch (error) {
-    if (error instanceof SocketError) {
-      return fatal(error.reason === "not-capable" ? EXIT.noPermission : EXIT.fail, error.message);
-    }
-    throw error;
-  }
+  // Listen for signals before the socket exists, so a signal that arrives
+  // during start-up still drains and removes it.
   let signals = 0;
+  let demo: Demo | undefined;
   const onSignal = () => {
-    if (signals++ === 0) {
-      console.error(`healthsock: draining "${path}" (signal again to stop now)`);
-      demo.drain();
-    } else {
-      demo.close();
-    }
+    if (signals++ === 0) console.error(`healthsock: draining "${path}" (signal again to stop now)`);
+    if (!demo) return;
+    if (signals === 1) demo.drain();
+    else demo.close();
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   try {
+    try {
+      demo = await startDemo(path, options);
+    } catch (error) {
+      if (error instanceof SocketError) {
+        return fatal(error.reason === "not-capable" ? EXIT.noPermission : EXIT.fail, error.message);
+      }
+      throw error;
+    }
+    if (signals === 1) demo.drain();
+    else if (signals > 1) demo.close();
     await demo.finished;
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);

@@ -168,7 +168,8 @@ export function parseRequest(
     start++;
   }
   let lf = bytes.indexOf(LF, start);
-  if (lf - start > maxHeaderBytes || (lf < 0 && bytes.length - start > maxHeaderBytes)) {
+  // Blank lines skipped above count too: a flood of them is no request either.
+  if (lf > maxHeaderBytes || (lf < 0 && bytes.length > maxHeaderBytes)) {
     return error(414, `Request line longer than ${maxHeaderBytes} bytes`, sniffFraming(bytes));
   }
   if (lf < 0) {
@@ -185,7 +186,7 @@ export function parseRequest(
   }
   const parts = line.split(" ");
   if (parts.length === 3 && HTTP_VERSION.test(parts[2])) {
-    return parseHttp(bytes, parts, line, lf + 1, start, options);
+    return parseHttp(bytes, parts, line, lf + 1, options);
   }
   if (parts.length !== 2) {
     return error(400, 'Malformed request line: expected "METHOD TARGET" or "METHOD TARGET HTTP/1.1"', "line");
@@ -205,7 +206,6 @@ function parseHttp(
   [method, target, version]: string[],
   line: string,
   headStart: number,
-  lineStart: number,
   options: ParseOptions,
 ): ParseResult {
   const { final = false, maxHeaderBytes = 8192 } = options;
@@ -220,11 +220,11 @@ function parseHttp(
   for (;;) {
     const lf = bytes.indexOf(LF, pos);
     if (lf < 0) {
-      if (bytes.length - lineStart > maxHeaderBytes) return error(431, tooLarge, "http");
+      if (bytes.length > maxHeaderBytes) return error(431, tooLarge, "http");
       if (final) return error(400, "Request ended before its headers did", "http");
       return { kind: "incomplete" };
     }
-    if (lf + 1 - lineStart > maxHeaderBytes) return error(431, tooLarge, "http");
+    if (lf + 1 > maxHeaderBytes) return error(431, tooLarge, "http");
     const end = lf > pos && bytes[lf - 1] === CR ? lf - 1 : lf;
     const fieldStart = pos;
     pos = lf + 1;
@@ -609,8 +609,15 @@ export function parseAnswer(bytes: Uint8Array, framing: Framing): Answer | strin
     if (!head) return `The answer is not an HTTP response: "${truncate(text.trim())}"`;
     code = Number(head[1]);
     const length = /^content-length:\s*(\d+)\s*$/im.exec(head[2]);
-    const body = text.slice(head[0].length);
-    text = length ? body.slice(0, Number(length[1])) : body;
+    const body = bytes.subarray(encoder.encode(head[0]).length);
+    if (length && body.length < Number(length[1])) {
+      return `The answer ended after ${body.length} of its ${length[1]} bytes`;
+    }
+    try {
+      text = utf8.decode(length ? body.subarray(0, Number(length[1])) : body);
+    } catch {
+      return "The answer's body is not valid UTF-8";
+    }
   } else {
     if (!text.endsWith("\n")) return "The answer ended before its final newline";
     text = text.slice(0, -1);

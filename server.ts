@@ -363,6 +363,7 @@ class Server implements HealthServer {
   #settled = Promise.withResolvers<void>();
   #date = "";
   #dateAt = 0;
+  #accepting: Promise<void>;
 
   constructor(path: string, health: Health, claimed: Claimed, settings: Settings) {
     this.path = path;
@@ -375,7 +376,7 @@ class Server implements HealthServer {
       path,
       mode: settings.mode.toString(8).padStart(4, "0"),
     });
-    this.#acceptLoop();
+    this.#accepting = this.#acceptLoop();
   }
 
   get connections(): number {
@@ -414,13 +415,17 @@ class Server implements HealthServer {
         else if (!entry.busy) closeQuietly(entry.conn);
       }
       if (graceful && this.#entries.size > 0) {
-        await Promise.race([
-          Promise.allSettled([...this.#tasks]),
-          sleep(shutdownTimeout, this.#hurry.signal),
-        ]);
+        const patience = new AbortController();
+        const hurry = AbortSignal.any([patience.signal, this.#hurry.signal]);
+        await Promise.race([Promise.allSettled([...this.#tasks]), sleep(shutdownTimeout, hurry)]);
+        patience.abort();
       }
       for (const entry of this.#entries) closeQuietly(entry.conn);
       await Promise.allSettled([...this.#tasks]);
+      // Deno unlinks the listener's bound name (the temporary sibling) only
+      // once its pending accept has ended; wait for that, or the unlink could
+      // hit the temporary socket of a server started right after this one.
+      await this.#accepting;
       await this.#release();
     } finally {
       this.#health.stop();
@@ -529,6 +534,11 @@ class Server implements HealthServer {
             continue;
           }
           pending = append(pending, chunk.subarray(0, n));
+          if (quiet) {
+            // Quiet means no byte for lineQuiet ms: restart the count.
+            clearTimeout(quiet.timer);
+            quiet = undefined;
+          }
         }
         deadline.disarm();
         if (parsed.kind === "empty") return;
@@ -659,7 +669,10 @@ class Server implements HealthServer {
       }
       let last: string | undefined;
       let changedAt = performance.now();
-      while (!stop.signal.aborted) {
+      for (;;) {
+        // Evaluate once more after a stop, so a drain's last change (readyz
+        // "shutting down") reaches the watcher before the stream ends.
+        const stopping = stop.signal.aborted;
         const report = await this.#report(route);
         if (report.status !== last) {
           last = report.status;
@@ -670,6 +683,7 @@ class Server implements HealthServer {
         } else if (idle !== undefined && performance.now() - changedAt >= idle) {
           break;
         }
+        if (stopping) break;
         await wake.promise;
         wake = Promise.withResolvers<void>();
       }
