@@ -1,0 +1,271 @@
+// The CLI as users run it: a subprocess with the scoped permissions of the tasks.
+import assert from "node:assert/strict";
+import { Health } from "../health.ts";
+import { permissionFlags } from "../protocol.ts";
+import { serve } from "../server.ts";
+import { cli, readUntil, ROOT, run, spawnCli, tempSocket } from "./_util.ts";
+
+const tasks: Record<string, string> = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks;
+
+/** A task's `deno` arguments with /tmp/app.sock replaced by `path` and main.ts made absolute. */
+function taskArgs(task: string, path: string): string[] {
+  const words = tasks[task].split(" ");
+  assert.equal(words[0], "deno");
+  return words.slice(1).map((word) => word.replaceAll("/tmp/app.sock", path).replace(/^main\.ts$/, `${ROOT}main.ts`));
+}
+
+function healthy(): Health {
+  return new Health({ ready: true }).add("db", () => "pass");
+}
+
+/** A socket that accepts and then does `answer` with each connection. */
+function fakeServer(path: string, answer: (conn: Deno.UnixConn) => Promise<void>): AsyncDisposable {
+  const listener = Deno.listen({ transport: "unix", path });
+  const conns: Deno.UnixConn[] = [];
+  const loop = (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      answer(conn).catch(() => {});
+    }
+  })();
+  return {
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch { /* closed */ }
+      }
+      await loop.catch(() => {});
+    },
+  };
+}
+
+Deno.test("the check, watch and demo tasks grant exactly the socket path (and the demo its .tmp sibling)", () => {
+  const client = permissionFlags("/tmp/app.sock", false);
+  const server = permissionFlags("/tmp/app.sock", true);
+  assert.equal(tasks.check, `deno run --no-prompt ${client} main.ts check`);
+  assert.equal(tasks.watch, `deno run --no-prompt ${client} main.ts watch`);
+  assert.equal(tasks.demo, `deno run --no-prompt ${server} main.ts demo`);
+  for (const task of Object.values(tasks)) {
+    assert.doesNotMatch(task, /(^| )(-A|--allow-all)( |$)/);
+  }
+});
+
+Deno.test("check with the task's flags exits 0 and prints the summary for a passing server", async () => {
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, healthy());
+  const out = await run("deno", [...taskArgs("check", sock.path), "--socket", sock.path]);
+  assert.equal(out.code, 0, out.stderr);
+  assert.equal(out.stdout, "healthz check passed\n");
+  assert.equal(out.stderr, "");
+});
+
+Deno.test("check prints per-check lines with --verbose and the body with --format json", async () => {
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, healthy().add("cache", () => "warn", { critical: false }));
+  const verbose = await cli(sock.path, ["check", "--path", "/readyz", "--verbose"]);
+  assert.equal(verbose.code, 0, verbose.stderr);
+  assert.equal(verbose.stdout, "[+]db ok\n[+]cache warn: check warned\n[+]lifecycle ok\nreadyz check passed\n");
+  const json = await cli(sock.path, ["check", "--format", "json", "--http"]);
+  assert.equal(json.code, 0);
+  assert.equal(JSON.parse(json.stdout).status, "warn");
+  const quiet = await cli(sock.path, ["check", "--quiet"]);
+  assert.equal(quiet.code, 0);
+  assert.equal(quiet.stdout, "");
+});
+
+Deno.test("check exits 1 on fail with one stderr line naming the socket", async () => {
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, new Health()); // starting: /readyz fails
+  const out = await cli(sock.path, ["check", "--path", "/readyz"]);
+  assert.equal(out.code, 1);
+  assert.equal(out.stdout, "readyz check failed (failed: lifecycle)\n");
+  const lines = out.stderr.trim().split("\n");
+  assert.equal(lines.length, 1);
+  assert.ok(lines[0].includes(sock.path), lines[0]);
+  assert.match(lines[0], /with fail/);
+  // /livez passes while starting.
+  assert.equal((await cli(sock.path, ["check", "--path", "/livez"])).code, 0);
+});
+
+Deno.test("check exits 3 when no socket is there, or it refuses", async () => {
+  await using sock = await tempSocket();
+  const none = await cli(sock.path, ["check"]);
+  assert.equal(none.code, 3);
+  assert.match(none.stderr, /no socket there/);
+  assert.ok(none.stderr.includes(sock.path));
+  const stale = Deno.listen({ transport: "unix", path: `${sock.path}.x` });
+  await Deno.rename(`${sock.path}.x`, sock.path);
+  stale.close();
+  const refused = await cli(sock.path, ["check"]);
+  assert.equal(refused.code, 3);
+  assert.match(refused.stderr, /connection refused/);
+  assert.equal(refused.stderr.trim().split("\n").length, 1);
+});
+
+Deno.test("check exits 4 when the server does not answer in time", async () => {
+  await using sock = await tempSocket();
+  await using _fake = fakeServer(sock.path, () => new Promise(() => {}));
+  const out = await cli(sock.path, ["check", "--timeout", "300ms"]);
+  assert.equal(out.code, 4);
+  assert.match(out.stderr, /in time/);
+  assert.ok(out.stderr.includes(sock.path));
+});
+
+Deno.test("check exits 5 for an answer that is not a health report, and for an unknown endpoint", async () => {
+  await using sock = await tempSocket();
+  {
+    await using _fake = fakeServer(sock.path, async (conn) => {
+      await conn.read(new Uint8Array(256));
+      await conn.write(new TextEncoder().encode("220 smtp.example ESMTP\n"));
+      conn.close();
+    });
+    const out = await cli(sock.path, ["check"]);
+    assert.equal(out.code, 5);
+    assert.match(out.stderr, /not a health report/);
+  }
+  await Deno.remove(sock.path).catch(() => {});
+  await using _server = await serve(sock.path, healthy());
+  const missing = await cli(sock.path, ["check", "--path", "/metrics"]);
+  assert.equal(missing.code, 5);
+  assert.match(missing.stderr, /404/);
+});
+
+Deno.test("bad flags print usage and exit 64", async () => {
+  await using sock = await tempSocket();
+  for (
+    const args of [
+      ["check", "--bogus"],
+      ["check", "--timeout", "soon"],
+      ["check", "--format", "xml"],
+      ["check", "--path", "healthz"],
+      ["watch", "--count", "0"],
+      ["demo", "--mode", "999"],
+      ["frobnicate"],
+    ]
+  ) {
+    const out = await run("deno", [
+      "run",
+      "--no-prompt",
+      ...permissionFlags(sock.path, true).split(" "),
+      `${ROOT}main.ts`,
+      ...args,
+    ]);
+    assert.equal(out.code, 64, args.join(" "));
+    assert.match(out.stderr, /Usage: healthsock/, args.join(" "));
+  }
+  const relative = await run("deno", ["run", "--no-prompt", `${ROOT}main.ts`, "check", "--socket", "app.sock"]);
+  assert.equal(relative.code, 64);
+  assert.match(relative.stderr, /must be absolute/);
+});
+
+Deno.test("--help prints the command's usage and exits 0", async () => {
+  for (const command of ["check", "watch", "demo"]) {
+    const out = await run("deno", ["run", "--no-prompt", `${ROOT}main.ts`, command, "--help"]);
+    assert.equal(out.code, 0);
+    assert.match(out.stdout, new RegExp(`^Usage: healthsock ${command}`));
+  }
+});
+
+Deno.test("a missing permission prints the exact flags to add, with the path filled in", async () => {
+  await using sock = await tempSocket();
+  const check = await run("deno", ["run", "--no-prompt", `${ROOT}main.ts`, "check", "--socket", sock.path]);
+  assert.equal(check.code, 3);
+  assert.ok(check.stderr.includes(permissionFlags(sock.path, false)), check.stderr);
+  // The task's flags are for /tmp/app.sock only: another socket needs its own.
+  const other = await run("deno", [...taskArgs("check", "/tmp/app.sock"), "--socket", sock.path]);
+  assert.equal(other.code, 3);
+  assert.ok(other.stderr.includes(`--allow-net=unix:${sock.path}`), other.stderr);
+  const demo = await run("deno", [
+    "run",
+    "--no-prompt",
+    `--allow-read=${sock.path}`,
+    `${ROOT}main.ts`,
+    "demo",
+    "--socket",
+    sock.path,
+  ]);
+  assert.equal(demo.code, 77);
+  assert.ok(demo.stderr.includes(permissionFlags(sock.path, true)), demo.stderr);
+});
+
+Deno.test("watch --count prints one line per answer and exits as check would", async () => {
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, healthy());
+  const out = await cli(sock.path, ["watch", "--interval", "50ms", "--count", "3"]);
+  assert.equal(out.code, 0, out.stderr);
+  const lines = out.stdout.trim().split("\n");
+  assert.equal(lines.length, 3);
+  for (const line of lines) assert.match(line, /^\d{4}-\d\d-\d\dT\S+Z pass healthz check passed$/);
+  const json = await cli(sock.path, [
+    "watch",
+    "--interval",
+    "50ms",
+    "--count",
+    "1",
+    "--format",
+    "json",
+    "--path",
+    "/readyz",
+  ]);
+  const record = JSON.parse(json.stdout);
+  assert.equal(record.status, "pass");
+  assert.equal(record.report.status, "pass");
+});
+
+Deno.test("watch keeps going while the server is unreachable, and its last answer sets the exit code", async () => {
+  await using sock = await tempSocket();
+  const out = await cli(sock.path, ["watch", "--interval", "50ms", "--count", "2"]);
+  assert.equal(out.code, 3);
+  assert.equal(out.stdout.trim().split("\n").length, 2);
+  assert.match(out.stdout, /unreachable Cannot connect/);
+});
+
+Deno.test("watch --changes prints only status changes, following the server's stream", async () => {
+  await using sock = await tempSocket();
+  const health = new Health().add("db", () => "pass"); // starting: /readyz fails
+  await using _server = await serve(sock.path, health, { watchInterval: 50 });
+  const child = spawnCli(sock.path, ["watch", "--changes", "--path", "/readyz", "--count", "2"]);
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    const first = await readUntil(reader, /fail/);
+    assert.match(first.line, /fail readyz check failed \(failed: lifecycle\)/);
+    health.markReady();
+    const second = await readUntil(reader, /pass/);
+    assert.match(second.line, /pass readyz check passed/);
+  } finally {
+    reader.releaseLock();
+    await child.stdout.cancel().catch(() => {});
+    const status = await child.status;
+    await child.stderr.cancel().catch(() => {});
+    assert.equal(status.code, 0);
+  }
+});
+
+Deno.test("watch stops on SIGINT with exit 0", async () => {
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, healthy());
+  const child = spawnCli(sock.path, ["watch", "--interval", "50ms"]);
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  await readUntil(reader, /pass/);
+  child.kill("SIGINT");
+  reader.releaseLock();
+  await child.stdout.cancel().catch(() => {});
+  await child.stderr.cancel().catch(() => {});
+  assert.equal((await child.status).code, 0);
+});
+
+Deno.test("--log-format json writes one JSON object a line on stderr", async () => {
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, healthy());
+  const out = await cli(sock.path, ["check", "--log-level", "debug", "--log-format", "json"]);
+  assert.equal(out.code, 0);
+  const lines = out.stderr.trim().split("\n");
+  assert.ok(lines.length >= 1);
+  for (const line of lines) {
+    const record = JSON.parse(line);
+    assert.equal(typeof record.message, "string");
+    assert.ok(String(record.logger).startsWith("healthsock"));
+  }
+});
