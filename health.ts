@@ -238,16 +238,19 @@ function describe(value: unknown): string {
   }
 }
 
+// Timers clamp longer delays to 1 ms, so a larger value would fire at once.
+const MAX_DELAY = 2 ** 31 - 1;
+
 function positive(value: number, name: string): number {
-  if (!(value > 0) || !Number.isFinite(value)) {
-    throw new RangeError(`Cannot use ${name} ${value}: expected a positive number of milliseconds`);
+  if (!(value > 0 && value <= MAX_DELAY)) {
+    throw new RangeError(`Cannot use ${name} ${value}: expected milliseconds above 0 and at most ${MAX_DELAY}`);
   }
   return value;
 }
 
 function nonNegative(value: number, name: string): number {
-  if (!(value >= 0) || !Number.isFinite(value)) {
-    throw new RangeError(`Cannot use ${name} ${value}: expected zero or more milliseconds`);
+  if (!(value >= 0 && value <= MAX_DELAY)) {
+    throw new RangeError(`Cannot use ${name} ${value}: expected milliseconds from 0 to ${MAX_DELAY}`);
   }
   return value;
 }
@@ -568,6 +571,7 @@ export function eventLoopLag(options: EventLoopLagOptions = {}): CheckDefinition
   const { threshold = 100, sample = 10 } = options;
   positive(threshold, "threshold");
   positive(sample, "sample");
+  positive(threshold * 2 + sample, "threshold * 2 + sample");
   return {
     kinds: ["live"],
     measurement: "lag",

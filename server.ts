@@ -176,8 +176,9 @@ function resolveOptions(options: ServeOptions): Settings {
     throw new RangeError(`Cannot use mode ${settings.mode}: expected a permission mode such as 0o600`);
   }
   for (const [name, value] of Object.entries(settings)) {
-    if (typeof value === "number" && !(value >= 0 && Number.isFinite(value))) {
-      throw new RangeError(`Cannot use ${name} ${value}: expected zero or a positive number`);
+    // Timers clamp delays over 2^31-1 ms to 1 ms; no limit here needs more.
+    if (typeof value === "number" && !(value >= 0 && value <= 2 ** 31 - 1)) {
+      throw new RangeError(`Cannot use ${name} ${value}: expected a number from 0 to ${2 ** 31 - 1}`);
     }
   }
   return settings;
