@@ -27,7 +27,7 @@ export interface CheckOutcome {
   observedUnit?: string;
   /** Why the check did not pass. */
   output?: string;
-  /** When `observedValue` was recorded; defaults to when the check finished. */
+  /** When `observedValue` was recorded (a Date or ISO string); defaults to when the check finished. */
   time?: Date | string;
 }
 
@@ -152,7 +152,11 @@ class Check {
     this.#stop = stop;
     const loop = async () => {
       this.#timer = undefined;
-      await this.#run(stop.signal);
+      try {
+        await this.#run(stop.signal);
+      } catch (error) {
+        logger.error("Check {name} could not run: {error}", { name: this.name, error: String(error) });
+      }
       if (!stop.signal.aborted) this.#timer = setTimeout(loop, this.interval);
     };
     loop();
@@ -169,18 +173,21 @@ class Check {
     const started = performance.now();
     const timeout = AbortSignal.timeout(this.#timeout);
     const signal = stopSignal ? AbortSignal.any([timeout, stopSignal]) : timeout;
+    let onAbort = () => {};
     const outcome = await new Promise<CheckOutcome>((resolve) => {
-      const onAbort = () =>
+      onAbort = () =>
         resolve({
           status: "fail",
           output: timeout.aborted ? `timed out after ${this.#timeout} ms` : "cancelled: the health server stopped",
         });
       signal.addEventListener("abort", onAbort, { once: true });
+      // Whatever the check does (throw, reject, return a value whose getters
+      // throw) ends in an outcome; the abort listener stays until then.
       new Promise<unknown>((run) => run(this.#fn(signal)))
-        .then(normalize, (error) => ({ status: "fail" as const, output: messageOf(error) }))
-        .then(resolve)
-        .finally(() => signal.removeEventListener("abort", onAbort));
+        .then(normalize)
+        .then(resolve, (error) => resolve({ status: "fail", output: messageOf(error) }));
     });
+    signal.removeEventListener("abort", onAbort);
     const finished = performance.now();
     const result: CheckResult = { status: outcome.status };
     if (this.#componentType) result.componentType = this.#componentType;
@@ -191,7 +198,7 @@ class Check {
       result.observedValue = Math.round((finished - started) * 10) / 10;
       result.observedUnit = "ms";
     }
-    result.time = outcome.time instanceof Date ? outcome.time.toISOString() : outcome.time ?? new Date().toISOString();
+    result.time = typeof outcome.time === "string" ? outcome.time : new Date().toISOString();
     if (outcome.status !== "pass") result.output = outcome.output ?? `check ${outcome.status}ed`;
     const previous = this.#last?.result.status;
     this.#last = { result, at: finished };
@@ -208,24 +215,36 @@ class Check {
   }
 }
 
+/** Turn what a check returned into an outcome; throws only from getters of the value (caught by the caller). */
 function normalize(value: unknown): CheckOutcome {
   if (value === undefined) return { status: "pass" };
   if (isStatus(value)) return { status: value };
   if (typeof value === "object" && value !== null && isStatus((value as CheckOutcome).status)) {
     const { status, observedValue, observedUnit, output, time } = value as CheckOutcome;
     const outcome: CheckOutcome = { status };
-    if (observedValue !== undefined) outcome.observedValue = observedValue;
+    if (observedValue !== undefined) {
+      // The report is JSON: a value JSON cannot encode (BigInt, a cycle) would make it unanswerable.
+      try {
+        JSON.stringify(observedValue);
+      } catch (error) {
+        return { status: "fail", output: `check returned an observedValue JSON cannot encode: ${messageOf(error)}` };
+      }
+      outcome.observedValue = observedValue;
+    }
     if (typeof observedUnit === "string") outcome.observedUnit = observedUnit;
     if (output !== undefined) outcome.output = String(output);
-    if (time instanceof Date || typeof time === "string") outcome.time = time;
+    const ms = time instanceof Date ? time.getTime() : typeof time === "string" ? Date.parse(time) : NaN;
+    if (Number.isFinite(ms)) outcome.time = new Date(ms).toISOString(); // otherwise: when the check finished
     return outcome;
   }
   return { status: "fail", output: `check returned an invalid result: ${describe(value)}` };
 }
 
 function messageOf(error: unknown): string {
-  if (error instanceof Error) return error.message || error.name;
-  if (typeof error === "string") return error;
+  try {
+    if (error instanceof Error) return String(error.message || error.name);
+    if (typeof error === "string") return error;
+  } catch { /* a message getter that throws */ }
   return `threw ${describe(error)}`;
 }
 
@@ -622,7 +641,11 @@ export interface HeapUsageOptions {
  */
 export function heapUsage(options: HeapUsageOptions): CheckDefinition {
   const { limit, warn } = options;
-  positive(limit, "limit");
+  for (const [name, bytes] of [["limit", limit], ["warn", warn ?? 1]] as const) {
+    if (!(bytes > 0) || !Number.isFinite(bytes)) {
+      throw new RangeError(`Cannot use ${name} ${bytes}: expected a positive number of bytes`);
+    }
+  }
   return {
     kinds: ["live"],
     measurement: "heapUsed",

@@ -501,13 +501,15 @@ class Server implements HealthServer {
     const chunk = new Uint8Array(4096);
     let pending: Uint8Array = EMPTY;
     let served = 0;
+    let http = false;
     let quiet: { promise: Promise<typeof QUIET>; timer: ReturnType<typeof setTimeout> } | undefined;
     try {
       for (;;) {
         // Read one request: the first within requestTimeout of connecting,
         // later ones within idleTimeout of the previous answer, and each
         // within requestTimeout of its first byte.
-        let started = served === 0 || pending.length > 0;
+        // Blank lines between requests are tolerated (RFC 9112 §2.2) and start nothing.
+        let started = served === 0 || hasContent(pending);
         deadline.arm(started ? settings.requestTimeout : settings.idleTimeout);
         let final = false;
         let parsed: ParseResult;
@@ -515,7 +517,7 @@ class Server implements HealthServer {
           parsed = parseRequest(pending, { final, maxHeaderBytes: settings.maxHeaderBytes });
           if (parsed.kind !== "incomplete") break;
           if (final) break;
-          if (!started && pending.length > 0) {
+          if (!started && hasContent(pending)) {
             started = true;
             deadline.arm(settings.requestTimeout);
           }
@@ -527,7 +529,8 @@ class Server implements HealthServer {
           const n = await Promise.race(waits);
           if (n === TIMEOUT) {
             if (!started) return; // an idle keep-alive connection: close quietly
-            await this.#write(conn, deadline, timeoutResponse(pending), sniffFraming(pending), false, false);
+            const framing = http ? "http" : sniffFraming(pending);
+            await this.#write(conn, deadline, timeoutResponse(pending, framing), framing, false, false);
             return;
           }
           if (n === QUIET || n === null) {
@@ -545,12 +548,23 @@ class Server implements HealthServer {
         if (parsed.kind === "empty") return;
         if (parsed.kind === "incomplete") return;
         if (parsed.kind === "error") {
-          const { error } = parsed;
+          const error = http ? { ...parsed.error, framing: "http" as const } : parsed.error;
           logger.debug("Server refused a request: {code} {message}", { code: error.code, message: error.message });
           await this.#write(conn, deadline, errorResponse(error), error.framing, false, false);
           return;
         }
         const { request, size } = parsed;
+        if (http && request.framing !== "http") {
+          // Once a connection speaks HTTP it is answered in HTTP: a bare line here is malformed.
+          const error = {
+            code: 400,
+            message: "Expected an HTTP request line on this connection",
+            framing: "http",
+          } as const;
+          await this.#write(conn, deadline, errorResponse(error), "http", false, false);
+          return;
+        }
+        http = request.framing === "http";
         pending = pending.subarray(size);
         served++;
         logger.debug("Server got: {request}", { request: request.line });
@@ -560,7 +574,14 @@ class Server implements HealthServer {
           return;
         }
         entry.busy = true;
-        const response = await this.#answer(request, route);
+        const response = await this.#answer(request, route).catch((error) => {
+          logger.error("Cannot answer {request}: {error}", { request: request.line, error: String(error) });
+          return errorResponse({
+            code: 500,
+            message: "The server could not build its answer",
+            framing: request.framing,
+          });
+        });
         const keepAlive = request.keepAlive && !final && !this.#closing &&
           served < settings.maxRequestsPerConnection && response.code !== 400;
         const bytes = await this.#write(
@@ -720,12 +741,16 @@ class Server implements HealthServer {
   }
 }
 
-function timeoutResponse(pending: Uint8Array): Response {
+function timeoutResponse(pending: Uint8Array, framing: Framing): Response {
   return errorResponse({
     code: 408,
     message: `Request not complete in time (${pending.length} bytes received)`,
-    framing: sniffFraming(pending),
+    framing,
   });
+}
+
+function hasContent(bytes: Uint8Array): boolean {
+  return bytes.some((byte) => byte !== 0x0a && byte !== 0x0d);
 }
 
 function quietTimer(ms: number): { promise: Promise<typeof QUIET>; timer: ReturnType<typeof setTimeout> } {
