@@ -1,0 +1,714 @@
+// The rules of the health model (issue 3): against Health directly and, where
+// a rule is about serving, through a real server on a temporary socket.
+import assert from "node:assert/strict";
+import { eventLoopLag, Health, heapUsage } from "../health.ts";
+import type { CheckFunction } from "../health.ts";
+import type { CheckResult, HealthReport } from "../protocol.ts";
+import { serve } from "../server.ts";
+import { probe } from "../client.ts";
+import { exchange, exists, parseHttp, tempSocket } from "./_util.ts";
+
+/** Let real time pass, for rules that are about time (timeouts, cacheTtl). */
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The one result of a check in a report, by check name. */
+function resultOf(report: HealthReport, name: string): CheckResult | undefined {
+  const key = Object.keys(report.checks).find((k) => k.slice(0, k.lastIndexOf(":")) === name);
+  return key === undefined ? undefined : report.checks[key][0];
+}
+
+function names(report: HealthReport): string[] {
+  return Object.keys(report.checks).map((k) => k.slice(0, k.lastIndexOf(":")));
+}
+
+/** Parse a line-mode JSON answer (one line, then the server closes). */
+function lineJson(text: string): Record<string, unknown> {
+  assert.ok(text.endsWith("\n"), `answer without its newline: ${JSON.stringify(text)}`);
+  return JSON.parse(text);
+}
+
+async function ask(path: string, target: string): Promise<HealthReport> {
+  return lineJson(await exchange(path, `GET ${target}\n`)) as unknown as HealthReport;
+}
+
+/** A single on-demand check's result, fresh from a new registry. */
+async function outcomeOf(check: CheckFunction, timeout = 1000): Promise<CheckResult> {
+  const health = new Health({ ready: true }).add("c", check, { timeout, cacheTtl: 0 });
+  const report = await health.report("readyz");
+  const result = resultOf(report, "c");
+  assert.ok(result, JSON.stringify(report));
+  return result;
+}
+
+// ------------------------------------------------------------------- add()
+
+Deno.test("add rejects invalid check names with TypeError", () => {
+  const health = new Health();
+  for (const name of ["", "has space", "a:b", "a/b", "a?b", "naïve", "lifecycle", "x\n"]) {
+    assert.throws(() => health.add(name, () => {}), TypeError, JSON.stringify(name));
+  }
+  assert.deepEqual(health.names, []);
+  health.add("db-1.primary_x", () => {});
+  assert.deepEqual(health.names, ["db-1.primary_x"]);
+});
+
+Deno.test("add rejects a duplicate name with TypeError and keeps the first check", async () => {
+  const health = new Health({ ready: true }).add("db", () => "pass");
+  assert.throws(() => health.add("db", () => "fail"), TypeError);
+  assert.deepEqual(health.names, ["db"]);
+  assert.equal(resultOf(await health.report("readyz"), "db")?.status, "pass");
+});
+
+Deno.test("add rejects unknown kinds with TypeError", () => {
+  const health = new Health();
+  for (const kinds of [["readiness"], ["live", "Ready"], ["healthz"]]) {
+    // deno-lint-ignore no-explicit-any
+    assert.throws(() => health.add("x", () => {}, { kinds: kinds as any }), TypeError, kinds.join());
+  }
+  assert.deepEqual(health.names, []);
+});
+
+Deno.test("add rejects out-of-range timeouts, intervals and cache times with RangeError", () => {
+  const health = new Health();
+  for (const timeout of [0, -1, NaN, Infinity, 2 ** 31]) {
+    assert.throws(() => health.add("x", () => {}, { timeout }), RangeError, `timeout ${timeout}`);
+  }
+  for (const interval of [0, -5, NaN, Infinity, 2 ** 31]) {
+    assert.throws(() => health.add("x", () => {}, { interval }), RangeError, `interval ${interval}`);
+  }
+  for (const cacheTtl of [-1, NaN, Infinity]) {
+    assert.throws(() => health.add("x", () => {}, { cacheTtl }), RangeError, `cacheTtl ${cacheTtl}`);
+  }
+  assert.throws(() => new Health({ cacheTtl: -1 }), RangeError);
+  assert.deepEqual(health.names, []);
+});
+
+Deno.test("add rejects a check that is not a function with TypeError", () => {
+  // deno-lint-ignore no-explicit-any
+  assert.throws(() => new Health().add("x", "pass" as any), TypeError);
+  // deno-lint-ignore no-explicit-any
+  assert.throws(() => new Health().add("x", { timeout: 10 } as any), TypeError);
+});
+
+Deno.test("add chains, remove unregisters, has answers per endpoint", () => {
+  const health = new Health()
+    .add("db", () => {})
+    .add("worker", () => {}, { kinds: ["live"] })
+    .add("migrations", () => {}, { kinds: ["startup"] });
+  assert.deepEqual(health.names, ["db", "worker", "migrations"]);
+  assert.equal(health.has("db"), true);
+  assert.equal(health.has("db", "readyz"), true);
+  assert.equal(health.has("db", "livez"), false);
+  assert.equal(health.has("worker", "livez"), true);
+  assert.equal(health.has("worker", "readyz"), false);
+  assert.equal(health.has("migrations", "startupz"), true);
+  assert.equal(health.has("lifecycle", "livez"), true);
+  assert.equal(health.has("nope"), false);
+  assert.equal(health.remove("db"), true);
+  assert.equal(health.remove("db"), false);
+  assert.equal(health.has("db"), false);
+  assert.deepEqual(health.names, ["worker", "migrations"]);
+});
+
+// ---------------------------------------------------------------- outcomes
+
+Deno.test("a check returning nothing passes, with its response time and a timestamp", async () => {
+  for (const check of [() => {}, async () => {}, () => undefined]) {
+    const result = await outcomeOf(check);
+    assert.equal(result.status, "pass");
+    assert.equal(result.output, undefined);
+    assert.equal(result.observedUnit, "ms");
+    assert.equal(typeof result.observedValue, "number");
+    assert.ok(!Number.isNaN(Date.parse(result.time ?? "")), result.time);
+  }
+});
+
+Deno.test("a check returning a status or an outcome is reported as such", async () => {
+  assert.equal((await outcomeOf(() => "pass")).status, "pass");
+  const failed = await outcomeOf(() => "fail");
+  assert.equal(failed.status, "fail");
+  assert.equal(typeof failed.output, "string");
+  const warned = await outcomeOf(() => Promise.resolve({ status: "warn" as const, output: "cold cache" }));
+  assert.deepEqual([warned.status, warned.output], ["warn", "cold cache"]);
+  const measured = await outcomeOf(() => ({ status: "pass" as const, observedValue: 42, observedUnit: "ticks" }));
+  assert.deepEqual([measured.observedValue, measured.observedUnit], [42, "ticks"]);
+});
+
+Deno.test("a check's report key is name:measurement and carries its componentType", async () => {
+  const health = new Health({ ready: true })
+    .add("ticker", () => ({ status: "pass", observedValue: 3, observedUnit: "ticks" }), {
+      measurement: "ticks",
+      componentType: "component",
+    })
+    .add("db", () => {});
+  const report = await health.report("readyz");
+  assert.deepEqual(Object.keys(report.checks), ["ticker:ticks", "db:responseTime", "lifecycle:state"]);
+  assert.equal(report.checks["ticker:ticks"][0].componentType, "component");
+  assert.equal(report.checks["ticker:ticks"][0].observedValue, 3);
+});
+
+Deno.test("a throwing check fails with the message as output: Error, string, object, undefined", async () => {
+  const error = await outcomeOf(() => {
+    throw new Error("connection refused");
+  });
+  assert.deepEqual([error.status, error.output], ["fail", "connection refused"]);
+  const rejected = await outcomeOf(() => Promise.reject(new TypeError("bad config")));
+  assert.deepEqual([rejected.status, rejected.output], ["fail", "bad config"]);
+  const text = await outcomeOf(() => {
+    throw "disk full";
+  });
+  assert.deepEqual([text.status, text.output], ["fail", "disk full"]);
+  const object = await outcomeOf(() => {
+    throw { code: "ECONNRESET", detail: "peer reset" };
+  });
+  assert.equal(object.status, "fail");
+  assert.match(object.output ?? "", /ECONNRESET/);
+  const nothing = await outcomeOf(() => {
+    throw undefined;
+  });
+  assert.equal(nothing.status, "fail");
+  assert.equal(typeof nothing.output, "string");
+  assert.ok(nothing.output!.length > 0);
+  const nul = await outcomeOf(() => Promise.reject(null));
+  assert.equal(nul.status, "fail");
+  assert.equal(typeof nul.output, "string");
+});
+
+Deno.test("a check returning garbage fails and says what it returned", async () => {
+  for (const value of [42, "ok", "PASS", null, true, [], { status: "up" }, { ok: true }]) {
+    const result = await outcomeOf(() => value as never);
+    assert.equal(result.status, "fail", JSON.stringify(value));
+    assert.equal(typeof result.output, "string", JSON.stringify(value));
+  }
+});
+
+Deno.test("a check returning an invalid time still gets a result with a valid timestamp", async () => {
+  const result = await outcomeOf(() => ({ status: "pass", time: new Date(NaN) }));
+  assert.ok(!Number.isNaN(Date.parse(result.time ?? "")), result.time);
+});
+
+Deno.test("a background check returning an invalid time keeps running and reporting", async () => {
+  let runs = 0;
+  const health = new Health({ ready: true }).add("bg", () => {
+    runs++;
+    return { status: "warn", output: "odd clock", time: new Date(NaN) };
+  }, { interval: 10 });
+  const changed = Promise.withResolvers<void>();
+  health.addEventListener("change", () => changed.resolve(), { once: true });
+  // Catch a rejection escaping the check loop here, so it fails this test and not the whole module.
+  const escaped: unknown[] = [];
+  const onUnhandled = (event: PromiseRejectionEvent) => {
+    escaped.push(event.reason);
+    event.preventDefault();
+    changed.reject(event.reason);
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
+  health.start();
+  try {
+    // Guard: a loop that died would never report, and the test would hang.
+    await Promise.race([
+      changed.promise,
+      new Promise((_, reject) => {
+        const guard = AbortSignal.timeout(2000);
+        guard.addEventListener("abort", () => reject(new Error("no result within 2 s")));
+      }),
+    ]);
+    const result = resultOf(await health.report("readyz"), "bg");
+    assert.equal(result?.status, "warn");
+    assert.ok(!Number.isNaN(Date.parse(result?.time ?? "")), result?.time);
+  } finally {
+    health.stop();
+    globalThis.removeEventListener("unhandledrejection", onUnhandled);
+  }
+  assert.deepEqual(escaped.map(String), []);
+  assert.ok(runs >= 1);
+});
+
+Deno.test("a check whose observedValue cannot be serialised still gets an answer from the server", async () => {
+  const circular: Record<string, unknown> = {};
+  circular.self = circular;
+  const health = new Health({ ready: true })
+    .add("big", () => ({ status: "pass", observedValue: 10n }))
+    .add("loop", () => ({ status: "pass", observedValue: circular }));
+  const report = await health.report("readyz");
+  assert.doesNotThrow(() => JSON.stringify(report));
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, health);
+  const served = await ask(sock.path, "/readyz");
+  assert.deepEqual(names(served), ["big", "loop", "lifecycle"]);
+});
+
+Deno.test("a hanging check times out as fail and its signal is aborted", async () => {
+  let seen: AbortSignal | undefined;
+  const result = await outcomeOf((signal) => {
+    seen = signal;
+    return new Promise(() => {});
+  }, 30);
+  assert.equal(result.status, "fail");
+  assert.match(result.output ?? "", /^timed out after 30 ms/);
+  assert.ok(seen, "the check ran");
+  assert.equal(seen.aborted, true);
+  assert.equal((seen.reason as DOMException).name, "TimeoutError");
+});
+
+Deno.test("a hanging check does not delay the other checks of a report", async () => {
+  let hangSignal: AbortSignal | undefined;
+  let fastSettledBeforeTimeout: boolean | undefined;
+  const health = new Health({ ready: true })
+    .add("hang", (signal) => {
+      hangSignal = signal;
+      return new Promise(() => {});
+    }, { timeout: 40 })
+    .add("fast", async () => {
+      await Promise.resolve();
+      // Run concurrently: the fast check finishes while the hanging one is still running.
+      fastSettledBeforeTimeout = hangSignal !== undefined && !hangSignal.aborted;
+    });
+  const report = await health.report("readyz");
+  assert.equal(fastSettledBeforeTimeout, true);
+  assert.equal(resultOf(report, "fast")?.status, "pass");
+  assert.equal(resultOf(report, "hang")?.status, "fail");
+  assert.match(resultOf(report, "hang")?.output ?? "", /timed out after 40 ms/);
+  assert.equal(report.status, "fail");
+});
+
+Deno.test("a critical failing check fails the total, naming it in output", async () => {
+  const health = new Health({ ready: true }).add("db", () => "fail").add("cache", () => {});
+  const report = await health.report("readyz");
+  assert.equal(report.status, "fail");
+  assert.match(report.output ?? "", /db/);
+});
+
+Deno.test("a non-critical failing check makes the total warn, served as 200", async () => {
+  const health = new Health({ ready: true })
+    .add("cache", () => {
+      throw new Error("cold");
+    }, { critical: false })
+    .add("db", () => {});
+  const report = await health.report("readyz");
+  assert.equal(report.status, "warn");
+  assert.equal(resultOf(report, "cache")?.status, "fail");
+  assert.match(report.output ?? "", /cache/);
+
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, health);
+  const served = await ask(sock.path, "/readyz");
+  assert.equal(served.status, "warn");
+  const viaHttp = parseHttp(
+    await exchange(sock.path, "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+  );
+  assert.equal(viaHttp.code, 200);
+  assert.equal(JSON.parse(viaHttp.body).status, "warn");
+  // Asked about alone, the check's own status is the answer.
+  assert.equal((await ask(sock.path, "/readyz/cache")).status, "fail");
+});
+
+Deno.test("checks answer the ready probe by default, not live or startup", async () => {
+  const health = new Health({ ready: true }).add("db", () => {});
+  assert.deepEqual(names(await health.report("readyz")), ["db", "lifecycle"]);
+  assert.deepEqual(names(await health.report("healthz")), ["db", "lifecycle"]);
+  assert.deepEqual(names(await health.report("livez")), ["lifecycle"]);
+  assert.deepEqual(names(await health.report("startupz")), ["lifecycle"]);
+});
+
+Deno.test("kinds place a check on the probes named", async () => {
+  const health = new Health({ ready: true })
+    .add("worker", () => {}, { kinds: ["live"] })
+    .add("migrations", () => {}, { kinds: ["startup"] })
+    .add("both", () => {}, { kinds: ["live", "ready"] });
+  assert.deepEqual(names(await health.report("livez")), ["worker", "both", "lifecycle"]);
+  assert.deepEqual(names(await health.report("readyz")), ["both", "lifecycle"]);
+  assert.deepEqual(names(await health.report("startupz")), ["migrations", "lifecycle"]);
+  assert.deepEqual(names(await health.report("healthz")), ["worker", "migrations", "both", "lifecycle"]);
+});
+
+// ----------------------------------------------------------------- caching
+
+Deno.test("concurrent reports share one run of an on-demand check", async () => {
+  let runs = 0;
+  const release = Promise.withResolvers<void>();
+  const health = new Health({ ready: true }).add("db", async () => {
+    runs++;
+    await release.promise;
+  }, { cacheTtl: 0 });
+  const reports = Array.from({ length: 100 }, () => health.report("readyz"));
+  release.resolve();
+  const done = await Promise.all(reports);
+  assert.equal(runs, 1);
+  assert.ok(done.every((r) => r.status === "pass"));
+  // With cacheTtl 0, a later request runs the check again.
+  await health.report("readyz");
+  assert.equal(runs, 2);
+});
+
+Deno.test("100 concurrent requests to the server cause one run of an on-demand check", async () => {
+  let runs = 0;
+  const called = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  const health = new Health({ ready: true }).add("db", async () => {
+    runs++;
+    called.resolve();
+    await release.promise;
+  }, { cacheTtl: 60_000 });
+  await using sock = await tempSocket();
+  // Above the 100 connections held open at once, so none is refused.
+  await using _server = await serve(sock.path, health, { maxConnections: 128 });
+  const answers = Array.from({ length: 100 }, () => probe(sock.path, { target: "/readyz" }));
+  await called.promise;
+  release.resolve();
+  const results = await Promise.all(answers);
+  assert.equal(runs, 1);
+  assert.equal(results.length, 100);
+  assert.ok(results.every((r) => r.status === "pass"), JSON.stringify(results.find((r) => r.status !== "pass")));
+});
+
+Deno.test("cacheTtl reuses a result, then runs the check again once it has passed", async () => {
+  let runs = 0;
+  const health = new Health({ ready: true }).add("db", () => {
+    runs++;
+    return { status: "pass", observedValue: runs, observedUnit: "runs" };
+  }, { cacheTtl: 80 });
+  const first = await health.report("readyz");
+  const second = await health.report("readyz");
+  assert.equal(runs, 1);
+  assert.deepEqual(resultOf(second, "db"), resultOf(first, "db"));
+  await delay(100);
+  const third = await health.report("readyz");
+  assert.equal(runs, 2);
+  assert.equal(resultOf(third, "db")?.observedValue, 2);
+});
+
+Deno.test("the Health's cacheTtl is the default for its checks", async () => {
+  let runs = 0;
+  const health = new Health({ ready: true, cacheTtl: 0 }).add("db", () => {
+    runs++;
+  });
+  await health.report("readyz");
+  await health.report("readyz");
+  assert.equal(runs, 2);
+});
+
+// -------------------------------------------------------------- background
+
+Deno.test("a background check's last result is served while it runs again", async () => {
+  let runs = 0;
+  const secondRun = Promise.withResolvers<AbortSignal>();
+  const release = Promise.withResolvers<void>();
+  const health = new Health({ ready: true }).add("queue", (signal) => {
+    runs++;
+    if (runs === 1) return { status: "pass", observedValue: 1, observedUnit: "run" };
+    secondRun.resolve(signal);
+    return release.promise.then(() => ({ status: "fail" as const, output: "second run" }));
+  }, { interval: 10, measurement: "run", timeout: 60_000 });
+  await using sock = await tempSocket();
+  const server = await serve(sock.path, health);
+  let signal: AbortSignal;
+  try {
+    signal = await secondRun.promise;
+    const report = await ask(sock.path, "/readyz");
+    assert.equal(runs, 2);
+    assert.equal(report.status, "pass");
+    assert.equal(resultOf(report, "queue")?.status, "pass");
+    assert.equal(resultOf(report, "queue")?.observedValue, 1);
+    assert.equal(signal.aborted, false);
+  } finally {
+    await server.close();
+    release.resolve();
+  }
+  // Stopping the server aborts the run in progress.
+  assert.equal(signal.aborted, true);
+});
+
+Deno.test("a background check fails readyz and startupz before its first result, and is absent from livez", async () => {
+  let seen: AbortSignal | undefined;
+  const called = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  const health = new Health({ ready: true }).add("warmup", async (signal) => {
+    seen = signal;
+    called.resolve();
+    await release.promise;
+  }, { interval: 1000, kinds: ["live", "ready", "startup"], timeout: 60_000 });
+  health.start();
+  try {
+    await called.promise;
+    for (const endpoint of ["readyz", "startupz"] as const) {
+      const report = await health.report(endpoint);
+      assert.equal(report.status, "fail", endpoint);
+      const result = resultOf(report, "warmup");
+      assert.equal(result?.status, "fail", endpoint);
+      assert.equal(typeof result?.output, "string");
+    }
+    const live = await health.report("livez");
+    assert.equal(live.status, "pass");
+    assert.deepEqual(names(live), ["lifecycle"]);
+  } finally {
+    health.stop();
+    release.resolve();
+  }
+  assert.equal(seen?.aborted, true);
+});
+
+Deno.test("a background check's status change dispatches a change event", async () => {
+  const changed = Promise.withResolvers<void>();
+  const health = new Health({ ready: true }).add("bg", () => "fail", { interval: 1000 });
+  health.addEventListener("change", () => changed.resolve(), { once: true });
+  health.start();
+  try {
+    await changed.promise;
+    assert.equal(resultOf(await health.report("readyz"), "bg")?.status, "fail");
+  } finally {
+    health.stop();
+  }
+});
+
+Deno.test("a background check added while serving starts, and stops when removed", async () => {
+  const health = new Health({ ready: true });
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, health);
+  const changed = Promise.withResolvers<void>();
+  health.addEventListener("change", () => changed.resolve(), { once: true });
+  health.add("late", () => ({ status: "warn", output: "degraded" }), { interval: 1000 });
+  await changed.promise;
+  const report = await ask(sock.path, "/readyz");
+  assert.equal(resultOf(report, "late")?.status, "warn");
+  assert.equal(report.status, "warn");
+  assert.equal(health.remove("late"), true);
+  assert.deepEqual(names(await ask(sock.path, "/readyz")), ["lifecycle"]);
+});
+
+// --------------------------------------------------------------- lifecycle
+
+Deno.test("a new Health is starting: readyz and startupz fail, livez passes", async () => {
+  const health = new Health();
+  assert.equal(health.state, "starting");
+  const ready = await health.report("readyz");
+  assert.equal(ready.status, "fail");
+  assert.equal(resultOf(ready, "lifecycle")?.output, "starting");
+  assert.equal((await health.report("startupz")).status, "fail");
+  assert.equal((await health.report("livez")).status, "pass");
+  assert.equal(new Health({ ready: true }).state, "ready");
+  assert.equal((await new Health({ ready: true }).report("readyz")).status, "pass");
+});
+
+Deno.test("markReady opens readyz and startupz on the server", async () => {
+  const health = new Health().add("db", () => {});
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, health);
+  assert.equal((await ask(sock.path, "/readyz")).status, "fail");
+  assert.equal((await ask(sock.path, "/startupz")).status, "fail");
+  assert.equal((await ask(sock.path, "/livez")).status, "pass");
+  const changed = Promise.withResolvers<void>();
+  health.addEventListener("change", () => changed.resolve(), { once: true });
+  health.markReady();
+  await changed.promise;
+  assert.equal(health.state, "ready");
+  assert.equal((await ask(sock.path, "/readyz")).status, "pass");
+  assert.equal((await ask(sock.path, "/startupz")).status, "pass");
+  assert.equal((await ask(sock.path, "/livez")).status, "pass");
+});
+
+Deno.test("drain fails readyz with shutting down while livez passes, then removes the socket", async () => {
+  const health = new Health({ ready: true })
+    .add("db", () => {})
+    .add("worker", () => {}, { kinds: ["live"] });
+  await using sock = await tempSocket();
+  await using server = await serve(sock.path, health, { drainDelay: 600 });
+  assert.equal((await ask(sock.path, "/readyz")).status, "pass");
+  const drained = server.drain();
+  assert.equal(health.state, "draining");
+  // During drainDelay the server still answers.
+  const ready = await ask(sock.path, "/readyz");
+  assert.equal(ready.status, "fail");
+  assert.equal(resultOf(ready, "lifecycle")?.output, "shutting down");
+  const verbose = await exchange(sock.path, "GET /readyz?verbose\n");
+  assert.ok(verbose.split("\n").includes("[-]lifecycle failed: shutting down"), verbose);
+  const live = await ask(sock.path, "/livez");
+  assert.equal(live.status, "pass");
+  assert.equal(resultOf(live, "worker")?.status, "pass");
+  assert.equal(await exists(sock.path), true);
+  await drained;
+  await server.finished;
+  assert.equal(await exists(sock.path), false);
+  assert.equal(health.state, "stopped");
+});
+
+Deno.test("the lifecycle only moves forward: markReady does not reopen a draining Health", async () => {
+  const health = new Health();
+  const events: string[] = [];
+  health.addEventListener("change", () => events.push(health.state));
+  health.markReady();
+  health.markReady();
+  health.markDraining();
+  health.markReady();
+  assert.equal(health.state, "draining");
+  assert.equal((await health.report("readyz")).status, "fail");
+  health.markStopped();
+  health.markDraining();
+  assert.equal(health.state, "stopped");
+  assert.deepEqual(events, ["ready", "draining", "stopped"]);
+});
+
+Deno.test("markStopped fails every probe", async () => {
+  const health = new Health({ ready: true }).add("worker", () => {}, { kinds: ["live"] });
+  health.markStopped();
+  for (const endpoint of ["healthz", "livez", "readyz", "startupz"] as const) {
+    const report = await health.report(endpoint);
+    assert.equal(report.status, "fail", endpoint);
+    assert.equal(resultOf(report, "lifecycle")?.output, "stopped");
+  }
+});
+
+// ------------------------------------------------------------ served routes
+
+Deno.test("/readyz/NAME answers one check, and unknown or wrong-kind checks answer 404", async () => {
+  const health = new Health({ ready: true })
+    .add("db", () => {})
+    .add("readyonlycheck", () => "fail")
+    .add("worker", () => {}, { kinds: ["live"] });
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, health);
+  const db = await ask(sock.path, "/readyz/db");
+  assert.equal(db.status, "pass");
+  assert.deepEqual(Object.keys(db.checks), ["db:responseTime"]);
+  assert.deepEqual(names(await ask(sock.path, "/healthz/worker")), ["worker"]);
+  for (const target of ["/healthz/unknown", "/livez/readyonlycheck", "/readyz/worker"]) {
+    const body = lineJson(await exchange(sock.path, `GET ${target}\n`));
+    assert.equal(body.code, 404, target);
+    assert.equal(typeof body.error, "string", target);
+    assert.equal("status" in body, false, target);
+  }
+  const viaHttp = parseHttp(
+    await exchange(sock.path, "GET /livez/readyonlycheck HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+  );
+  assert.equal(viaHttp.code, 404);
+});
+
+Deno.test("report rejects a check that is not on the endpoint with RangeError", async () => {
+  const health = new Health({ ready: true }).add("db", () => {}).add("worker", () => {}, { kinds: ["live"] });
+  await assert.rejects(health.report("livez", { check: "db" }), RangeError);
+  await assert.rejects(health.report("healthz", { check: "nope" }), RangeError);
+  assert.deepEqual(names(await health.report("livez", { check: "worker" })), ["worker"]);
+  assert.deepEqual(names(await health.report("readyz", { check: "lifecycle" })), ["lifecycle"]);
+});
+
+Deno.test("?exclude leaves checks out of the report and its status", async () => {
+  const health = new Health({ ready: true })
+    .add("db", () => "fail")
+    .add("cache", () => "fail")
+    .add("queue", () => {});
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, health);
+  assert.equal((await ask(sock.path, "/readyz")).status, "fail");
+  const report = await ask(sock.path, "/readyz?exclude=db&exclude=cache");
+  assert.equal(report.status, "pass");
+  assert.deepEqual(names(report), ["queue", "lifecycle"]);
+  assert.equal(report.notes, undefined);
+  assert.deepEqual(names(await health.report("readyz", { exclude: ["queue"] })), ["db", "cache", "lifecycle"]);
+});
+
+Deno.test("an exclude naming no check is reported in notes and as a warn: line of ?verbose", async () => {
+  const health = new Health({ ready: true }).add("db", () => {});
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, health);
+  const report = await ask(sock.path, "/readyz?exclude=nope");
+  assert.equal(report.status, "pass");
+  assert.equal(report.notes?.length, 1);
+  assert.match(report.notes![0], /"nope"/);
+  const lines = (await exchange(sock.path, "GET /readyz?verbose&exclude=nope\n")).split("\n");
+  assert.deepEqual(lines.slice(0, 2), ["[+]db ok", "[+]lifecycle ok"]);
+  assert.match(lines[2], /^warn: .*"nope"/);
+  assert.deepEqual(lines.slice(3), ["readyz check passed", ""]);
+});
+
+Deno.test("details: false withholds check outputs in JSON and text", async () => {
+  const health = new Health({ ready: true }).add("db", () => {
+    throw new Error("password rejected for admin");
+  });
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, health, { details: false });
+  const json = await exchange(sock.path, "GET /readyz\n");
+  assert.doesNotMatch(json, /password/);
+  const report = lineJson(json) as unknown as HealthReport;
+  assert.equal(report.status, "fail");
+  assert.equal(resultOf(report, "db")?.status, "fail");
+  assert.equal(resultOf(report, "db")?.output, undefined);
+  const text = await exchange(sock.path, "GET /readyz?verbose\n");
+  assert.equal(text.split("\n")[0], "[-]db failed: reason withheld");
+  assert.doesNotMatch(text, /password/);
+});
+
+Deno.test("?verbose answers the text format line by line in both framings", async () => {
+  const health = new Health({ ready: true })
+    .add("db", () => {
+      throw new Error("connection refused");
+    })
+    .add("cache", () => {})
+    .add("worker", () => {}, { kinds: ["live"] });
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, health);
+  const text = await exchange(sock.path, "GET /readyz?verbose\n");
+  assert.deepEqual(text.split("\n"), [
+    "[-]db failed: connection refused",
+    "[+]cache ok",
+    "[+]lifecycle ok",
+    "readyz check failed",
+    "",
+  ]);
+  const live = await exchange(sock.path, "GET /livez?verbose\n");
+  assert.deepEqual(live.split("\n"), ["[+]worker ok", "[+]lifecycle ok", "livez check passed", ""]);
+  const viaHttp = parseHttp(
+    await exchange(sock.path, "GET /readyz?verbose HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+  );
+  assert.equal(viaHttp.code, 503);
+  assert.match(viaHttp.headers["content-type"], /^text\/plain/);
+  assert.equal(viaHttp.body + "\n", text);
+});
+
+// ------------------------------------------------------------------ built-ins
+
+Deno.test("eventLoopLag passes when the loop is idle", async () => {
+  const health = new Health({ ready: true }).add("eventloop", eventLoopLag({ threshold: 250 }));
+  const report = await health.report("livez");
+  const result = report.checks["eventloop:lag"]?.[0];
+  assert.equal(result?.status, "pass", JSON.stringify(report));
+  assert.equal(result?.observedUnit, "ms");
+  assert.equal(typeof result?.observedValue, "number");
+  assert.equal(report.status, "pass");
+});
+
+Deno.test("eventLoopLag fails when the loop is blocked longer than its threshold", async () => {
+  const health = new Health({ ready: true }).add("eventloop", eventLoopLag({ threshold: 50, sample: 5 }));
+  const pending = health.report("livez");
+  const until = performance.now() + 200;
+  while (performance.now() < until) {
+    // Block the event loop while the check's timer is pending.
+  }
+  const report = await pending;
+  const result = report.checks["eventloop:lag"]?.[0];
+  assert.equal(result?.status, "fail", JSON.stringify(report));
+  assert.ok((result?.observedValue as number) > 50, String(result?.observedValue));
+  assert.match(result?.output ?? "", /50 ms/);
+  assert.equal(report.status, "fail");
+});
+
+Deno.test("heapUsage fails above a tiny limit and passes under a huge one", async () => {
+  const tiny = await new Health({ ready: true }).add("heap", heapUsage({ limit: 1 })).report("livez");
+  const failed = tiny.checks["heap:heapUsed"]?.[0];
+  assert.equal(failed?.status, "fail", JSON.stringify(tiny));
+  assert.equal(failed?.observedUnit, "bytes");
+  assert.ok((failed?.observedValue as number) > 1);
+  assert.equal(typeof failed?.output, "string");
+  const huge = await new Health({ ready: true }).add("heap", heapUsage({ limit: 2 ** 50 })).report("livez");
+  assert.equal(huge.checks["heap:heapUsed"]?.[0].status, "pass", JSON.stringify(huge));
+  assert.equal(huge.status, "pass");
+  const warned = await new Health({ ready: true }).add("heap", heapUsage({ limit: 2 ** 50, warn: 1 }))
+    .report("livez");
+  assert.equal(warned.checks["heap:heapUsed"]?.[0].status, "warn");
+  assert.equal(warned.status, "warn");
+  assert.throws(() => heapUsage({ limit: 0 }), RangeError);
+  assert.throws(() => heapUsage({ limit: -1 }), RangeError);
+  assert.throws(() => eventLoopLag({ threshold: 0 }), RangeError);
+  assert.throws(() => eventLoopLag({ sample: -1 }), RangeError);
+});
