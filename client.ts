@@ -2,13 +2,14 @@
  * The health client: connect to a health socket, send one request, read one
  * answer, within a timeout; or follow a `?watch` stream.
  *
+ * It does not log (the CLI reports what it gets): a probe loads no npm code,
+ * which keeps `healthsock check` starting fast.
+ *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import { isHealthReport, parseAnswer, permissionFlags } from "./protocol.ts";
 import type { Framing, HealthReport, HealthStatus } from "./protocol.ts";
 
-const logger = getLogger(["healthsock", "client"]);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -102,7 +103,6 @@ export async function probe(path: string, options: ProbeOptions = {}): Promise<P
         `"${path}" answered ${answer.code}: ${answer.error ?? "not a health report"}`,
       );
     }
-    logger.debug("Probe of {path} {target}: {status}", { path, target, status: answer.status });
     return { status: answer.status, code: answer.code, body: answer.body, report: answer.report, framing };
   } finally {
     try {

@@ -301,6 +301,8 @@ export class Health extends EventTarget {
   #state: Lifecycle;
   #cacheTtl: number;
   #running = 0;
+  #isoAt = 0;
+  #iso = "";
 
   /**
    * Create an empty registry.
@@ -502,7 +504,11 @@ export class Health extends EventTarget {
       (only === undefined ? !excluded.has(check.name) : check.name === only) &&
       (kind === undefined || check.kinds.has(kind))
     );
-    const results = await Promise.all(selected.map((check) => check.current()));
+    // Cached and background results are plain values: await only runs in progress.
+    const current = selected.map((check) => check.current());
+    const results: (CheckResult | undefined)[] = current.some((r) => r instanceof Promise)
+      ? await Promise.all(current)
+      : current as (CheckResult | undefined)[];
     const checks: Record<string, CheckResult[]> = {};
     const failed: string[] = [];
     const warned: string[] = [];
@@ -514,7 +520,7 @@ export class Health extends EventTarget {
       let result = results[i];
       if (result === undefined) {
         if (endpoint === "livez") return;
-        result = { status: "fail", output: "no result yet", time: new Date().toISOString() };
+        result = { status: "fail", output: "no result yet", time: this.#now() };
       }
       checks[check.key] = [result];
       // Asked about alone, a check's own status is the answer.
@@ -542,7 +548,7 @@ export class Health extends EventTarget {
 
   #gate(endpoint: Endpoint): CheckResult {
     const state = this.#state;
-    const result: CheckResult = { status: "pass", observedValue: state, time: new Date().toISOString() };
+    const result: CheckResult = { status: "pass", observedValue: state, time: this.#now() };
     let output: string | undefined;
     if (state === "stopped") output = "stopped";
     else if (endpoint === "readyz" && state !== "ready") {
@@ -553,6 +559,16 @@ export class Health extends EventTarget {
       result.output = output;
     }
     return result;
+  }
+
+  /** The time as ISO 8601, formatted once per millisecond: the gate reports it on every request. */
+  #now(): string {
+    const now = Date.now();
+    if (now !== this.#isoAt) {
+      this.#isoAt = now;
+      this.#iso = new Date(now).toISOString();
+    }
+    return this.#iso;
   }
 
   #setState(state: Lifecycle): void {

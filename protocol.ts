@@ -371,6 +371,9 @@ export function parseTarget(target: string): Route | ProtocolError {
       framing: "line",
     };
   }
+  if (query === "") {
+    return { endpoint: segments[0] as Endpoint, check: segments[1], verbose: false, exclude: [], watch: false };
+  }
   const params = new URLSearchParams(query);
   const route: Route = {
     endpoint: segments[0] as Endpoint,
