@@ -95,6 +95,13 @@ const KINDS: Record<Endpoint, CheckKind | undefined> = {
 /** The name of the pseudo-check that reports the lifecycle state. */
 export const LIFECYCLE_CHECK = "lifecycle";
 
+/** The checks an endpoint selects, and its last report with the results it was built from. */
+interface Plan {
+  selected: Check[];
+  results?: (CheckResult | undefined)[];
+  report?: HealthReport;
+}
+
 interface Settled {
   result: CheckResult;
   at: number;
@@ -215,6 +222,12 @@ class Check {
   }
 }
 
+function sameResults(a: readonly (CheckResult | undefined)[], b: readonly (CheckResult | undefined)[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Turn what a check returned into an outcome; throws only from getters of the value (caught by the caller). */
 function normalize(value: unknown): CheckOutcome {
   if (value === undefined) return { status: "pass" };
@@ -301,8 +314,9 @@ export class Health extends EventTarget {
   #state: Lifecycle;
   #cacheTtl: number;
   #running = 0;
-  #isoAt = 0;
-  #iso = "";
+  #stateSince = new Date().toISOString();
+  #gates = new Map<Endpoint, CheckResult>();
+  #plans = new Map<string, Plan>();
 
   /**
    * Create an empty registry.
@@ -354,6 +368,7 @@ export class Health extends EventTarget {
     }
     const entry = new Check(name, definition, this.#cacheTtl, () => this.#changed());
     this.#checks.set(name, entry);
+    this.#plans.clear();
     if (this.#running > 0) entry.start();
     return this;
   }
@@ -371,6 +386,7 @@ export class Health extends EventTarget {
    */
   remove(name: string): boolean {
     this.#checks.get(name)?.stop();
+    this.#plans.clear();
     return this.#checks.delete(name);
   }
 
@@ -483,7 +499,8 @@ export class Health extends EventTarget {
    *
    * @param endpoint Which checks: `healthz` (all), `livez`, `readyz` or `startupz`.
    * @param options One check, or checks to exclude.
-   * @returns The report.
+   * @returns The report; treat it as read-only, as an unchanged report is
+   * returned again to later callers.
    * @throws {RangeError} When `check` names no check of that endpoint.
    * @example
    * ```ts
@@ -494,21 +511,68 @@ export class Health extends EventTarget {
    * ```
    */
   async report(endpoint: Endpoint, options: ReportOptions = {}): Promise<HealthReport> {
+    return await this.evaluate(endpoint, options);
+  }
+
+  /**
+   * {@linkcode Health.prototype.report}, but synchronous when every result is
+   * at hand (cached, or kept by a background check), as it is for most probes;
+   * a promise only while a check runs. Servers use it to answer without
+   * waiting a turn of the event loop.
+   *
+   * @param endpoint Which checks: `healthz` (all), `livez`, `readyz` or `startupz`.
+   * @param options One check, or checks to exclude.
+   * @returns The report, or a promise of it; treat it as read-only.
+   * @throws {RangeError} When `check` names no check of that endpoint.
+   * @example
+   * ```ts
+   * import { Health } from "./health.ts";
+   * const health = new Health({ ready: true }).add("db", () => "pass", { interval: 1000 });
+   * const report = health.evaluate("readyz");
+   * console.log(report instanceof Promise ? "running" : report.status);
+   * ```
+   */
+  evaluate(endpoint: Endpoint, options: ReportOptions = {}): HealthReport | Promise<HealthReport> {
     const { check: only, exclude = [] } = options;
     if (only !== undefined && !this.has(only, endpoint)) {
       throw new RangeError(`No check named "${only}" on /${endpoint}`);
     }
-    const kind = KINDS[endpoint];
+    // Exclusions are the client's to vary: only plans without them are kept (a bounded set).
+    const key = exclude.length === 0 ? `${endpoint}/${only ?? ""}` : undefined;
+    let plan = key === undefined ? undefined : this.#plans.get(key);
+    if (!plan) {
+      const kind = KINDS[endpoint];
+      const excluded = new Set(exclude);
+      const selected = [...this.#checks.values()].filter((check) =>
+        (only === undefined ? !excluded.has(check.name) : check.name === only) &&
+        (kind === undefined || check.kinds.has(kind))
+      );
+      plan = { selected };
+      if (key !== undefined) this.#plans.set(key, plan);
+    }
+    const { selected } = plan;
+    const current: (CheckResult | undefined | Promise<CheckResult>)[] = new Array(selected.length);
+    let running = false;
+    for (let i = 0; i < selected.length; i++) {
+      const result = current[i] = selected[i].current();
+      if (result instanceof Promise) running = true;
+    }
+    const known = plan;
+    if (running) return Promise.all(current).then((results) => this.#build(endpoint, only, exclude, known, results));
+    return this.#build(endpoint, only, exclude, plan, current as (CheckResult | undefined)[]);
+  }
+
+  #build(
+    endpoint: Endpoint,
+    only: string | undefined,
+    exclude: readonly string[],
+    plan: Plan,
+    results: (CheckResult | undefined)[],
+  ): HealthReport {
+    // The same results in the same state make the same report: reuse it, so
+    // a server can reuse its encoding too.
+    if (plan.report && sameResults(plan.results!, results)) return plan.report;
     const excluded = new Set(exclude);
-    const selected = [...this.#checks.values()].filter((check) =>
-      (only === undefined ? !excluded.has(check.name) : check.name === only) &&
-      (kind === undefined || check.kinds.has(kind))
-    );
-    // Cached and background results are plain values: await only runs in progress.
-    const current = selected.map((check) => check.current());
-    const results: (CheckResult | undefined)[] = current.some((r) => r instanceof Promise)
-      ? await Promise.all(current)
-      : current as (CheckResult | undefined)[];
     const checks: Record<string, CheckResult[]> = {};
     const failed: string[] = [];
     const warned: string[] = [];
@@ -516,11 +580,11 @@ export class Health extends EventTarget {
       if (result.status === "fail") (critical ? failed : warned).push(name);
       else if (result.status === "warn") warned.push(name);
     };
-    selected.forEach((check, i) => {
+    plan.selected.forEach((check, i) => {
       let result = results[i];
       if (result === undefined) {
         if (endpoint === "livez") return;
-        result = { status: "fail", output: "no result yet", time: this.#now() };
+        result = { status: "fail", output: "no result yet", time: new Date().toISOString() };
       }
       checks[check.key] = [result];
       // Asked about alone, a check's own status is the answer.
@@ -543,12 +607,19 @@ export class Health extends EventTarget {
     if (unknown.length) {
       report.notes = unknown.map((name) => `cannot exclude "${name}": no check of that name`);
     }
+    if (exclude.length === 0) {
+      plan.results = results;
+      plan.report = report;
+    }
     return report;
   }
 
+  /** The lifecycle pseudo-check; its `time` is when the state last changed. */
   #gate(endpoint: Endpoint): CheckResult {
+    const known = this.#gates.get(endpoint);
+    if (known) return known;
     const state = this.#state;
-    const result: CheckResult = { status: "pass", observedValue: state, time: this.#now() };
+    const result: CheckResult = { status: "pass", observedValue: state, time: this.#stateSince };
     let output: string | undefined;
     if (state === "stopped") output = "stopped";
     else if (endpoint === "readyz" && state !== "ready") {
@@ -558,22 +629,16 @@ export class Health extends EventTarget {
       result.status = "fail";
       result.output = output;
     }
+    this.#gates.set(endpoint, result);
     return result;
-  }
-
-  /** The time as ISO 8601, formatted once per millisecond: the gate reports it on every request. */
-  #now(): string {
-    const now = Date.now();
-    if (now !== this.#isoAt) {
-      this.#isoAt = now;
-      this.#iso = new Date(now).toISOString();
-    }
-    return this.#iso;
   }
 
   #setState(state: Lifecycle): void {
     logger.info("Lifecycle {from} → {to}", { from: this.#state, to: state });
     this.#state = state;
+    this.#stateSince = new Date().toISOString();
+    this.#gates.clear();
+    this.#plans.clear();
     this.#changed();
   }
 

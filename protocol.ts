@@ -178,12 +178,8 @@ export function parseRequest(
     lf = bytes.length;
   }
   const end = lf > start && bytes[lf - 1] === CR ? lf - 1 : lf;
-  let line: string;
-  try {
-    line = utf8.decode(bytes.subarray(start, end));
-  } catch {
-    return error(400, "Request line is not valid UTF-8", sniffFraming(bytes));
-  }
+  const line = decodeText(bytes.subarray(start, end));
+  if (line === undefined) return error(400, "Request line is not valid UTF-8", sniffFraming(bytes));
   const parts = line.split(" ");
   if (parts.length === 3 && HTTP_VERSION.test(parts[2])) {
     return parseHttp(bytes, parts, line, lf + 1, options);
@@ -229,12 +225,8 @@ function parseHttp(
     const fieldStart = pos;
     pos = lf + 1;
     if (end === fieldStart) break; // the empty line that ends the head
-    let field: string;
-    try {
-      field = utf8.decode(bytes.subarray(fieldStart, end));
-    } catch {
-      return error(400, "Header field is not valid UTF-8", "http");
-    }
+    const field = decodeText(bytes.subarray(fieldStart, end));
+    if (field === undefined) return error(400, "Header field is not valid UTF-8", "http");
     if (field[0] === " " || field[0] === "\t") {
       return error(400, "Obsolete line folding in headers is not accepted", "http");
     }
@@ -273,18 +265,31 @@ function parseHttp(
   };
 }
 
+/** Decode UTF-8, or undefined when invalid; plain ASCII (every probe's request) skips the decoder. */
+function decodeText(bytes: Uint8Array): string | undefined {
+  let ascii = bytes.length <= 1024;
+  for (let i = 0; ascii && i < bytes.length; i++) ascii = bytes[i] < 0x80;
+  if (ascii) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
 function checkRequestLine(
   method: string,
   target: string,
   framing: Framing,
 ): ProtocolError | undefined {
-  if (!TOKEN.test(method)) {
+  const allowed = method === "GET" || method === "HEAD";
+  if (!allowed && !TOKEN.test(method)) {
     return { code: 400, message: `Malformed method "${truncate(method)}"`, framing };
   }
-  if (!(target.startsWith("/") || /^https?:\/\//i.test(target))) {
+  if (!(target[0] === "/" || /^https?:\/\//i.test(target))) {
     return { code: 400, message: `Malformed target "${truncate(target)}": expected a path such as /healthz`, framing };
   }
-  if (method !== "GET" && method !== "HEAD") {
+  if (!allowed) {
     return { code: 405, message: `Method "${truncate(method)}" is not allowed; use GET or HEAD`, framing };
   }
   return undefined;
@@ -351,18 +356,20 @@ export function isUnterminatedLine(bytes: Uint8Array): boolean {
  */
 export function parseTarget(target: string): Route | ProtocolError {
   let rest = target;
-  const absolute = /^https?:\/\/[^/?#]*/i.exec(rest);
+  const absolute = target[0] === "/" ? null : /^https?:\/\/[^/?#]*/i.exec(rest);
   if (absolute) rest = rest.slice(absolute[0].length) || "/";
   const hash = rest.indexOf("#");
   if (hash >= 0) rest = rest.slice(0, hash);
   const q = rest.indexOf("?");
   const path = q >= 0 ? rest.slice(0, q) : rest;
   const query = q >= 0 ? rest.slice(q + 1) : "";
-  let segments: string[];
-  try {
-    segments = path.split("/").filter((s) => s !== "").map(decodeURIComponent);
-  } catch {
-    return { code: 400, message: `Invalid percent-encoding in "${truncate(path)}"`, framing: "line" };
+  let segments = path.split("/").filter((s) => s !== "");
+  if (path.includes("%")) {
+    try {
+      segments = segments.map(decodeURIComponent);
+    } catch {
+      return { code: 400, message: `Invalid percent-encoding in "${truncate(path)}"`, framing: "line" };
+    }
   }
   if (segments.length === 0 || segments.length > 2 || !ENDPOINTS.has(segments[0])) {
     return {
@@ -552,22 +559,40 @@ export function encodeResponse(
 ): Uint8Array {
   if (framing === "line") return encoder.encode(response.body + "\n");
   const body = encoder.encode(response.body);
+  const head = encodeHead(response, body.length, options);
+  if (options.head) return head;
+  const out = new Uint8Array(head.length + body.length);
+  out.set(head);
+  out.set(body, head.length);
+  return out;
+}
+
+/**
+ * Encode the status line and headers of an HTTP response whose body is
+ * `length` bytes: what {@linkcode encodeResponse} sends before the body, for
+ * servers that keep a body's bytes to send again.
+ *
+ * @param response The response.
+ * @param length The body's length in bytes.
+ * @param options Keep-alive and date (`head` is not used here).
+ * @returns The head, ending with the empty line.
+ * @example
+ * ```ts
+ * import { encodeHead } from "./protocol.ts";
+ * encodeHead({ code: 503, contentType: "application/health+json", body: "" }, 0);
+ * ```
+ */
+export function encodeHead(response: Response, length: number, options: EncodeOptions = {}): Uint8Array {
   let head = `HTTP/1.1 ${response.code} ${STATUS_TEXT[response.code] ?? "Unknown"}\r\n` +
     `Content-Type: ${response.contentType}\r\n` +
-    `Content-Length: ${body.length}\r\n` +
+    `Content-Length: ${length}\r\n` +
     "Cache-Control: no-store\r\n" +
     `Connection: ${options.keepAlive ? "keep-alive" : "close"}\r\n`;
   if (options.date) head += `Date: ${options.date}\r\n`;
   for (const [name, value] of Object.entries(response.headers ?? {})) {
     head += `${name}: ${value}\r\n`;
   }
-  head += "\r\n";
-  if (options.head) return encoder.encode(head);
-  const headBytes = encoder.encode(head);
-  const out = new Uint8Array(headBytes.length + body.length);
-  out.set(headBytes);
-  out.set(body, headBytes.length);
-  return out;
+  return encoder.encode(head + "\r\n");
 }
 
 /** An answer read by a client, before it is judged. */

@@ -7,6 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Health } from "./health.ts";
 import {
+  encodeHead,
   encodeResponse,
   errorResponse,
   HEALTH_JSON,
@@ -351,9 +352,17 @@ class Server implements HealthServer {
   #date = "";
   #dateAt = 0;
   #accepting: Promise<void>;
+  #prepared = new WeakMap<HealthReport, Map<string, Prepared>>();
+  #routes = new Map<string, Route | ProtocolError>();
   // One interval per server enforces every connection's deadline: a timer
   // per read and write cost a fifth of the server's CPU per request.
   #sweeper: ReturnType<typeof setInterval>;
+  #period: number;
+  // performance.now() as of the last sweep: deadlines count from it plus one
+  // period, so they never fire early and cost no clock read per request.
+  #clock = performance.now();
+  // Read buffers of finished connections, for the next ones.
+  #buffers: Uint8Array[] = [];
 
   constructor(path: string, health: Health, claimed: Claimed, settings: Settings) {
     this.path = path;
@@ -367,12 +376,14 @@ class Server implements HealthServer {
       mode: settings.mode.toString(8).padStart(4, "0"),
     });
     const shortest = Math.min(settings.requestTimeout, settings.idleTimeout, settings.writeTimeout);
-    this.#sweeper = setInterval(() => this.#sweep(), Math.min(250, Math.max(10, shortest / 4)));
+    this.#period = Math.min(250, Math.max(10, shortest / 4));
+    this.#sweeper = setInterval(() => this.#sweep(), this.#period);
     this.#accepting = this.#acceptLoop();
   }
 
   #sweep(): void {
     const now = performance.now();
+    this.#clock = now;
     for (const entry of this.#entries) {
       if (entry.deadline !== 0 && now >= entry.deadline) {
         entry.deadline = 0;
@@ -469,16 +480,15 @@ class Server implements HealthServer {
       }
       const entry: Entry = { conn, busy: false, deadline: 0, expire: () => closeQuietly(conn) };
       this.#entries.add(entry);
-      this.#track(this.#serveConnection(entry), entry);
+      this.#track(this.#serveConnection(entry));
     }
   }
 
-  #track(task: Promise<void>, entry?: Entry): void {
+  /** Keep a connection's task until it settles, for shutdown to wait on. */
+  #track(task: Promise<void>): void {
     this.#tasks.add(task);
-    task.finally(() => {
-      this.#tasks.delete(task);
-      if (entry) this.#entries.delete(entry);
-    });
+    // #serveConnection and #refuse never reject: a then() is all it takes.
+    task.then(() => this.#tasks.delete(task));
   }
 
   /** Over the connection limit: a short 503 without reading, so a flood cannot hold probes off. */
@@ -501,7 +511,9 @@ class Server implements HealthServer {
   async #serveConnection(entry: Entry): Promise<void> {
     const { conn } = entry;
     const settings = this.#settings;
-    const chunk = new Uint8Array(4096);
+    const chunk = this.#buffers.pop() ?? new Uint8Array(4096);
+    let readAhead = false;
+    const debug = logger.isEnabledFor("debug");
     let pending: Uint8Array = EMPTY;
     let served = 0;
     let http = false;
@@ -523,7 +535,7 @@ class Server implements HealthServer {
         // within requestTimeout of its first byte. Blank lines between
         // requests are tolerated (RFC 9112 §2.2) and start nothing.
         started = served === 0 || hasContent(pending);
-        entry.deadline = performance.now() + (started ? settings.requestTimeout : settings.idleTimeout);
+        entry.deadline = this.#clock + this.#period + (started ? settings.requestTimeout : settings.idleTimeout);
         let final = false;
         let parsed: ParseResult;
         reading = true;
@@ -532,7 +544,7 @@ class Server implements HealthServer {
           if (parsed.kind !== "incomplete" || final) break;
           if (!started && hasContent(pending)) {
             started = true;
-            entry.deadline = performance.now() + settings.requestTimeout;
+            entry.deadline = this.#clock + this.#period + settings.requestTimeout;
           }
           // The first chunk is parsed in place; keep it only as a copy, as the next read reuses the buffer.
           if (pending.buffer === chunk.buffer) pending = pending.slice();
@@ -543,11 +555,12 @@ class Server implements HealthServer {
           } else {
             n = await conn.read(chunk);
           }
+          if (n === QUIET) readAhead = true; // that read may still fill the buffer
           if (n === QUIET || n === null) {
             final = true;
             continue;
           }
-          pending = pending.length === 0 ? chunk.subarray(0, n) : append(pending, chunk.subarray(0, n));
+          pending = pending.length === 0 ? chunk.subarray(0, n) : concat(pending, chunk.subarray(0, n));
           if (quiet) {
             // Quiet means no byte for lineQuiet ms: restart the count.
             clearTimeout(quiet.timer);
@@ -559,10 +572,10 @@ class Server implements HealthServer {
         if (parsed.kind === "empty" || parsed.kind === "incomplete") return;
         if (parsed.kind === "error") {
           const error = http ? { ...parsed.error, framing: "http" as const } : parsed.error;
-          if (logger.isEnabledFor("debug")) {
+          if (debug) {
             logger.debug("Server refused a request: {code} {message}", { code: error.code, message: error.message });
           }
-          await this.#write(entry, errorResponse(error), error.framing, false, false);
+          await this.#write(entry, prepare(errorResponse(error)), error.framing, false, false);
           return;
         }
         const { request, size } = parsed;
@@ -573,31 +586,32 @@ class Server implements HealthServer {
             message: "Expected an HTTP request line on this connection",
             framing: "http",
           } as const;
-          await this.#write(entry, errorResponse(error), "http", false, false);
+          await this.#write(entry, prepare(errorResponse(error)), "http", false, false);
           return;
         }
         http = request.framing === "http";
         pending = pending.subarray(size);
         served++;
-        if (logger.isEnabledFor("debug")) logger.debug("Server got: {request}", { request: request.line });
-        const route = parseTarget(request.target);
+        if (debug) logger.debug("Server got: {request}", { request: request.line });
+        const route = this.#route(request.target);
         if (!("code" in route) && route.watch) {
           await this.#watch(entry, request, route);
           return;
         }
         entry.busy = true;
-        const response = await this.#answer(request, route).catch((error) => {
+        let response: Prepared;
+        try {
+          const answer = this.#answer(request, route);
+          response = answer instanceof Promise ? await answer : answer;
+        } catch (error) {
           logger.error("Cannot answer {request}: {error}", { request: request.line, error: String(error) });
-          return errorResponse({
-            code: 500,
-            message: "The server could not build its answer",
-            framing: request.framing,
-          });
-        });
+          const failure = { code: 500, message: "The server could not build its answer", framing: request.framing };
+          response = prepare(errorResponse(failure));
+        }
         const keepAlive = request.keepAlive && !final && !this.#closing &&
-          served < settings.maxRequestsPerConnection && response.code !== 400;
+          served < settings.maxRequestsPerConnection && response.response.code !== 400;
         const bytes = await this.#write(entry, response, request.framing, request.method === "HEAD", keepAlive);
-        if (logger.isEnabledFor("debug")) logger.debug("Server responded with {bytes} bytes.", { bytes });
+        if (debug) logger.debug("Server responded with {bytes} bytes.", { bytes });
         entry.busy = false;
         if (!keepAlive || this.#closing) return;
       }
@@ -610,28 +624,52 @@ class Server implements HealthServer {
       if (quiet) clearTimeout(quiet.timer);
       entry.busy = false;
       closeQuietly(conn);
+      this.#entries.delete(entry);
+      if (!readAhead && this.#buffers.length < this.#settings.maxConnections) this.#buffers.push(chunk);
     }
   }
 
-  async #answer(request: Request, route: Route | ProtocolError): Promise<Response> {
-    if ("code" in route) return errorResponse({ ...route, framing: request.framing });
-    const { endpoint, check, verbose } = route;
+  /** Parse a target, remembering the first few seen: probes ask the same few targets again and again. */
+  #route(target: string): Route | ProtocolError {
+    let route = this.#routes.get(target);
+    if (route === undefined) {
+      route = parseTarget(target);
+      if (this.#routes.size < 64) this.#routes.set(target, route);
+    }
+    return route;
+  }
+
+  /** The answer to a request: synchronous when the report is at hand, as it is for most probes. */
+  #answer(request: Request, route: Route | ProtocolError): Prepared | Promise<Prepared> {
+    if ("code" in route) return prepare(errorResponse({ ...route, framing: request.framing }));
+    const { endpoint, check } = route;
     if (check !== undefined && !this.#health.has(check, endpoint)) {
-      return errorResponse({
+      return prepare(errorResponse({
         code: 404,
         message: `No check named "${check}" on /${endpoint}`,
         framing: request.framing,
-      });
+      }));
     }
-    const report = await this.#report(route);
-    if (verbose) {
-      return {
-        code: httpStatus(report.status),
-        contentType: "text/plain; charset=utf-8",
-        body: renderVerbose(report, endpoint),
-      };
+    const report = this.#health.evaluate(endpoint, { check, exclude: route.exclude });
+    return report instanceof Promise ? report.then((done) => this.#render(done, route)) : this.#render(report, route);
+  }
+
+  /** Health returns the same report object while nothing changed: encode it once. */
+  #render(report: HealthReport, { endpoint, verbose }: Route): Prepared {
+    const variant = verbose ? `verbose:${endpoint}` : "json";
+    let variants = this.#prepared.get(report);
+    let prepared = variants?.get(variant);
+    if (!prepared) {
+      const shown = this.#settings.details ? report : withholdDetails(report);
+      prepared = prepare(
+        verbose
+          ? { code: httpStatus(report.status), contentType: TEXT, body: renderVerbose(shown, endpoint) }
+          : { code: httpStatus(report.status), contentType: HEALTH_JSON, body: JSON.stringify(shown) },
+      );
+      if (!variants) this.#prepared.set(report, variants = new Map());
+      variants.set(variant, prepared);
     }
-    return { code: httpStatus(report.status), contentType: HEALTH_JSON, body: JSON.stringify(report) };
+    return prepared;
   }
 
   async #report(route: Route): Promise<HealthReport> {
@@ -645,11 +683,14 @@ class Server implements HealthServer {
     }
   }
 
-  /** Encode and write a response; see {@linkcode Server.#send}. */
-  async #write(entry: Entry, response: Response, framing: Framing, head: boolean, keepAlive: boolean): Promise<number> {
-    const bytes = encodeResponse(response, framing, { head, keepAlive, date: this.#httpDate() });
-    await this.#send(entry, bytes);
-    return bytes.length;
+  /** Write a prepared response in a framing; see {@linkcode Server.#send}. */
+  #write(entry: Entry, prepared: Prepared, framing: Framing, head: boolean, keepAlive: boolean): Promise<number> {
+    let bytes = prepared.line;
+    if (framing === "http") {
+      const top = encodeHead(prepared.response, prepared.body.length, { keepAlive, date: this.#httpDate() });
+      bytes = head ? top : concat(top, prepared.body);
+    }
+    return this.#send(entry, bytes);
   }
 
   /**
@@ -667,7 +708,7 @@ class Server implements HealthServer {
         message: `No check named "${route.check}" on /${route.endpoint}`,
         framing: request.framing,
       });
-      await this.#write(entry, response, request.framing, false, false);
+      await this.#write(entry, prepare(response), request.framing, false, false);
       return;
     }
     const stop = new AbortController();
@@ -717,11 +758,12 @@ class Server implements HealthServer {
   }
 
   /** Write within writeTimeout: a client that does not read is dropped, never buffered for. */
-  async #send(entry: Entry, bytes: Uint8Array): Promise<void> {
-    entry.deadline = performance.now() + this.#settings.writeTimeout;
+  async #send(entry: Entry, bytes: Uint8Array): Promise<number> {
+    entry.deadline = this.#clock + this.#settings.writeTimeout + this.#period;
     let written = 0;
     while (written < bytes.length) written += await entry.conn.write(bytes.subarray(written));
     entry.deadline = 0;
+    return written;
   }
 
   /** The HTTP Date header, formatted at most once a second. */
@@ -733,6 +775,28 @@ class Server implements HealthServer {
     }
     return this.#date;
   }
+}
+
+const TEXT = "text/plain; charset=utf-8";
+
+/** A response with its bytes encoded once for both framings, reused while its report is unchanged. */
+interface Prepared {
+  response: Response;
+  /** The whole line-mode answer: the body and `\n`. */
+  line: Uint8Array;
+  /** The HTTP body. */
+  body: Uint8Array;
+}
+
+function prepare(response: Response): Prepared {
+  return { response, line: encoder.encode(response.body + "\n"), body: encoder.encode(response.body) };
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }
 
 function timeoutResponse(pending: Uint8Array, framing: Framing): Response {
@@ -750,14 +814,6 @@ function hasContent(bytes: Uint8Array): boolean {
 function quietTimer(ms: number): { promise: Promise<typeof QUIET>; timer: ReturnType<typeof setTimeout> } {
   const { promise, resolve } = Promise.withResolvers<typeof QUIET>();
   return { promise, timer: setTimeout(resolve, ms, QUIET) };
-}
-
-function append(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (a.length === 0) return b.slice();
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 function isDisconnect(error: unknown): boolean {
