@@ -44,7 +44,21 @@ export interface ProbeResult {
 /** Why a probe got no health answer; the CLI's exit codes follow it. */
 export type ProbeErrorKind = "unreachable" | "timeout" | "protocol";
 
-/** A probe that got no health answer: the socket was unreachable, too slow, or answered something else. */
+/**
+ * A probe that got no health answer: the socket was unreachable, too slow, or answered something else.
+ *
+ * @example Map the kinds to exit codes, as `healthsock check` does
+ * ```ts
+ * import { probe, ProbeError } from "./client.ts";
+ * try {
+ *   const result = await probe("/tmp/app.sock");
+ *   Deno.exit(result.status === "fail" ? 1 : 0);
+ * } catch (error) {
+ *   if (!(error instanceof ProbeError)) throw error;
+ *   Deno.exit({ unreachable: 3, timeout: 4, protocol: 5 }[error.kind]);
+ * }
+ * ```
+ */
 export class ProbeError extends Error {
   /** What went wrong. */
   readonly kind: ProbeErrorKind;
@@ -193,6 +207,32 @@ export async function* watch(path: string, options: WatchOptions = {}): AsyncGen
     signal?.removeEventListener("abort", onAbort);
     onAbort();
   }
+}
+
+/**
+ * Wait `ms` milliseconds, or less if `signal` aborts first: the pause between
+ * polls of a client that asks again and again.
+ *
+ * @param ms How long to wait.
+ * @param signal Ends the wait early.
+ * @returns A promise that settles when the time is up or the signal aborts; never rejects.
+ * @example
+ * ```ts
+ * import { delay } from "./client.ts";
+ * await delay(3000, AbortSignal.timeout(100)); // returns after 100 ms
+ * ```
+ */
+export function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 function checkTarget(target: string): void {

@@ -5,7 +5,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { probe, ProbeError } from "./client.ts";
+import { delay, probe, ProbeError } from "./client.ts";
 import { eventLoopLag, Health } from "./health.ts";
 import { serve } from "./server.ts";
 import type { HealthServer } from "./server.ts";
@@ -150,15 +150,7 @@ export async function startDemo(path: string, options: DemoOptions = {}): Promis
 /** The demo's client: ask every `interval` and log what came back. */
 async function poll(path: string, interval: number, signal: AbortSignal): Promise<void> {
   while (!signal.aborted) {
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, interval);
-      signal.addEventListener("abort", done, { once: true });
-    });
+    await delay(interval, signal);
     if (signal.aborted) return;
     try {
       const result = await probe(path, { timeout: 2000, signal });

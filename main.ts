@@ -10,7 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import type { LogLevel, LogRecord } from "@logtape/logtape";
-import { probe, ProbeError, watch } from "./client.ts";
+import { delay, probe, ProbeError, watch } from "./client.ts";
 import type { ProbeResult } from "./client.ts";
 import type { Demo } from "./demo.ts";
 import { permissionFlags, renderVerbose } from "./protocol.ts";
@@ -388,19 +388,6 @@ async function runWatch(values: Record<string, string | boolean | undefined>): P
     }
     return EXIT.ok;
   }
-}
-
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 async function runDemo(values: Record<string, string | boolean | undefined>): Promise<number> {

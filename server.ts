@@ -84,7 +84,21 @@ export type SocketErrorReason =
   | "permission"
   | "not-capable";
 
-/** The socket path cannot be served: in use, not a socket, another user's, or not permitted. */
+/**
+ * The socket path cannot be served: in use, not a socket, another user's, or not permitted.
+ *
+ * @example Tell "already serving" from other failures
+ * ```ts
+ * import { Health } from "./health.ts";
+ * import { serve, SocketError } from "./server.ts";
+ * try {
+ *   await serve("/tmp/app.sock", new Health());
+ * } catch (error) {
+ *   if (error instanceof SocketError && error.reason === "in-use") console.error(error.message);
+ *   else throw error;
+ * }
+ * ```
+ */
 export class SocketError extends Error {
   /** The socket path. */
   readonly path: string;
