@@ -8,8 +8,9 @@
  * - `imported`: loads the library but serves nothing (memory baseline);
  * - `none`: neither loads nor serves it (memory baseline).
  *
- * Prints `ready` on stdout once it answers, and stops (closing the server)
- * when its stdin ends.
+ * Prints `ready` on stdout once it answers, answers a `heap` line on stdin
+ * with `heap BYTES` (V8 heap in use after a full GC, when run with
+ * `--v8-flags=--expose-gc`), and stops (closing the server) when its stdin ends.
  *
  * @module
  */
@@ -43,6 +44,29 @@ if (variant !== "none") {
   }
 }
 console.log("ready");
-// Stay up until the harness closes our stdin.
-for await (const _ of Deno.stdin.readable) { /* discard */ }
+// Stay up until the harness closes our stdin. A line "heap" asks for the V8
+// heap in use after a full collection (the host runs with --expose-gc then):
+// what a leak would grow, unlike resident memory, which V8 keeps as it likes.
+const gc = (globalThis as { gc?: () => void }).gc;
+for await (const line of Deno.stdin.readable.pipeThrough(new TextDecoderStream()).pipeThrough(lines())) {
+  if (line === "heap") {
+    gc?.();
+    gc?.();
+    console.log(`heap ${Deno.memoryUsage().heapUsed}`);
+  }
+}
 await close();
+
+function lines(): TransformStream<string, string> {
+  let buffered = "";
+  return new TransformStream({
+    transform(chunk, controller) {
+      buffered += chunk;
+      let lf: number;
+      while ((lf = buffered.indexOf("\n")) >= 0) {
+        controller.enqueue(buffered.slice(0, lf));
+        buffered = buffered.slice(lf + 1);
+      }
+    },
+  });
+}
