@@ -656,16 +656,17 @@ class Server implements HealthServer {
   /** The answer to a request: synchronous when the report is at hand, as it is for most probes. */
   #answer(request: Request, route: Route | ProtocolError): Prepared | Promise<Prepared> {
     if ("code" in route) return prepare(errorResponse({ ...route, framing: request.framing }));
+    const missing = this.#unknownCheck(route, request.framing);
+    if (missing) return missing;
     const { endpoint, check } = route;
-    if (check !== undefined && !this.#health.has(check, endpoint)) {
-      return prepare(errorResponse({
-        code: 404,
-        message: `No check named "${check}" on /${endpoint}`,
-        framing: request.framing,
-      }));
-    }
     const report = this.#health.evaluate(endpoint, { check, exclude: route.exclude });
     return report instanceof Promise ? report.then((done) => this.#render(done, route)) : this.#render(report, route);
+  }
+
+  /** The 404 for `/ENDPOINT/NAME` when that endpoint has no such check. */
+  #unknownCheck({ endpoint, check }: Route, framing: Framing): Prepared | undefined {
+    if (check === undefined || this.#health.has(check, endpoint)) return undefined;
+    return prepare(errorResponse({ code: 404, message: `No check named "${check}" on /${endpoint}`, framing }));
   }
 
   /** Health returns the same report object while nothing changed: encode it once. */
@@ -686,10 +687,10 @@ class Server implements HealthServer {
     return prepared;
   }
 
+  /** The report a watch stream sends; details are withheld by {@linkcode Server.#render}. */
   async #report(route: Route): Promise<HealthReport> {
     try {
-      const report = await this.#health.report(route.endpoint, { check: route.check, exclude: route.exclude });
-      return this.#settings.details ? report : withholdDetails(report);
+      return await this.#health.evaluate(route.endpoint, { check: route.check, exclude: route.exclude });
     } catch (error) {
       // A check that vanished between has() and report(): answer as absent.
       logger.warn("Cannot build a report: {error}", { error: String(error) });
@@ -716,13 +717,9 @@ class Server implements HealthServer {
   async #watch(entry: Entry, request: Request, route: Route): Promise<void> {
     const { conn } = entry;
     const http = request.framing === "http";
-    if (route.check !== undefined && !this.#health.has(route.check, route.endpoint)) {
-      const response = errorResponse({
-        code: 404,
-        message: `No check named "${route.check}" on /${route.endpoint}`,
-        framing: request.framing,
-      });
-      await this.#write(entry, prepare(response), request.framing, false, false);
+    const missing = this.#unknownCheck(route, request.framing);
+    if (missing) {
+      await this.#write(entry, missing, request.framing, false, false);
       return;
     }
     const stop = new AbortController();
@@ -752,7 +749,7 @@ class Server implements HealthServer {
         if (report.status !== last) {
           last = report.status;
           changedAt = performance.now();
-          const body = route.verbose ? renderVerbose(report, route.endpoint) : JSON.stringify(report);
+          const { body } = this.#render(report, route).response;
           const frame = http ? `event: ${report.status}\ndata: ${body.replaceAll("\n", "\ndata: ")}\n\n` : `${body}\n`;
           await this.#send(entry, encoder.encode(frame));
         } else if (idle !== undefined && performance.now() - changedAt >= idle) {
