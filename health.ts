@@ -607,10 +607,8 @@ export class Health extends EventTarget {
     if (unknown.length) {
       report.notes = unknown.map((name) => `cannot exclude "${name}": no check of that name`);
     }
-    if (exclude.length === 0) {
-      plan.results = results;
-      plan.report = report;
-    }
+    plan.results = results;
+    plan.report = report;
     return report;
   }
 

@@ -412,11 +412,14 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
   // during start-up still drains and removes it.
   let signals = 0;
   let demo: Demo | undefined;
+  // The first signal drains, any later one stops at once.
+  const obey = () => {
+    if (signals === 1) demo?.drain();
+    else if (signals > 1) demo?.close();
+  };
   const onSignal = () => {
     if (signals++ === 0) console.error(`healthsock: draining "${path}" (signal again to stop now)`);
-    if (!demo) return;
-    if (signals === 1) demo.drain();
-    else demo.close();
+    obey();
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
@@ -430,8 +433,7 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
       }
       throw error;
     }
-    if (signals === 1) demo.drain();
-    else if (signals > 1) demo.close();
+    obey();
     await demo.finished;
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);

@@ -378,17 +378,18 @@ export function parseTarget(target: string): Route | ProtocolError {
       framing: "line",
     };
   }
-  if (query === "") {
-    return { endpoint: segments[0] as Endpoint, check: segments[1], verbose: false, exclude: [], watch: false };
-  }
-  const params = new URLSearchParams(query);
   const route: Route = {
     endpoint: segments[0] as Endpoint,
     check: segments[1],
-    verbose: flag(params, "verbose"),
-    exclude: params.getAll("exclude").filter((name) => name !== ""),
-    watch: flag(params, "watch"),
+    verbose: false,
+    exclude: [],
+    watch: false,
   };
+  if (query === "") return route;
+  const params = new URLSearchParams(query);
+  route.verbose = flag(params, "verbose");
+  route.exclude = params.getAll("exclude").filter((name) => name !== "");
+  route.watch = flag(params, "watch");
   const timeout = params.get("timeout");
   if (timeout !== null) {
     const seconds = Number(timeout);
