@@ -1,5 +1,6 @@
 // Helpers shared by the tests: temporary socket paths, raw exchanges, real
 // clients and the CLI as a subprocess.
+import { watch } from "../client.ts";
 import { permissionFlags } from "../protocol.ts";
 
 export const encoder = new TextEncoder();
@@ -180,4 +181,52 @@ export async function readUntil(
 
 export function exists(path: string): Promise<boolean> {
   return Deno.lstat(path).then(() => true, () => false);
+}
+
+/** deno.json's tasks, as users run them. */
+export const TASKS: Record<string, string> = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks;
+
+/** A task's `deno` arguments with /tmp/app.sock replaced by `path` and main.ts made absolute. */
+export function taskArgs(task: string, path: string): string[] {
+  const [command, ...words] = TASKS[task].split(" ");
+  if (command !== "deno") throw new Error(`Task "${task}" does not start with deno: ${TASKS[task]}`);
+  return words.map((word) => word.replaceAll("/tmp/app.sock", path).replace(/^main\.ts$/, `${ROOT}main.ts`));
+}
+
+/** A demo started with the demo task's exact command line; its log (stderr) is readable, and it is killed on dispose. */
+export interface DemoProcess extends AsyncDisposable {
+  child: Deno.ChildProcess;
+  log: ReadableStreamDefaultReader<string>;
+}
+
+export function spawnDemo(path: string, args: string[]): DemoProcess {
+  const child = new Deno.Command("deno", {
+    args: [...taskArgs("demo", path), "--socket", path, ...args],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const log = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  return {
+    child,
+    log,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await log.cancel().catch(() => {});
+      await child.status;
+    },
+  };
+}
+
+/** Follow `/readyz` on a ?watch stream until it passes: start-up has an event, no need to poll. */
+export async function untilReady(path: string): Promise<string[]> {
+  const statuses: string[] = [];
+  const stop = new AbortController();
+  for await (const report of watch(path, { target: "/readyz", signal: stop.signal })) {
+    statuses.push(report.status);
+    if (report.status === "pass") stop.abort();
+  }
+  return statuses;
 }

@@ -2,7 +2,7 @@
 // run of `deno task bench` with the task's own permissions. No timing is asserted.
 import assert from "node:assert/strict";
 import { median, parseCpuList, parseStat, parseStatus, percentile } from "../bench/proc.ts";
-import { hasCommand, ROOT, run } from "./_util.ts";
+import { hasCommand, ROOT, run, TASKS } from "./_util.ts";
 
 // A stat line whose command name holds a space and a parenthesis, as `comm` may.
 const STAT = "4242 (deno (x) y) S 1 4242 4242 0 -1 4194560 1234 0 0 0 " +
@@ -91,7 +91,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "healthsock-bench-test-" });
     try {
       // The bench task's own flags, writing into the temporary directory instead of bench/.
-      const task: string = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks.bench;
+      const task = TASKS.bench;
       const [deno, subcommand, ...rest] = task.split(" ");
       assert.deepEqual([deno, subcommand], ["deno", "run"]);
       assert.ok(!rest.includes("-A") && !rest.includes("--allow-all"), "the bench task must not use -A");

@@ -3,16 +3,7 @@ import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { permissionFlags } from "../protocol.ts";
 import { serve } from "../server.ts";
-import { cli, readUntil, ROOT, run, spawnCli, tempSocket } from "./_util.ts";
-
-const tasks: Record<string, string> = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks;
-
-/** A task's `deno` arguments with /tmp/app.sock replaced by `path` and main.ts made absolute. */
-function taskArgs(task: string, path: string): string[] {
-  const words = tasks[task].split(" ");
-  assert.equal(words[0], "deno");
-  return words.slice(1).map((word) => word.replaceAll("/tmp/app.sock", path).replace(/^main\.ts$/, `${ROOT}main.ts`));
-}
+import { cli, readUntil, ROOT, run, spawnCli, taskArgs, TASKS, tempSocket } from "./_util.ts";
 
 function healthy(): Health {
   return new Health({ ready: true }).add("db", () => "pass");
@@ -44,10 +35,10 @@ function fakeServer(path: string, answer: (conn: Deno.UnixConn) => Promise<void>
 Deno.test("the check, watch and demo tasks grant exactly the socket path (and the demo its .tmp sibling)", () => {
   const client = permissionFlags("/tmp/app.sock", false);
   const server = permissionFlags("/tmp/app.sock", true);
-  assert.equal(tasks.check, `deno run --no-prompt ${client} main.ts check`);
-  assert.equal(tasks.watch, `deno run --no-prompt ${client} main.ts watch`);
-  assert.equal(tasks.demo, `deno run --no-prompt ${server} main.ts demo`);
-  for (const task of Object.values(tasks)) {
+  assert.equal(TASKS.check, `deno run --no-prompt ${client} main.ts check`);
+  assert.equal(TASKS.watch, `deno run --no-prompt ${client} main.ts watch`);
+  assert.equal(TASKS.demo, `deno run --no-prompt ${server} main.ts demo`);
+  for (const task of Object.values(TASKS)) {
     assert.doesNotMatch(task, /(^| )(-A|--allow-all)( |$)/);
   }
 });

@@ -3,9 +3,8 @@
 // its place); building and running the real probe needs denort, downloaded or
 // given as DENORT_BIN.
 import assert from "node:assert/strict";
-import { watch } from "../client.ts";
 import { permissionFlags } from "../protocol.ts";
-import { cliArgs, decoder, encoder, readUntil, ROOT, run, tempSocket } from "./_util.ts";
+import { cliArgs, decoder, encoder, readUntil, ROOT, run, spawnDemo, tempSocket, untilReady } from "./_util.ts";
 import type { Output } from "./_util.ts";
 
 const DENORT_URL = `https://dl.deno.land/release/v${Deno.version.deno}/denort-${Deno.build.target}.zip`;
@@ -187,28 +186,13 @@ Deno.test(
     assert.equal(demo.code, 77, "the probe cannot serve: no .tmp sibling");
     assert.ok(demo.stderr.includes(permissionFlags(sock.path, true)), demo.stderr);
 
-    const server = new Deno.Command("deno", {
-      args: cliArgs(sock.path, true, ["demo", "--socket", sock.path, "--poll-interval", "0", "--ready-after", "0"]),
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const log = server.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    try {
-      await readUntil(log, /Serving health on/);
-      const stop = new AbortController();
-      for await (const report of watch(sock.path, { target: "/readyz", signal: stop.signal })) {
-        if (report.status === "pass") stop.abort();
-      }
-      const ready = await probe(`check --socket ${sock.path} --path /readyz`);
-      assert.equal(ready.code, 0, ready.stderr);
-      assert.match(ready.stdout, /readyz check passed/);
-      const json = await probe(`check --socket ${sock.path} --format json`);
-      assert.equal(JSON.parse(json.stdout).status, "pass");
-    } finally {
-      server.kill("SIGTERM");
-      while (!(await log.read()).done) { /* drain the log so the process can exit */ }
-      await server.status;
-    }
+    await using server = spawnDemo(sock.path, ["--poll-interval", "0", "--ready-after", "0"]);
+    await readUntil(server.log, /Serving health on/);
+    await untilReady(sock.path);
+    const ready = await probe(`check --socket ${sock.path} --path /readyz`);
+    assert.equal(ready.code, 0, ready.stderr);
+    assert.match(ready.stdout, /readyz check passed/);
+    const json = await probe(`check --socket ${sock.path} --format json`);
+    assert.equal(JSON.parse(json.stdout).status, "pass");
   },
 );

@@ -1,36 +1,7 @@
 // The demo, started as users start it (the demo task's flags), probed, and stopped with signals.
 import assert from "node:assert/strict";
 import { probe, watch } from "../client.ts";
-import { exists, hasCommand, readUntil, ROOT, run, tempSocket } from "./_util.ts";
-
-const tasks: Record<string, string> = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks;
-
-/** The demo task's exact command line, with the socket path swapped for a temporary one; killed on dispose. */
-function spawnDemo(
-  path: string,
-  args: string[],
-): AsyncDisposable & { child: Deno.ChildProcess; log: ReadableStreamDefaultReader<string> } {
-  const words = tasks.demo.split(" ").slice(1)
-    .map((word) => word.replaceAll("/tmp/app.sock", path).replace(/^main\.ts$/, `${ROOT}main.ts`));
-  const child = new Deno.Command("deno", {
-    args: [...words, "--socket", path, ...args],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const log = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  return {
-    child,
-    log,
-    async [Symbol.asyncDispose]() {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* exited */ }
-      await log.cancel().catch(() => {});
-      await child.status;
-    },
-  };
-}
+import { exists, hasCommand, readUntil, run, spawnDemo, tempSocket, untilReady } from "./_util.ts";
 
 async function drainLog(log: ReadableStreamDefaultReader<string>): Promise<string> {
   let rest = "";
@@ -47,13 +18,7 @@ Deno.test("the demo answers our client, socat and curl, shows both sides, and SI
   const { child, log } = demo;
   await readUntil(log, /Serving health on/);
   // Not ready until start-up is over and the worker has ticked: follow /readyz until it passes.
-  const statuses: string[] = [];
-  const stop = new AbortController();
-  for await (const report of watch(sock.path, { target: "/readyz", signal: stop.signal })) {
-    statuses.push(report.status);
-    if (report.status === "pass") stop.abort();
-  }
-  assert.equal(statuses.at(-1), "pass");
+  assert.equal((await untilReady(sock.path)).at(-1), "pass");
   const ready = await probe(sock.path, { target: "/readyz" });
   assert.equal(ready.report?.checks["started:responseTime"]?.[0].status, "pass");
   const live = await probe(sock.path, { target: "/livez", framing: "http" });

@@ -3,12 +3,10 @@
 // Their probe commands are then run for real against the demo.
 import assert from "node:assert/strict";
 import { load as parseYaml } from "js-yaml";
-import { watch } from "../client.ts";
 import { permissionFlags } from "../protocol.ts";
-import { cliArgs, hasCommand, readUntil, ROOT, run, tempSocket } from "./_util.ts";
+import { cliArgs, hasCommand, readUntil, ROOT, run, spawnDemo, TASKS, tempSocket, untilReady } from "./_util.ts";
 
 const EXAMPLES = `${ROOT}examples`;
-const tasks: Record<string, string> = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks;
 
 /** The probe's exit codes (design.md); 2 is never one of them. */
 const PROBE_EXITS = new Set([0, 1, 3, 4, 5, 64]);
@@ -162,7 +160,7 @@ function assertServerCommand(words: string[], socket: string): void {
 
 /** The compile task's output path, relative to the build directory. */
 function compileOutput(): string {
-  const output = /--output (\S+)/.exec(tasks.compile)?.[1];
+  const output = /--output (\S+)/.exec(TASKS.compile)?.[1];
   assert.ok(output, "the compile task names its --output");
   return output;
 }
@@ -430,27 +428,12 @@ Deno.test("every example's probe command exits 3 naming the socket when nothing 
 
 Deno.test("every example's probe command exits 0 against the demo once it is ready", async () => {
   await using sock = await tempSocket();
-  const child = new Deno.Command("deno", {
-    args: cliArgs(sock.path, true, ["demo", "--socket", sock.path, "--poll-interval", "0", "--ready-after", "0"]),
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const log = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  try {
-    await readUntil(log, /Serving health on/);
-    const stop = new AbortController();
-    for await (const report of watch(sock.path, { target: "/readyz", signal: stop.signal })) {
-      if (report.status === "pass") stop.abort();
-    }
-    for (const [where, probe] of Object.entries(allProbes())) {
-      const out = await run("deno", probeArgs(probe, sock.path));
-      assert.equal(out.code, 0, `${where}: ${out.stderr}`);
-    }
-  } finally {
-    child.kill("SIGTERM");
-    while (!(await log.read()).done) { /* drain the log so the process can exit */ }
-    await child.status;
+  await using demo = spawnDemo(sock.path, ["--poll-interval", "0", "--ready-after", "0"]);
+  await readUntil(demo.log, /Serving health on/);
+  await untilReady(sock.path);
+  for (const [where, probe] of Object.entries(allProbes())) {
+    const out = await run("deno", probeArgs(probe, sock.path));
+    assert.equal(out.code, 0, `${where}: ${out.stderr}`);
   }
 });
 
@@ -477,20 +460,8 @@ Deno.test("healthsock-demo.service's ExecStartPost= wait passes on a ready app a
   const usage = await run("sh", ["-c", script.replace("--path /readyz", "--path readyz")]);
   assert.equal(usage.code, 64, "a usage error stops at once");
 
-  const child = new Deno.Command("deno", {
-    args: cliArgs(sock.path, true, ["demo", "--socket", sock.path, "--poll-interval", "0", "--ready-after", "0"]),
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const log = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  try {
-    await readUntil(log, /Serving health on/);
-    const ready = await run("sh", ["-c", script.replace("$(seq 2)", "$(seq 20)")]);
-    assert.equal(ready.code, 0, ready.stderr);
-  } finally {
-    child.kill("SIGTERM");
-    while (!(await log.read()).done) { /* drain the log so the process can exit */ }
-    await child.status;
-  }
+  await using demo = spawnDemo(sock.path, ["--poll-interval", "0", "--ready-after", "0"]);
+  await readUntil(demo.log, /Serving health on/);
+  const ready = await run("sh", ["-c", script.replace("$(seq 2)", "$(seq 20)")]);
+  assert.equal(ready.code, 0, ready.stderr);
 });
