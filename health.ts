@@ -122,6 +122,8 @@ class Check {
   #inflight?: Promise<CheckResult>;
   #timer?: ReturnType<typeof setTimeout>;
   #stop?: AbortController;
+  /** Aborts the on-request runs in progress when the health stops serving. */
+  #runs = new AbortController();
   #onResult: () => void;
 
   constructor(name: string, definition: CheckDefinition, cacheTtl: number, onResult: () => void) {
@@ -149,7 +151,7 @@ class Check {
     if (this.#last && performance.now() - this.#last.at < this.#cacheTtl) {
       return this.#last.result;
     }
-    this.#inflight ??= this.#run(undefined).finally(() => this.#inflight = undefined);
+    this.#inflight ??= this.#run(this.#runs.signal).finally(() => this.#inflight = undefined);
     return this.#inflight;
   }
 
@@ -170,16 +172,20 @@ class Check {
   }
 
   stop(): void {
-    this.#stop?.abort(new DOMException("The health server stopped", "AbortError"));
+    const reason = new DOMException("The health server stopped", "AbortError");
+    this.#stop?.abort(reason);
     this.#stop = undefined;
+    // A server that stops waits for no check: runs on request end now, as "fail".
+    this.#runs.abort(reason);
+    this.#runs = new AbortController();
     clearTimeout(this.#timer);
     this.#timer = undefined;
   }
 
-  async #run(stopSignal: AbortSignal | undefined): Promise<CheckResult> {
+  async #run(stopSignal: AbortSignal): Promise<CheckResult> {
     const started = performance.now();
     const timeout = AbortSignal.timeout(this.#timeout);
-    const signal = stopSignal ? AbortSignal.any([timeout, stopSignal]) : timeout;
+    const signal = AbortSignal.any([timeout, stopSignal]);
     let onAbort = () => {};
     const outcome = await new Promise<CheckOutcome>((resolve) => {
       onAbort = () =>
@@ -473,7 +479,7 @@ export class Health extends EventTarget {
 
   /**
    * Stop the background checks once every `start()` has been matched, aborting
-   * the runs in progress.
+   * the runs in progress, those on request included (they end as `fail`).
    *
    * @example
    * ```ts

@@ -13,7 +13,7 @@ import type { LogLevel, LogRecord } from "@logtape/logtape";
 import { delay, probe, ProbeError, watch } from "./client.ts";
 import type { ProbeResult } from "./client.ts";
 import type { Demo } from "./demo.ts";
-import { permissionFlags, renderVerbose } from "./protocol.ts";
+import { lockPath, permissionFlags, renderVerbose, socketDirectory, temporaryPath } from "./protocol.ts";
 import type { Endpoint, Framing, HealthStatus } from "./protocol.ts";
 
 // `check` is what probes run, many times a minute: it loads only the client
@@ -203,19 +203,16 @@ async function setUpLogging(level: LogLevel, format: "text" | "json"): Promise<v
 
 /** Fail early, with the flags to add, rather than on the first socket call. */
 async function missingPermissions(path: string, server: boolean): Promise<string | undefined> {
-  const paths = server ? [path, `${path}.tmp`] : [path];
-  for (const p of paths) {
-    for (
-      const descriptor of [
-        { name: "read", path: p },
-        { name: "write", path: p },
-        { name: "net", host: `unix:${p}` },
-      ] as const
-    ) {
-      const { state } = await Deno.permissions.query(descriptor);
-      if (state !== "granted") {
-        return `Cannot use "${path}": Deno lacks permission; run with ${permissionFlags(path, server)}`;
-      }
+  const files = server ? [path, socketDirectory(path), lockPath(path)] : [path];
+  const sockets = server ? [path, temporaryPath(path)] : [path];
+  const descriptors: Deno.PermissionDescriptor[] = [
+    ...files.flatMap((p) => [{ name: "read", path: p } as const, { name: "write", path: p } as const]),
+    ...sockets.map((p) => ({ name: "net", host: `unix:${p}` } as const)),
+  ];
+  for (const descriptor of descriptors) {
+    const { state } = await Deno.permissions.query(descriptor);
+    if (state !== "granted") {
+      return `Cannot use "${path}": Deno lacks permission; run with ${permissionFlags(path, server)}`;
     }
   }
   return undefined;

@@ -8,8 +8,9 @@
  * (`curl --unix-socket /tmp/app.sock http://localhost/healthz`), or with
  * {@linkcode probe}. Who may ask is decided by the socket file's owner and mode.
  *
- * Run with `--allow-read=P,P.tmp --allow-write=P,P.tmp --allow-net=unix:P,unix:P.tmp`
- * for a socket path `P` (see {@linkcode permissionFlags}).
+ * Run a server with `--allow-read=P,P.tmp,P.lock --allow-write=P,P.tmp,P.lock
+ * --allow-net=unix:P,unix:P.tmp/s` for a socket path `P`, a client with
+ * `--allow-read=P --allow-write=P --allow-net=unix:P` (see {@linkcode permissionFlags}).
  *
  * @example Serve health, probe it, drain
  * ```ts
@@ -47,4 +48,4 @@ export type {
 export { probe, ProbeError, watch } from "./client.ts";
 export type { ProbeErrorKind, ProbeOptions, ProbeResult, WatchOptions } from "./client.ts";
 export { permissionFlags, renderVerbose } from "./protocol.ts";
-export type { CheckResult, Endpoint, Framing, HealthReport, HealthStatus } from "./protocol.ts";
+export type { CheckResult, Endpoint, Framing, HealthReport, HealthStatus, VerboseOptions } from "./protocol.ts";

@@ -425,6 +425,12 @@ export function httpStatus(status: HealthStatus): 200 | 503 {
   return status === "fail" ? 503 : 200;
 }
 
+/** Options of {@linkcode renderVerbose}. */
+export interface VerboseOptions {
+  /** Checks the request excluded: each is listed as `[+]NAME excluded: ok`, as kube-apiserver does. @default {[]} */
+  excluded?: readonly string[];
+}
+
 /**
  * Render a report as the `?verbose` text: one `[+]name ok` or
  * `[-]name failed: reason` line per check, then `NAME check passed|failed`.
@@ -434,6 +440,7 @@ export function httpStatus(status: HealthStatus): 200 | 503 {
  *
  * @param report The report.
  * @param endpoint The endpoint, named in the last line.
+ * @param options Checks that were excluded, to list as such.
  * @returns The text, without a final newline.
  * @example
  * ```ts
@@ -442,7 +449,7 @@ export function httpStatus(status: HealthStatus): 200 | 503 {
  * // "[+]db ok\nreadyz check passed"
  * ```
  */
-export function renderVerbose(report: HealthReport, endpoint: Endpoint): string {
+export function renderVerbose(report: HealthReport, endpoint: Endpoint, options: VerboseOptions = {}): string {
   const lines: string[] = [];
   for (const [key, results] of Object.entries(report.checks)) {
     const name = componentOf(key);
@@ -452,6 +459,7 @@ export function renderVerbose(report: HealthReport, endpoint: Endpoint): string 
       else lines.push(`[-]${name} failed: ${result.output ?? "reason withheld"}`);
     }
   }
+  for (const name of options.excluded ?? []) lines.push(`[+]${name} excluded: ok`);
   for (const note of report.notes ?? []) lines.push(`warn: ${note}`);
   lines.push(`${endpoint} check ${report.status === "fail" ? "failed" : "passed"}`);
   return lines.join("\n");
@@ -715,11 +723,12 @@ export function isStatus(value: unknown): value is HealthStatus {
 
 /**
  * The Deno permission flags a program needs to use a socket path: read, write
- * and `net=unix:` for the path, and for a server also its temporary sibling
- * (`PATH.tmp`, where it binds before renaming the socket into place).
+ * and `net=unix:` for the path; a server also needs its lock file
+ * (`PATH.lock`) and the private directory it binds in (`PATH.tmp`, binding
+ * `PATH.tmp/s` before renaming the socket onto the path).
  *
  * @param path The absolute socket path.
- * @param server Include the server's temporary sibling.
+ * @param server Include the server's lock file and temporary names.
  * @returns The flags, space-separated.
  * @example
  * ```ts
@@ -729,25 +738,60 @@ export function isStatus(value: unknown): value is HealthStatus {
  * ```
  */
 export function permissionFlags(path: string, server: boolean): string {
-  const paths = server ? [path, temporaryPath(path)] : [path];
+  const files = server ? [path, socketDirectory(path), lockPath(path)] : [path];
+  const sockets = server ? [path, temporaryPath(path)] : [path];
   return [
-    `--allow-read=${paths.join(",")}`,
-    `--allow-write=${paths.join(",")}`,
-    `--allow-net=${paths.map((p) => `unix:${p}`).join(",")}`,
+    `--allow-read=${files.join(",")}`,
+    `--allow-write=${files.join(",")}`,
+    `--allow-net=${sockets.map((p) => `unix:${p}`).join(",")}`,
   ].join(" ");
 }
 
 /**
- * The temporary sibling a server binds before renaming the socket onto `path`.
+ * The name a server binds its socket at before renaming it onto `path`:
+ * `PATH.tmp/s`, inside a directory only the server's user can enter, so no
+ * one else can connect before the socket has its mode.
+ *
+ * @param path The socket path.
+ * @returns The temporary socket name.
+ * @example
+ * ```ts
+ * import { temporaryPath } from "./protocol.ts";
+ * temporaryPath("/tmp/app.sock"); // "/tmp/app.sock.tmp/s"
+ * ```
+ */
+export function temporaryPath(path: string): string {
+  return `${socketDirectory(path)}/s`;
+}
+
+/**
+ * The private directory a server binds in while it claims `path`; it exists
+ * only during start-up.
  *
  * @param path The socket path.
  * @returns `path` with `.tmp` appended.
  * @example
  * ```ts
- * import { temporaryPath } from "./protocol.ts";
- * temporaryPath("/tmp/app.sock"); // "/tmp/app.sock.tmp"
+ * import { socketDirectory } from "./protocol.ts";
+ * socketDirectory("/tmp/app.sock"); // "/tmp/app.sock.tmp"
  * ```
  */
-export function temporaryPath(path: string): string {
+export function socketDirectory(path: string): string {
   return `${path}.tmp`;
+}
+
+/**
+ * The lock file a server holds while it serves `path`, so that two servers
+ * never both claim it.
+ *
+ * @param path The socket path.
+ * @returns `path` with `.lock` appended.
+ * @example
+ * ```ts
+ * import { lockPath } from "./protocol.ts";
+ * lockPath("/tmp/app.sock"); // "/tmp/app.sock.lock"
+ * ```
+ */
+export function lockPath(path: string): string {
+  return `${path}.lock`;
 }

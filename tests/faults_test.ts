@@ -161,22 +161,30 @@ Deno.test("a socket file deleted under a running server: check fails clearly, cl
   assert.equal(await exists(sock.path), false);
 });
 
-Deno.test("a socket file replaced by another server's: closing the first leaves the newcomer serving", async () => {
+Deno.test("a socket file removed under a running server: the path stays its own until it stops", async () => {
   await using sock = await tempSocket();
   const first = await serve(sock.path, new Health({ ready: true }).add("first", () => "pass"));
   try {
     await Deno.remove(sock.path);
-    await using second = await serve(sock.path, new Health({ ready: true }).add("second", () => "pass"));
-    await first.close();
-    assert.equal(await exists(sock.path), true, "the newcomer's socket is still there");
-    const result = await probe(second.path);
-    assert.deepEqual(Object.keys(result.report!.checks).sort(), ["lifecycle:state", "second:responseTime"]);
-    const { code, stdout } = await cli(sock.path, ["check"]);
-    assert.equal(code, 0, stdout);
+    // The first server still holds the path's lock: a second healthsock server is refused.
+    await assert.rejects(
+      serve(sock.path, new Health({ ready: true })),
+      (e) => e instanceof SocketError && e.reason === "in-use" && e.message.includes(`${sock.path}.lock`),
+    );
+    // Another program binds the path: closing the first leaves it alone.
+    const other = Deno.listen({ transport: "unix", path: sock.path });
+    try {
+      await first.close();
+      assert.equal(await exists(sock.path), true, "the newcomer's socket is still there");
+    } finally {
+      other.close();
+    }
   } finally {
     await first.close();
   }
-  assert.equal(await exists(sock.path), false, "the newcomer removed its own socket");
+  await using _second = await serve(sock.path, new Health({ ready: true }).add("second", () => "pass"));
+  const { code, stdout } = await cli(sock.path, ["check"]);
+  assert.equal(code, 0, stdout);
 });
 
 Deno.test("a socket file replaced by a regular file: close leaves it, and check fails clearly", async () => {

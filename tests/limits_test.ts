@@ -208,26 +208,49 @@ Deno.test("maxRequestsPerConnection defaults to 100", async () => {
   await assertServes(server.path);
 });
 
-Deno.test("over maxConnections a client gets a short HTTP 503 without sending anything, then a close", async () => {
+Deno.test("at maxConnections a probe takes the place of the connection that waited longest", async () => {
   await using sock = await tempSocket();
   await using server = await serve(sock.path, health(), { maxConnections: 4, requestTimeout: 30_000 });
   const idle: Deno.UnixConn[] = [];
   try {
-    for (let i = 0; i < 4; i++) idle.push(await Deno.connect({ transport: "unix", path: sock.path }));
-    await waitUntil(() => server.connections === 4, "the server holds 4 connections");
-    await using extra = await Deno.connect({ transport: "unix", path: sock.path });
-    const answer = await readAnswer(extra);
-    const { body } = assertHttpError(answer, 503);
-    assert.match(JSON.parse(body).error, /connections/i);
-    // A line-mode probe over the limit gets the same short answer, not a hang.
-    assertHttpError(await send(sock.path, "GET /healthz\n"), 503);
-    // Free one slot: probes are answered again.
-    idle.pop()!.close();
-    await waitUntil(() => server.connections === 3, "the server noticed the closed connection");
-    await assertServes(server.path);
+    for (let i = 0; i < 4; i++) {
+      idle.push(await Deno.connect({ transport: "unix", path: sock.path }));
+      await waitUntil(() => server.connections === i + 1, `the server holds ${i + 1} connections`);
+    }
+    // Half-sent is no better than idle: the oldest is closed, whatever it sent.
+    await idle[0].write(encoder.encode("GET /hea"));
+    const answer = JSON.parse(await send(sock.path, "GET /healthz\n"));
+    assert.equal(answer.status, "pass", "the probe is answered, not refused");
+    assert.equal(await readAnswer(idle[0]), "", "the longest-waiting connection was closed without an answer");
+    await waitUntil(() => server.connections === 3, "the probe's connection is gone");
+    idle.push(await Deno.connect({ transport: "unix", path: sock.path }));
+    await waitUntil(() => server.connections === 4, "the cap is reached again");
+    assert.equal(JSON.parse(await send(sock.path, "GET /livez\n")).status, "pass");
+    assert.equal(await readAnswer(idle[1]), "", "then the next longest-waiting");
+    assert.equal(server.connections, 3, "the newest idle connections are still held");
   } finally {
     for (const conn of idle) conn.close();
   }
+});
+
+Deno.test("when every connection is answering, a newcomer gets 503 busy in its own framing", async () => {
+  await using sock = await tempSocket();
+  const release = Promise.withResolvers<void>();
+  const slow = new Health({ ready: true }).add("slow", async () => await release.promise, { timeout: 30_000 });
+  await using server = await serve(sock.path, slow, { maxConnections: 2 });
+  const held = [send(sock.path, "GET /readyz\n"), send(sock.path, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")];
+  try {
+    await waitUntil(() => server.connections === 2, "both slots are answering");
+    assertLineError(await send(sock.path, "GET /healthz\n"), 503);
+    const { body } = assertHttpError(await send(sock.path, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"), 503);
+    assert.match(JSON.parse(body).error, /busy/i);
+  } finally {
+    release.resolve();
+  }
+  const answers = await Promise.all(held);
+  assert.equal(JSON.parse(answers[0]).status, "pass", "the requests in hand were answered");
+  assert.match(answers[1], /^HTTP\/1\.1 200 /);
+  await assertServes(server.path);
 });
 
 Deno.test("a client that never reads its answers is dropped after writeTimeout, not buffered for", async () => {
@@ -278,7 +301,8 @@ Deno.test(
     const idle = await Promise.all([0, 1, 2].map(() => Deno.connect({ transport: "unix", path: sock.path })));
     try {
       await waitUntil(() => server.connections === 3, "3 idle connections held");
-      assertHttpError(await send(sock.path, "GET /healthz\n"), 503);
+      // A probe takes the place of the longest-waiting idle connection.
+      assert.equal(JSON.parse(await send(sock.path, "GET /healthz\n")).status, "pass");
       // The idle connections time out, and the server is usable again.
       await Promise.all(idle.map((conn) => readAnswer(conn)));
     } finally {

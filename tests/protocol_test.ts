@@ -692,16 +692,16 @@ Deno.test("httpStatus maps pass and warn to 200 and fail to 503", () => {
   assert.equal(httpStatus("fail"), 503);
 });
 
-Deno.test("permissionFlags grants exactly the socket path, and a server its temporary sibling", () => {
+Deno.test("permissionFlags grants exactly the socket path, and a server its lock file and temporary names", () => {
   assert.equal(
     permissionFlags("/tmp/app.sock", false),
     "--allow-read=/tmp/app.sock --allow-write=/tmp/app.sock --allow-net=unix:/tmp/app.sock",
   );
   assert.equal(
     permissionFlags("/run/app/health.sock", true),
-    "--allow-read=/run/app/health.sock,/run/app/health.sock.tmp " +
-      "--allow-write=/run/app/health.sock,/run/app/health.sock.tmp " +
-      "--allow-net=unix:/run/app/health.sock,unix:/run/app/health.sock.tmp",
+    "--allow-read=/run/app/health.sock,/run/app/health.sock.tmp,/run/app/health.sock.lock " +
+      "--allow-write=/run/app/health.sock,/run/app/health.sock.tmp,/run/app/health.sock.lock " +
+      "--allow-net=unix:/run/app/health.sock,unix:/run/app/health.sock.tmp/s",
   );
 });
 

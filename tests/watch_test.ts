@@ -42,7 +42,7 @@ Deno.test("line-mode watch sends the report, then one JSON line per status chang
   }
 });
 
-Deno.test("HTTP watch is a text/event-stream with one event per change and an end event on shutdown", async () => {
+Deno.test("HTTP/1.1 watch is a chunked text/event-stream: one unnamed event per change, an end event on shutdown", async () => {
   await using sock = await tempSocket();
   let status: "pass" | "fail" = "pass";
   const health = new Health({ ready: true }).add("db", () => status, { cacheTtl: 0 });
@@ -50,23 +50,45 @@ Deno.test("HTTP watch is a text/event-stream with one event per change and an en
   const conn = await Deno.connect({ transport: "unix", path: sock.path });
   try {
     await writeAll(conn, encoder.encode("GET /healthz?watch HTTP/1.1\r\nHost: x\r\n\r\n"));
-    let text = await readUntilMatch(conn, /\r\n\r\nevent: pass\ndata: .*\n\n/);
+    let text = await readUntilMatch(conn, /\r\n\r\n[0-9a-f]+\r\ndata: .*\n\n\r\n/);
     assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
     assert.match(text, /\r\nContent-Type: text\/event-stream\r\n/);
     assert.match(text, /\r\nCache-Control: no-store\r\n/);
+    assert.match(text, /\r\nTransfer-Encoding: chunked\r\n/);
     status = "fail";
-    text = await readUntilMatch(conn, /event: fail\ndata: (.*)\n\n/, text);
-    const data = /event: fail\ndata: (.*)\n\n/.exec(text)![1];
+    text = await readUntilMatch(conn, /data: (.*"fail".*)\n\n/, text);
+    const data = /data: (.*"fail".*)\n\n/.exec(text)![1];
     assert.equal(JSON.parse(data).checks["db:responseTime"][0].status, "fail");
     const closed = server.drain();
-    text = await readUntilMatch(conn, /event: end\ndata: shutting down\n\n$/, text);
+    text = await readUntilMatch(conn, /event: end\ndata: shutting down\n\n\r\n0\r\n\r\n$/, text);
     assert.equal(await conn.read(new Uint8Array(16)), null);
     await closed;
+    // Every chunk's size is its length in bytes, and no report carries an event name.
+    const body = new TextEncoder().encode(text.slice(text.indexOf("\r\n\r\n") + 4));
+    const events = dechunk(body).split("\n\n").filter(Boolean);
+    assert.ok(events.slice(0, -1).every((e) => e.startsWith("data: ")), JSON.stringify(events));
+    assert.equal(events.at(-1), "event: end\ndata: shutting down");
   } finally {
     conn.close();
     await server.close();
   }
 });
+
+/** Decode a chunked body, checking each chunk's size. */
+function dechunk(bytes: Uint8Array): string {
+  const out: Uint8Array[] = [];
+  let pos = 0;
+  for (;;) {
+    const crlf = bytes.indexOf(0x0d, pos);
+    const size = parseInt(new TextDecoder().decode(bytes.subarray(pos, crlf)), 16);
+    assert.ok(Number.isInteger(size), "a chunk size");
+    if (size === 0) break;
+    out.push(bytes.subarray(crlf + 2, crlf + 2 + size));
+    assert.equal(new TextDecoder().decode(bytes.subarray(crlf + 2 + size, crlf + 4 + size)), "\r\n");
+    pos = crlf + 4 + size;
+  }
+  return out.map((b) => new TextDecoder().decode(b)).join("");
+}
 
 Deno.test("watch with ?timeout ends the stream after that long without a change", async () => {
   await using sock = await tempSocket();
@@ -97,19 +119,23 @@ Deno.test("the client's watch() yields each change until aborted", async () => {
   assert.deepEqual(statuses, ["fail", "pass"]);
 });
 
-Deno.test("watch streams count against maxConnections", async () => {
+Deno.test("watch streams have a cap of their own and never take a probe's place", async () => {
   await using sock = await tempSocket();
-  await using server = await serve(sock.path, new Health({ ready: true }), { maxConnections: 2 });
-  const streams = await Promise.all([0, 1].map(() => Deno.connect({ transport: "unix", path: sock.path })));
+  await using server = await serve(sock.path, new Health({ ready: true }), { maxConnections: 2, maxWatchers: 3 });
+  const streams: Deno.UnixConn[] = [];
   try {
-    for (const conn of streams) {
+    for (let i = 0; i < 3; i++) {
+      const conn = await Deno.connect({ transport: "unix", path: sock.path });
+      streams.push(conn);
       await writeAll(conn, encoder.encode("GET /livez?watch\n"));
       await readUntilMatch(conn, /\n/);
     }
-    assert.equal(server.connections, 2);
-    const refused = await exchange(sock.path, "GET /livez\n");
-    assert.match(refused, /^HTTP\/1\.1 503 /);
-    assert.match(refused, /Too many connections/);
+    assert.equal(server.connections, 3);
+    // More watchers than slots for requests, and probes are still answered.
+    assert.equal(JSON.parse(await exchange(sock.path, "GET /livez\n")).status, "pass");
+    const refused = JSON.parse(await exchange(sock.path, "GET /livez?watch\n"));
+    assert.equal(refused.code, 503);
+    assert.match(refused.error, /busy: too many watch streams/);
   } finally {
     for (const conn of streams) conn.close();
   }
@@ -154,6 +180,6 @@ Deno.test({
     const { code, stdout } = await child.output();
     assert.equal(code, 0);
     const text = decoder.decode(stdout);
-    assert.match(text, /^event: pass\ndata: \{"status":"pass"/);
+    assert.match(text, /^data: \{"status":"pass"/);
   },
 });

@@ -1,0 +1,506 @@
+/**
+ * One connection: read requests in either framing, answer them, stream
+ * `?watch`. The server decides admission and shutdown from each connection's
+ * {@linkcode ConnectionState}; everything else about a connection is here.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Health } from "./health.ts";
+import {
+  encodeHead,
+  encodeResponse,
+  errorResponse,
+  HEALTH_JSON,
+  httpStatus,
+  isUnterminatedLine,
+  parseRequest,
+  parseTarget,
+  renderVerbose,
+  sniffFraming,
+  withholdDetails,
+} from "./protocol.ts";
+import type { Framing, HealthReport, ParseResult, ProtocolError, Request, Response, Route } from "./protocol.ts";
+
+const logger = getLogger(["healthsock", "server"]);
+const encoder = new TextEncoder();
+const EMPTY = new Uint8Array(0);
+const QUIET = Symbol("quiet");
+const TEXT = "text/plain; charset=utf-8";
+
+/** The limits a connection keeps to; see `ServeOptions` for each. */
+export interface ConnectionLimits {
+  maxHeaderBytes: number;
+  requestTimeout: number;
+  idleTimeout: number;
+  lineQuiet: number;
+  writeTimeout: number;
+  maxRequestsPerConnection: number;
+  watchInterval: number;
+}
+
+/**
+ * What a connection is doing, as admission and shutdown see it:
+ * - `waiting`: no complete request yet (new, idle between keep-alive requests, or half-sent);
+ * - `answering`: a request was read and its answer is being built or written;
+ * - `watching`: a `?watch` stream;
+ * - `closed`: done.
+ */
+export type ConnectionState = "waiting" | "answering" | "watching" | "closed";
+
+/** What a connection needs of its server. */
+export interface ConnectionHost {
+  readonly limits: ConnectionLimits;
+  readonly responder: Responder;
+  /** The server is shutting down: finish the answer in hand, take no more requests. */
+  readonly closing: boolean;
+  /** The deadline `ms` from now, on the server's sweeper clock. */
+  deadlineIn(ms: number): number;
+  /** Move a connection into the watch streams, or refuse it: watch streams have a cap of their own. */
+  startWatch(connection: Connection): boolean;
+  /** A read buffer, and giving one back. */
+  takeBuffer(): Uint8Array;
+  giveBuffer(buffer: Uint8Array): void;
+}
+
+/** A response with its bytes encoded once for both framings, reused while its report is unchanged. */
+export interface Prepared {
+  response: Response;
+  /** The whole line-mode answer: the body and `\n`. */
+  line: Uint8Array;
+  /** The HTTP body. */
+  body: Uint8Array;
+}
+
+/** Encode a response once for both framings. */
+export function prepare(response: Response): Prepared {
+  return { response, line: encoder.encode(response.body + "\n"), body: encoder.encode(response.body) };
+}
+
+/**
+ * Builds answers for one server's connections: routes, reports and their
+ * encodings, each kept while it is unchanged.
+ */
+export class Responder {
+  #health: Health;
+  #details: boolean;
+  #prepared = new WeakMap<HealthReport, Map<string, Prepared>>();
+  #routes = new Map<string, Route | ProtocolError>();
+  #date = "";
+  #dateAt = 0;
+
+  constructor(health: Health, details: boolean) {
+    this.#health = health;
+    this.#details = details;
+  }
+
+  get health(): Health {
+    return this.#health;
+  }
+
+  /** Parse a target, remembering the first few seen: probes ask the same few targets again and again. */
+  route(target: string): Route | ProtocolError {
+    let route = this.#routes.get(target);
+    if (route === undefined) {
+      route = parseTarget(target);
+      if (this.#routes.size < 64) this.#routes.set(target, route);
+    }
+    return route;
+  }
+
+  /** The answer to a request: synchronous when the report is at hand, as it is for most probes. */
+  answer(request: Request, route: Route | ProtocolError): Prepared | Promise<Prepared> {
+    if ("code" in route) return prepare(errorResponse({ ...route, framing: request.framing }));
+    const missing = this.unknownCheck(route, request.framing);
+    if (missing) return missing;
+    const report = this.#health.evaluate(route.endpoint, { check: route.check, exclude: route.exclude });
+    return report instanceof Promise ? report.then((done) => this.render(done, route)) : this.render(report, route);
+  }
+
+  /** The 404 for `/ENDPOINT/NAME` when that endpoint has no such check. */
+  unknownCheck({ endpoint, check }: Route, framing: Framing): Prepared | undefined {
+    if (check === undefined || this.#health.has(check, endpoint)) return undefined;
+    return prepare(errorResponse({ code: 404, message: `No check named "${check}" on /${endpoint}`, framing }));
+  }
+
+  /** The report of a route, for watch streams; a report that cannot be built is a `fail`. */
+  async report(route: Route): Promise<HealthReport> {
+    try {
+      return await this.#health.evaluate(route.endpoint, { check: route.check, exclude: route.exclude });
+    } catch (error) {
+      // A check that vanished between has() and report(): answer as absent.
+      logger.warn("Cannot build a report: {error}", { error: String(error) });
+      return { status: "fail", checks: {}, output: "report unavailable" };
+    }
+  }
+
+  /** Health returns the same report object while nothing changed: encode it once. */
+  render(report: HealthReport, { endpoint, verbose, exclude }: Route): Prepared {
+    const variant = verbose ? `verbose:${endpoint}` : "json";
+    let variants = this.#prepared.get(report);
+    let prepared = variants?.get(variant);
+    if (!prepared) {
+      const shown = this.#details ? report : withholdDetails(report);
+      let response: Response;
+      if (verbose) {
+        // kube-apiserver lists each excluded check, so a reader sees the exclusion took effect.
+        const excluded = exclude.filter((name) => this.#health.has(name, endpoint));
+        const body = renderVerbose(shown, endpoint, { excluded });
+        response = { code: httpStatus(report.status), contentType: TEXT, body };
+      } else {
+        response = { code: httpStatus(report.status), contentType: HEALTH_JSON, body: JSON.stringify(shown) };
+      }
+      prepared = prepare(response);
+      if (!variants) this.#prepared.set(report, variants = new Map());
+      variants.set(variant, prepared);
+    }
+    return prepared;
+  }
+
+  /** The HTTP Date header, formatted at most once a second. */
+  httpDate(): string {
+    const now = Date.now();
+    if (now - this.#dateAt >= 1000) {
+      this.#dateAt = now - (now % 1000);
+      this.#date = new Date(now).toUTCString();
+    }
+    return this.#date;
+  }
+}
+
+/** What reading a request ended with. */
+interface Read {
+  parsed: ParseResult;
+  /** The client ended its side, or went quiet after an unterminated line: nothing more will be read. */
+  final: boolean;
+}
+
+/** One accepted connection. */
+export class Connection {
+  readonly conn: Deno.UnixConn;
+  /** Order of the moment it began waiting for a request; the smallest has waited longest. */
+  waitingSince = 0;
+  /** Sweeper-clock time past which {@linkcode Connection.expire} runs; 0 for none. */
+  deadline = 0;
+  #state: ConnectionState = "waiting";
+  #host: ConnectionHost;
+  #chunk: Uint8Array | undefined;
+  /** Bytes received and not yet consumed. */
+  #pending: Uint8Array = EMPTY;
+  /** A request has begun arriving (the 408 rule applies), as opposed to an idle wait. */
+  #begun = false;
+  /** The connection answers in HTTP: set by its first request. */
+  #http = false;
+  /** A read may still fill the buffer (the quiet period ended it): the buffer is not reused. */
+  #readAhead = false;
+  #endWatch?: () => void;
+
+  constructor(conn: Deno.UnixConn, host: ConnectionHost, order: number) {
+    this.conn = conn;
+    this.#host = host;
+    this.waitingSince = order;
+  }
+
+  /** What the connection is doing. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** Serve requests until the connection ends; never rejects. */
+  async serve(nextOrder: () => number): Promise<void> {
+    const debug = logger.isEnabledFor("debug");
+    const limits = this.#host.limits;
+    let served = 0;
+    try {
+      for (;;) {
+        const { parsed, final } = await this.#readRequest(served === 0);
+        if (parsed.kind === "empty" || parsed.kind === "incomplete") return;
+        this.#state = "answering";
+        if (parsed.kind === "error") {
+          const error = this.#http ? { ...parsed.error, framing: "http" as const } : parsed.error;
+          if (debug) {
+            logger.debug("Server refused a request: {code} {message}", { code: error.code, message: error.message });
+          }
+          await this.#write(prepare(errorResponse(error)), error.framing, false, false);
+          return;
+        }
+        const { request, size } = parsed;
+        if (this.#http && request.framing !== "http") {
+          // Once a connection speaks HTTP it is answered in HTTP: a bare line here is malformed.
+          const error = { code: 400, message: "Expected an HTTP request line on this connection", framing: "http" };
+          await this.#write(prepare(errorResponse(error as ProtocolError)), "http", false, false);
+          return;
+        }
+        this.#http = request.framing === "http";
+        this.#pending = this.#pending.subarray(size);
+        served++;
+        if (debug) logger.debug("Server got: {request}", { request: request.line });
+        const responder = this.#host.responder;
+        const route = responder.route(request.target);
+        if (!("code" in route) && route.watch) {
+          await this.#watch(request, route);
+          return;
+        }
+        let response: Prepared;
+        try {
+          const answer = responder.answer(request, route);
+          response = answer instanceof Promise ? await answer : answer;
+        } catch (error) {
+          logger.error("Cannot answer {request}: {error}", { request: request.line, error: String(error) });
+          const failure = { code: 500, message: "The server could not build its answer", framing: request.framing };
+          response = prepare(errorResponse(failure));
+        }
+        const keepAlive = request.keepAlive && !final && !this.#host.closing &&
+          served < limits.maxRequestsPerConnection && response.response.code !== 400;
+        const bytes = await this.#write(response, request.framing, request.method === "HEAD", keepAlive);
+        if (debug) logger.debug("Server responded with {bytes} bytes.", { bytes });
+        if (!keepAlive || this.#host.closing) return;
+        this.#state = "waiting";
+        this.waitingSince = nextOrder();
+      }
+    } catch (error) {
+      if (!isDisconnect(error)) logger.warn("Connection failed: {error}", { error: String(error) });
+    } finally {
+      this.#finish();
+    }
+  }
+
+  /**
+   * Answer that the server is too busy, in the framing of the request the
+   * client sends, then close: every connection slot is answering a request.
+   */
+  async refuseBusy(): Promise<void> {
+    try {
+      const { parsed } = await this.#readRequest(true);
+      if (parsed.kind === "empty" || parsed.kind === "incomplete") return;
+      this.#state = "answering";
+      const framing = parsed.kind === "request" ? parsed.request.framing : parsed.error.framing;
+      await this.#write(busy("every connection is answering a request", framing), framing, false, false);
+    } catch (error) {
+      if (!isDisconnect(error)) logger.warn("Connection failed: {error}", { error: String(error) });
+    } finally {
+      this.#finish();
+    }
+  }
+
+  /** The deadline passed: a request begun gets a 408; anything else is closed. */
+  expire(): void {
+    // Past a write deadline the client is not reading: nothing more can be sent.
+    if (this.#state !== "waiting" || !this.#begun) return this.close();
+    const framing = this.#http ? "http" : sniffFraming(this.#pending);
+    const response = errorResponse({
+      code: 408,
+      message: `Request not complete in time (${this.#pending.length} bytes received)`,
+      framing,
+    });
+    const bytes = encodeResponse(response, framing, { date: this.#host.responder.httpDate() });
+    this.#state = "answering";
+    this.conn.write(bytes).catch(() => {}).finally(() => this.close());
+  }
+
+  /** Shutdown: end a watch stream (after its last report), close a waiting connection, let an answer finish. */
+  stop(): void {
+    if (this.#state === "watching") this.#endWatch?.();
+    else if (this.#state === "waiting") this.close();
+  }
+
+  /** Close now. Idempotent. */
+  close(): void {
+    try {
+      this.conn.close();
+    } catch { /* already closed */ }
+  }
+
+  #finish(): void {
+    this.deadline = 0;
+    this.#state = "closed";
+    this.close();
+    if (this.#chunk && !this.#readAhead) this.#host.giveBuffer(this.#chunk);
+    this.#chunk = undefined;
+  }
+
+  /**
+   * Read one request: the first within requestTimeout of connecting, later
+   * ones within idleTimeout of the previous answer, and each within
+   * requestTimeout of its first byte. Blank lines between requests are
+   * tolerated (RFC 9112 §2.2) and start nothing.
+   */
+  async #readRequest(first: boolean): Promise<Read> {
+    const host = this.#host;
+    const limits = host.limits;
+    this.#state = "waiting";
+    this.#begun = first || hasContent(this.#pending);
+    this.deadline = host.deadlineIn(this.#begun ? limits.requestTimeout : limits.idleTimeout);
+    const chunk = this.#chunk ??= host.takeBuffer();
+    let final = false;
+    let quiet: { promise: Promise<typeof QUIET>; timer: ReturnType<typeof setTimeout> } | undefined;
+    try {
+      for (;;) {
+        const parsed = parseRequest(this.#pending, { final, maxHeaderBytes: limits.maxHeaderBytes });
+        if (parsed.kind !== "incomplete" || final) {
+          this.deadline = 0;
+          return { parsed, final };
+        }
+        if (!this.#begun && hasContent(this.#pending)) {
+          this.#begun = true;
+          this.deadline = host.deadlineIn(limits.requestTimeout);
+        }
+        // The first chunk is parsed in place; keep it only as a copy, as the next read reuses the buffer.
+        if (this.#pending.buffer === chunk.buffer) this.#pending = this.#pending.slice();
+        let n: number | null | typeof QUIET;
+        if (first && isUnterminatedLine(this.#pending)) {
+          // The seed's client sends "GET /healthz" with no newline and waits: answer after a quiet moment.
+          quiet ??= quietTimer(limits.lineQuiet);
+          n = await Promise.race([this.conn.read(chunk), quiet.promise]);
+        } else {
+          n = await this.conn.read(chunk);
+        }
+        if (n === QUIET) this.#readAhead = true; // that read may still fill the buffer
+        if (n === QUIET || n === null) {
+          final = true;
+          continue;
+        }
+        const received = chunk.subarray(0, n);
+        this.#pending = this.#pending.length === 0 ? received : concat(this.#pending, received);
+        if (quiet) {
+          // Quiet means no byte for lineQuiet ms: restart the count.
+          clearTimeout(quiet.timer);
+          quiet = undefined;
+        }
+      }
+    } finally {
+      if (quiet) clearTimeout(quiet.timer);
+    }
+  }
+
+  /** Write a prepared response in a framing. */
+  #write(prepared: Prepared, framing: Framing, head: boolean, keepAlive: boolean): Promise<number> {
+    let bytes = prepared.line;
+    if (framing === "http") {
+      const top = encodeHead(prepared.response, prepared.body.length, {
+        keepAlive,
+        date: this.#host.responder.httpDate(),
+      });
+      bytes = head ? top : concat(top, prepared.body);
+    }
+    return this.#send(bytes);
+  }
+
+  /** Write within writeTimeout: a client that does not read is dropped, never buffered for. */
+  async #send(bytes: Uint8Array): Promise<number> {
+    this.deadline = this.#host.deadlineIn(this.#host.limits.writeTimeout);
+    let written = 0;
+    while (written < bytes.length) written += await this.conn.write(bytes.subarray(written));
+    this.deadline = 0;
+    return written;
+  }
+
+  /**
+   * `?watch`: send the report now and again whenever its status changes; one
+   * JSON line each in line mode, server-sent events in HTTP (chunked on
+   * HTTP/1.1). Reports are computed one at a time and only after the
+   * previous one was written, so a slow reader gets fewer reports, never a
+   * growing buffer.
+   */
+  async #watch(request: Request, route: Route): Promise<void> {
+    const host = this.#host;
+    const responder = host.responder;
+    const http = request.framing === "http";
+    const missing = responder.unknownCheck(route, request.framing);
+    if (missing) {
+      await this.#write(missing, request.framing, false, false);
+      return;
+    }
+    if (!host.startWatch(this)) {
+      await this.#write(busy("too many watch streams are open", request.framing), request.framing, false, false);
+      return;
+    }
+    this.#state = "watching";
+    const stop = new AbortController();
+    this.#endWatch = () => stop.abort();
+    let wake = Promise.withResolvers<void>();
+    const onChange = () => wake.resolve();
+    const health = responder.health;
+    health.addEventListener("change", onChange);
+    const timer = setInterval(onChange, host.limits.watchInterval);
+    stop.signal.addEventListener("abort", onChange);
+    // HTTP clients close when they are done; a line-mode client's half-close
+    // (socat, nc -N) ends its request, not the stream, so only a failed write ends it.
+    this.conn.read(new Uint8Array(256)).then((n) => {
+      if (n === null && http) stop.abort();
+    }, () => stop.abort());
+    const chunked = http && request.line.endsWith(" HTTP/1.1");
+    const send = (text: string) => this.#send(encoder.encode(chunked ? asChunk(text) : text));
+    const idle = route.watchTimeout;
+    try {
+      if (http) {
+        const head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n" +
+          `Connection: close\r\n${chunked ? "Transfer-Encoding: chunked\r\n" : ""}` +
+          `Date: ${responder.httpDate()}\r\n\r\n`;
+        await this.#send(encoder.encode(head));
+        if (request.method === "HEAD") return;
+      }
+      let last: string | undefined;
+      let changedAt = performance.now();
+      for (;;) {
+        // Evaluate once more after a stop, so a drain's last change (readyz
+        // "shutting down") reaches the watcher before the stream ends.
+        const stopping = stop.signal.aborted;
+        const report = await responder.report(route);
+        if (report.status !== last) {
+          last = report.status;
+          changedAt = performance.now();
+          const { body } = responder.render(report, route).response;
+          await send(http ? event(body) : `${body}\n`);
+        } else if (idle !== undefined && performance.now() - changedAt >= idle) {
+          break;
+        }
+        if (stopping) break;
+        await wake.promise;
+        wake = Promise.withResolvers<void>();
+      }
+      if (http && host.closing) await send("event: end\ndata: shutting down\n\n");
+      if (chunked) await this.#send(encoder.encode("0\r\n\r\n"));
+    } finally {
+      clearInterval(timer);
+      health.removeEventListener("change", onChange);
+    }
+  }
+}
+
+/** One server-sent event carrying a body: a `data:` line per body line, no `event:` field (so `onmessage` gets it). */
+function event(body: string): string {
+  // Bodies hold no CR, and LF only between lines (renderVerbose escapes both inside values).
+  return `data: ${body.replaceAll("\n", "\ndata: ")}\n\n`;
+}
+
+/** One chunk of a chunked HTTP/1.1 body. */
+function asChunk(text: string): string {
+  return `${encoder.encode(text).length.toString(16)}\r\n${text}\r\n`;
+}
+
+function busy(why: string, framing: Framing): Prepared {
+  return prepare(errorResponse({ code: 503, message: `Server busy: ${why}; try again`, framing }));
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function hasContent(bytes: Uint8Array): boolean {
+  return bytes.some((byte) => byte !== 0x0a && byte !== 0x0d);
+}
+
+function quietTimer(ms: number): { promise: Promise<typeof QUIET>; timer: ReturnType<typeof setTimeout> } {
+  const { promise, resolve } = Promise.withResolvers<typeof QUIET>();
+  return { promise, timer: setTimeout(resolve, ms, QUIET) };
+}
+
+function isDisconnect(error: unknown): boolean {
+  return error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted ||
+    error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.NotConnected || error instanceof Deno.errors.TimedOut;
+}
