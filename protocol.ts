@@ -116,7 +116,10 @@ const ENDPOINTS: ReadonlySet<string> = new Set([
 ]);
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HTTP_VERSION = /^HTTP\/\d\.\d$/;
+/** An HTTP version as a word anywhere in a line: whoever sent it speaks HTTP. */
+const HAS_HTTP_VERSION = /(?:^|[ \t])HTTP\/\d\.\d(?:[ \t]|\r?$)/;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
+const latin1 = new TextDecoder("latin1");
 const encoder = new TextEncoder();
 
 /** The reason phrases of the statuses the server sends. */
@@ -168,9 +171,10 @@ export function parseRequest(
     start++;
   }
   let lf = bytes.indexOf(LF, start);
-  // Blank lines skipped above count too: a flood of them is no request either.
-  if (lf > maxHeaderBytes || (lf < 0 && bytes.length > maxHeaderBytes)) {
-    return error(414, `Request line longer than ${maxHeaderBytes} bytes`, sniffFraming(bytes));
+  // The line with its newline must fit; blank lines skipped above count too:
+  // a flood of them is no request either.
+  if (lf >= maxHeaderBytes || (lf < 0 && bytes.length > maxHeaderBytes)) {
+    return error(414, tooLong(maxHeaderBytes), sniffFraming(bytes));
   }
   if (lf < 0) {
     if (!final) return { kind: "incomplete" };
@@ -182,7 +186,14 @@ export function parseRequest(
   if (line === undefined) return error(400, "Request line is not valid UTF-8", sniffFraming(bytes));
   const parts = line.split(" ");
   if (parts.length === 3 && HTTP_VERSION.test(parts[2])) {
+    // A head is its request line and the empty line that ends it, at least:
+    // a line that leaves no room for that is too long whatever follows.
+    if (lf + 1 + (lf - end + 1) > maxHeaderBytes) return error(414, tooLong(maxHeaderBytes), "http");
     return parseHttp(bytes, parts, line, lf + 1, options);
+  }
+  if (HAS_HTTP_VERSION.test(line)) {
+    // An HTTP client that spaced its line oddly reads an HTTP answer, not a line-mode one.
+    return error(400, 'Malformed request line: expected "METHOD TARGET HTTP/1.1" with single spaces', "http");
   }
   if (parts.length !== 2) {
     return error(400, 'Malformed request line: expected "METHOD TARGET" or "METHOD TARGET HTTP/1.1"', "line");
@@ -295,6 +306,10 @@ function checkRequestLine(
   return undefined;
 }
 
+function tooLong(maxHeaderBytes: number): string {
+  return `Request line longer than ${maxHeaderBytes} bytes`;
+}
+
 function error(code: number, message: string, framing: Framing): ParseResult {
   return { kind: "error", error: { code, message, framing } };
 }
@@ -305,8 +320,8 @@ function truncate(text: string, max = 64): string {
 
 /**
  * Guess the framing of a request that could not be parsed, so an error can be
- * answered in a form the client reads: HTTP when the first line ends with an
- * HTTP version, line mode otherwise.
+ * answered in a form the client reads: HTTP when the first line (as far as it
+ * was received) holds an HTTP version as a word, line mode otherwise.
  *
  * @param bytes The bytes received.
  * @returns The framing to answer in.
@@ -318,8 +333,9 @@ function truncate(text: string, max = 64): string {
  */
 export function sniffFraming(bytes: Uint8Array): Framing {
   const lf = bytes.indexOf(LF);
-  const head = bytes.subarray(Math.max(0, (lf < 0 ? bytes.length : lf) - 10), lf < 0 ? bytes.length : lf);
-  return /HTTP\/\d\.\d\r?$/.test(String.fromCharCode(...head)) ? "http" : "line";
+  const line = bytes.subarray(0, lf < 0 ? bytes.length : lf);
+  // Latin-1 keeps every byte one character, valid UTF-8 or not; only errors take this path.
+  return HAS_HTTP_VERSION.test(latin1.decode(line)) ? "http" : "line";
 }
 
 /**

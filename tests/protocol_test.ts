@@ -105,11 +105,34 @@ Deno.test("parseRequest skips empty lines before the request line", () => {
 });
 
 Deno.test("parseRequest refuses a line with too many or too few words with 400 in line mode", () => {
-  for (const text of ["GET\n", "GET /healthz extra\n", "GET  /healthz\n", "GET /healthz HTTP/1.1 extra\r\n\r\n"]) {
+  for (const text of ["GET\n", "GET /healthz extra\n", "GET  /healthz\n", "GET /healthz \n"]) {
     const error = refused(text);
     assert.equal(error.code, 400, text);
     assert.equal(error.framing, "line", text);
   }
+});
+
+Deno.test("parseRequest answers a malformed request line holding an HTTP version with 400 in HTTP", () => {
+  for (
+    const text of [
+      "GET /healthz HTTP/1.1 \r\n\r\n",
+      "GET  /healthz HTTP/1.1\r\n\r\n",
+      "GET /healthz  HTTP/1.1\r\n\r\n",
+      " GET /healthz HTTP/1.1\r\n\r\n",
+      "GET /healthz HTTP/1.1\t\r\n\r\n",
+      "GET /healthz HTTP/1.1 extra\r\n\r\n",
+      "GET /healthz HTTP/1.1 \n",
+    ]
+  ) {
+    const error = refused(text);
+    assert.equal(error.code, 400, JSON.stringify(text));
+    assert.equal(error.framing, "http", JSON.stringify(text));
+    assert.match(error.message, /Malformed request line/);
+  }
+  // Without its newline yet, such a line is refused once it is final, in HTTP too.
+  assert.equal(refused("GET /healthz HTTP/1.1 ", { final: true }).framing, "http");
+  assert.equal(sniffFraming(encoder.encode("GET /healthz HTTP/1.1 \r\n")), "http");
+  assert.equal(sniffFraming(encoder.encode("GET  /" + "a".repeat(9000) + " HTTP/1.1")), "http");
 });
 
 Deno.test("parseRequest refuses a target that is not a path with 400", () => {
@@ -141,6 +164,30 @@ Deno.test("parseRequest refuses a request line over maxHeaderBytes with 414, ter
   assert.equal(error.code, 414);
   assert.equal(error.framing, "http");
   assert.equal(refused("GET /" + "a".repeat(9000) + "\n").code, 414, "default limit is 8192");
+});
+
+Deno.test("parseRequest answers 414 to a request line that leaves no room for the head's end, whatever follows", () => {
+  // The head is at most 8192 bytes: a request line, CRLF, and the empty line's CRLF.
+  const line = (n: number) => "GET /" + "a".repeat(n - "GET / HTTP/1.1".length) + " HTTP/1.1";
+  assert.equal(line(8188).length, 8188);
+  assert.equal(request(line(8188) + "\r\n\r\n").target.length, 8188 - "GET  HTTP/1.1".length);
+  for (const n of [8189, 8190, 8191, 8192, 8193]) {
+    for (const rest of ["\r\n\r\n", "\r\nHost: x\r\n\r\n", "\r\n"]) {
+      const error = refused(line(n) + rest);
+      assert.equal(error.code, 414, `${n} ${JSON.stringify(rest)}`);
+      assert.equal(error.framing, "http");
+    }
+  }
+  // Bare LF endings: the line, LF and the empty line's LF.
+  assert.equal(request(line(8190) + "\n\n").framing, "http");
+  assert.equal(refused(line(8191) + "\n\n").code, 414);
+  // Headers that push a fitting line over the limit are the headers' fault: 431.
+  assert.equal(refused(line(8180) + "\r\nHost: x\r\n\r\n").code, 431);
+  // Line mode: the line with its newline at most 8192 bytes.
+  const bare = (n: number) => "GET /" + "a".repeat(n - 5);
+  assert.equal(request(bare(8191) + "\n").framing, "line");
+  assert.equal(refused(bare(8192) + "\n").code, 414);
+  assert.equal(refused(bare(8191) + "\r\n").code, 414);
 });
 
 // --------------------------------------------------------------------- HTTP
