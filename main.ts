@@ -13,7 +13,7 @@ import type { LogLevel, LogRecord } from "@logtape/logtape";
 import { delay, probe, ProbeError, watch } from "./client.ts";
 import type { ProbeResult } from "./client.ts";
 import type { Demo } from "./demo.ts";
-import { permissionFlags, renderVerbose } from "./protocol.ts";
+import { escapeText, permissionFlags, renderVerbose } from "./protocol.ts";
 import type { Endpoint, Framing, HealthStatus } from "./protocol.ts";
 
 // `check` is what probes run, many times a minute: it loads only the client
@@ -221,8 +221,9 @@ async function missingPermissions(path: string, server: boolean): Promise<string
   return undefined;
 }
 
+/** The one stderr line of a non-zero exit; what a server sent cannot make it two. */
 function fatal(code: number, message: string): number {
-  console.error(`healthsock: ${message}`);
+  console.error(`healthsock: ${escapeText(message)}`);
   return code;
 }
 
@@ -241,7 +242,7 @@ function renderText(result: ProbeResult, target: string, verbose: boolean): stri
   if (!result.report) return result.body;
   if (verbose) return renderVerbose(result.report, endpoint);
   const summary = `${endpoint} check ${result.status === "fail" ? "failed" : "passed"}`;
-  return result.report.output ? `${summary} (${result.report.output})` : summary;
+  return result.report.output ? `${summary} (${escapeText(result.report.output)})` : summary;
 }
 
 interface ProbeFlags {
@@ -327,7 +328,7 @@ async function runWatch(values: Record<string, string | boolean | undefined>): P
           : { time, status: observation.status, report: observation.result.report ?? observation.result.body },
       ));
     } else if (observation.status === "error") {
-      console.log(`${time} ${observation.error.kind} ${observation.error.message}`);
+      console.log(`${time} ${observation.error.kind} ${escapeText(observation.error.message)}`);
     } else {
       console.log(`${time} ${observation.status} ${renderText(observation.result, flags.target, false)}`);
     }

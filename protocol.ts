@@ -448,6 +448,11 @@ export function httpStatus(status: HealthStatus): 200 | 503 {
  * A failing check without an `output` shows `reason withheld`: the server
  * strips outputs when it hides details.
  *
+ * Guarantee: the text has no CR, and its only LFs separate these lines. Check
+ * names, outputs and notes pass through {@linkcode escapeText}, so no check
+ * can forge a `[+]name ok` line here, nor an extra event in a `?watch` event
+ * stream, whose `data:` lines are this text's lines.
+ *
  * @param report The report.
  * @param endpoint The endpoint, named in the last line.
  * @returns The text, without a final newline.
@@ -461,16 +466,44 @@ export function httpStatus(status: HealthStatus): 200 | 503 {
 export function renderVerbose(report: HealthReport, endpoint: Endpoint): string {
   const lines: string[] = [];
   for (const [key, results] of Object.entries(report.checks)) {
-    const name = componentOf(key);
+    const name = escapeText(componentOf(key));
     for (const result of results) {
+      const why = result.output === undefined ? "reason withheld" : escapeText(String(result.output));
       if (result.status === "pass") lines.push(`[+]${name} ok`);
-      else if (result.status === "warn") lines.push(`[+]${name} warn: ${result.output ?? "reason withheld"}`);
-      else lines.push(`[-]${name} failed: ${result.output ?? "reason withheld"}`);
+      else if (result.status === "warn") lines.push(`[+]${name} warn: ${why}`);
+      else lines.push(`[-]${name} failed: ${why}`);
     }
   }
-  for (const note of report.notes ?? []) lines.push(`warn: ${note}`);
+  for (const note of report.notes ?? []) lines.push(`warn: ${escapeText(String(note))}`);
   lines.push(`${endpoint} check ${report.status === "fail" ? "failed" : "passed"}`);
   return lines.join("\n");
+}
+
+// C0 controls but tab, DEL, C1 controls (NEL among them) and the Unicode line and paragraph separators.
+const UNSAFE = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/g;
+
+/**
+ * Make a value safe to put in one line of text: CR and LF become the two
+ * characters `\r` and `\n`; other control characters (but tab), NEL and the
+ * Unicode line and paragraph separators become `\uXXXX`. A backslash is left
+ * as it is, so the text stays readable (`C:\new` is not doubled) but is not
+ * reversible: it is for people and line-based readers, not for parsing back.
+ *
+ * @param text Any text, such as a check's output.
+ * @returns The text without any character that a reader could take for a line break, or a terminal for a command.
+ * @example
+ * ```ts
+ * import { escapeText } from "./protocol.ts";
+ * escapeText("refused\n[+]payments ok"); // "refused\\n[+]payments ok"
+ * ```
+ */
+export function escapeText(text: string): string {
+  UNSAFE.lastIndex = 0;
+  if (!UNSAFE.test(text)) return text;
+  return text.replace(
+    UNSAFE,
+    (c) => c === "\n" ? "\\n" : c === "\r" ? "\\r" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 /**

@@ -701,6 +701,51 @@ Deno.test("renderVerbose writes notes as warn: lines before the verdict", () => 
   ]);
 });
 
+Deno.test("renderVerbose escapes CR and LF in outputs, names and notes, so no check forges a line", () => {
+  const report: HealthReport = {
+    status: "fail",
+    checks: {
+      "db:responseTime": [{ status: "fail", output: "refused\n[+]payments ok\r\nreadyz check passed" }],
+      "cache:x": [{ status: "warn", output: "cold\r[+]queue ok" }],
+      "evil\n[+]auth:x": [{ status: "pass" }],
+    },
+    notes: ['cannot exclude "x\n[+]payments ok": no check of that name'],
+  };
+  assert.deepEqual(renderVerbose(report, "readyz").split("\n"), [
+    "[-]db failed: refused\\n[+]payments ok\\r\\nreadyz check passed",
+    "[+]cache warn: cold\\r[+]queue ok",
+    "[+]evil\\n[+]auth ok",
+    'warn: cannot exclude "x\\n[+]payments ok": no check of that name',
+    "readyz check failed",
+  ]);
+});
+
+Deno.test("renderVerbose escapes other control characters and Unicode line breaks as \\uXXXX, keeping tabs", () => {
+  const output = "a\x1b[31mred\x00\x0b\x0c\x7f\u0085\u2028\u2029\tb\\n";
+  const report: HealthReport = { status: "fail", checks: { "db:x": [{ status: "fail", output }] } };
+  assert.equal(
+    renderVerbose(report, "healthz").split("\n")[0],
+    "[-]db failed: a\\u001b[31mred\\u0000\\u000b\\u000c\\u007f\\u0085\\u2028\\u2029\tb\\n",
+  );
+});
+
+Deno.test("renderVerbose guarantees: its only LFs separate lines, and it has no CR", () => {
+  // Every UTF-16 code unit below U+3000, in outputs, names and notes.
+  const all = Array.from({ length: 0x3000 }, (_, i) => String.fromCharCode(i)).join("");
+  const chunks = all.match(/[\s\S]{1,512}/g)!;
+  const checks: HealthReport["checks"] = {};
+  chunks.forEach((chunk, i) => checks[`${chunk}:m${i}`] = [{ status: i % 2 ? "fail" : "warn", output: chunk }]);
+  const report: HealthReport = { status: "fail", checks, notes: chunks };
+  const text = renderVerbose(report, "healthz");
+  assert.equal(text.includes("\r"), false);
+  const lines = text.split("\n");
+  assert.equal(lines.length, chunks.length * 2 + 1);
+  for (const line of lines.slice(0, chunks.length)) assert.match(line, /^\[[-+]\]/);
+  for (const line of lines.slice(chunks.length, -1)) assert.match(line, /^warn: /);
+  assert.equal(lines.at(-1), "healthz check failed");
+  for (const line of lines) assert.equal(/[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/.test(line), false);
+});
+
 Deno.test("renderVerbose output is read back by parseAnswer", () => {
   const text = renderVerbose({ status: "fail", checks: { "db:x": [{ status: "fail", output: "down" }] } }, "readyz");
   const answer = parseAnswer(encoder.encode(text + "\n"), "line");
