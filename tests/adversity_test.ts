@@ -81,3 +81,26 @@ Deno.test({
     ]);
   },
 });
+
+Deno.test("a non-critical check with 2 MB of output leaves a server that check reads as healthy (warn, exit 0)", async () => {
+  await using sock = await tempSocket();
+  const big = "z".repeat(2 * 2 ** 20);
+  const health = new Health({ ready: true })
+    .add("db", () => "pass")
+    .add("report", () => ({ status: "fail", output: big }), { critical: false })
+    .add("export", () => {
+      throw new Error(big);
+    }, { critical: false });
+  await using _server = await serve(sock.path, health);
+  for (const args of [[], ["--http"], ["--verbose"], ["--path", "/readyz?verbose"]]) {
+    const out = await cli(sock.path, ["check", "--path", "/readyz", ...args]);
+    assert.equal(out.code, 0, `${args.join(" ")}: ${out.stderr}`);
+    assert.equal(out.stderr, "");
+    assert.ok(out.stdout.length < 4096, `${args.join(" ")}: ${out.stdout.length} bytes`);
+  }
+  const json = await cli(sock.path, ["check", "--path", "/readyz", "--format", "json"]);
+  const report = JSON.parse(json.stdout);
+  assert.equal(report.status, "warn");
+  assert.match(report.checks["report:responseTime"][0].output, /^z+… \(cut from 2097152 bytes\)$/);
+  assert.match(report.checks["export:responseTime"][0].output, /^z+… \(cut from 2097152 bytes\)$/);
+});
