@@ -28,6 +28,7 @@ const EXIT = {
   fail: 1,
   unreachable: 3,
   timeout: 4,
+  busy: 4,
   protocol: 5,
   usage: 64,
   noPermission: 77,
@@ -50,7 +51,7 @@ Options for every command:
   -h, --help             Show help; "healthsock <command> --help" for a command
 
 Exit codes of check and watch --count: 0 pass or warn, 1 fail, 3 unreachable,
-4 timed out, 5 protocol error, 64 usage error.`;
+4 timed out or busy, 5 protocol error, 64 usage error.`;
 
 const USAGE: Record<Command, string> = {
   check: `Usage: healthsock check [options]
@@ -68,10 +69,12 @@ Options:
   --socket PATH          Socket path (default ${DEFAULT_SOCKET})
 
 Exit codes: 0 pass or warn, 1 fail, 3 unreachable (no socket, refused,
-permission denied), 4 timed out, 5 protocol error, 64 usage error.`,
+permission denied), 4 timed out or busy (the server is not accepting, or said
+it is too busy), 5 protocol error, 64 usage error.`,
   watch: `Usage: healthsock watch [options]
 
-Ask a health socket every --interval and print each answer, until Ctrl-C.
+Ask a health socket every --interval and print each answer, until Ctrl-C,
+SIGTERM or SIGHUP, or until its output is closed (exit 0).
 
 Options:
   --path TARGET          Endpoint, as for check (default /healthz)
@@ -155,12 +158,19 @@ class UsageError extends Error {
   }
 }
 
-/** Parse `500ms`, `2s`, `1.5m`, `1h`; a bare number is seconds. */
+// Timers clamp longer delays to 1 ms, so a longer duration would fire at once.
+const MAX_DELAY = 2 ** 31 - 1;
+
+/** Parse `500ms`, `2s`, `1.5m`, `1h`; a bare number is seconds. At most 2^31-1 ms (24.8 days), as timers hold. */
 function parseDuration(text: string, flag: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
   if (!match) throw new UsageError(`Invalid ${flag} "${text}": expected a duration such as 500ms, 2s or 1m`);
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "s"]!;
-  return Number(match[1]) * unit;
+  const ms = Number(match[1]) * unit;
+  if (!(ms <= MAX_DELAY)) {
+    throw new UsageError(`Invalid ${flag} "${text}": at most ${MAX_DELAY} ms (about 24 days)`);
+  }
+  return ms;
 }
 
 function positiveDuration(text: string, flag: string): number {
@@ -297,6 +307,30 @@ async function runCheck(values: Record<string, string | boolean | undefined>): P
 
 type Observation = { status: HealthStatus; result: ProbeResult } | { status: "error"; error: ProbeError };
 
+/** Thrown when stdout is closed (`healthsock watch | head -2`): the reader is done, and so is watch. */
+class OutputClosed extends Error {
+  constructor(options?: ErrorOptions) {
+    super("Standard output is closed", options);
+    this.name = "OutputClosed";
+  }
+}
+
+const stdoutEncoder = new TextEncoder();
+
+/** Print a line; console.log would swallow a closed pipe and watch would poll on forever. */
+function printLine(text: string): void {
+  const bytes = stdoutEncoder.encode(text + "\n");
+  try {
+    let written = 0;
+    while (written < bytes.length) written += Deno.stdout.writeSync(bytes.subarray(written));
+  } catch (error) {
+    if (error instanceof Deno.errors.BrokenPipe) throw new OutputClosed({ cause: error });
+    throw error;
+  }
+}
+
+const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
 async function runWatch(values: Record<string, string | boolean | undefined>): Promise<number> {
   const flags = probeFlags(values);
   const interval = positiveDuration(values.interval as string, "--interval");
@@ -308,9 +342,9 @@ async function runWatch(values: Record<string, string | boolean | undefined>): P
   if (missing) return fatal(EXIT.unreachable, missing);
 
   const stop = new AbortController();
+  // Any number of signals, however close together, just stop.
   const onSignal = () => stop.abort();
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, onSignal);
   let printed = 0;
   let last: Observation | undefined;
   let lastKey: string | undefined;
@@ -322,15 +356,15 @@ async function runWatch(values: Record<string, string | boolean | undefined>): P
     printed++;
     const time = new Date().toISOString();
     if (flags.format === "json") {
-      console.log(JSON.stringify(
+      printLine(JSON.stringify(
         observation.status === "error"
           ? { time, status: "error", kind: observation.error.kind, error: observation.error.message }
           : { time, status: observation.status, report: observation.result.report ?? observation.result.body },
       ));
     } else if (observation.status === "error") {
-      console.log(`${time} ${observation.error.kind} ${escapeText(observation.error.message)}`);
+      printLine(`${time} ${observation.error.kind} ${escapeText(observation.error.message)}`);
     } else {
-      console.log(`${time} ${observation.status} ${renderText(observation.result, flags.target, false)}`);
+      printLine(`${time} ${observation.status} ${renderText(observation.result, flags.target, false)}`);
     }
     return printed < count;
   };
@@ -376,9 +410,11 @@ async function runWatch(values: Record<string, string | boolean | undefined>): P
       await delay(interval, stop.signal);
     }
     return EXIT.ok;
+  } catch (error) {
+    if (error instanceof OutputClosed) return EXIT.ok;
+    throw error;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    for (const signal of STOP_SIGNALS) Deno.removeSignalListener(signal, onSignal);
   }
 
   function finish(observation: Observation | undefined): number {

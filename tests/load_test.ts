@@ -87,7 +87,7 @@ Deno.test(
       const error = await probe(sock.path, { timeout: 10_000 }).then(() => undefined, (e) => e);
       const refusedMs = performance.now() - started;
       assert.ok(error instanceof ProbeError, "a probe over the limit is refused");
-      assert.equal(error.kind, "protocol", error.message);
+      assert.equal(error.kind, "busy", error.message);
       assert.match(error.message, /503/);
       // The held connections expire at requestTimeout; then probes pass again.
       await Promise.all(idle.slice(0, 64).map((conn) => readAnswer(conn)));
