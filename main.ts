@@ -91,8 +91,10 @@ Options:
   demo: `Usage: healthsock demo [options]
 
 Run the demo application: a worker ticking at random 0-500 ms intervals, its
-health server on the socket, and a client polling it. Ctrl-C or SIGTERM drains
-(/readyz fails, /livez passes) and stops; a second one stops at once.
+health server on the socket, and a client polling it. Ctrl-C, SIGTERM or SIGHUP
+drains (/readyz fails, /livez passes) and stops; signals within 500 ms of the
+first count as one (a terminal's Ctrl-C reaches every wrapper, which pass it on
+again); one after that stops at once.
 
 Options:
   --stall-after DURATION     Stop the worker after this long, to watch /livez fail
@@ -331,6 +333,9 @@ function printLine(text: string): void {
 
 const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
+/** Signals this close to the first are the same keypress, delivered several times. */
+const SAME_SIGNAL_MS = 500;
+
 async function runWatch(values: Record<string, string | boolean | undefined>): Promise<number> {
   const flags = probeFlags(values);
   const interval = positiveDuration(values.interval as string, "--interval");
@@ -447,19 +452,30 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
   if (missing) return fatal(EXIT.noPermission, missing);
   // Listen for signals before the socket exists, so a signal that arrives
   // during start-up still drains and removes it.
-  let signals = 0;
+  let firstSignal: number | undefined;
+  let stopNow = false;
   let demo: Demo | undefined;
-  // The first signal drains, any later one stops at once.
+  // The first signal drains, a later one stops at once.
   const obey = () => {
-    if (signals === 1) demo?.drain();
-    else if (signals > 1) demo?.close();
+    if (stopNow) demo?.close();
+    else if (firstSignal !== undefined) demo?.drain();
   };
   const onSignal = () => {
-    if (signals++ === 0) console.error(`healthsock: draining "${path}" (signal again to stop now)`);
+    const now = performance.now();
+    if (firstSignal === undefined) {
+      firstSignal = now;
+      console.error(`healthsock: draining "${path}" (signal again to stop now)`);
+    } else if (now - firstSignal < SAME_SIGNAL_MS || stopNow) {
+      // One Ctrl-C reaches npx, deno task and this program (the terminal
+      // signals the whole process group) and each wrapper passes it on again.
+      return;
+    } else {
+      stopNow = true;
+      console.error(`healthsock: stopping "${path}" now`);
+    }
     obey();
   };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, onSignal);
   try {
     const [{ startDemo }, { SocketError }] = await Promise.all([import("./demo.ts"), import("./server.ts")]);
     try {
@@ -473,8 +489,7 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
     obey();
     await demo.finished;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    for (const signal of STOP_SIGNALS) Deno.removeSignalListener(signal, onSignal);
   }
   return EXIT.ok;
 }
