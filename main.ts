@@ -8,17 +8,18 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import type { LogLevel, LogRecord } from "@logtape/logtape";
+import { parseFlags } from "./args.ts";
 import { delay, probe, ProbeError, watch } from "./client.ts";
 import type { ProbeResult } from "./client.ts";
 import type { Demo } from "./demo.ts";
 import { escapeText, permissionFlags, renderVerbose } from "./protocol.ts";
 import type { Endpoint, Framing, HealthStatus } from "./protocol.ts";
 
-// `check` is what probes run, many times a minute: it loads only the client
-// and protocol modules. Logging (an npm package) and the server load on
-// demand, which halves a probe's start-up time.
+// `check` is what probes run, many times a minute: it loads only the client,
+// protocol and args modules. Logging (an npm package), node:util's parseArgs
+// (for demo) and the server load on demand: any npm package or node: module
+// boots Deno's Node layer, a fifth of a probe's start-up.
 
 const DEFAULT_SOCKET = "/tmp/app.sock";
 
@@ -511,8 +512,14 @@ async function main(args: string[] = Deno.args): Promise<number> {
   const command = first as Command;
   let values: Record<string, string | boolean | undefined>;
   try {
-    const parsed = parseArgs({ args: rest, options: OPTIONS[command], strict: true, allowPositionals: false });
-    values = parsed.values as Record<string, string | boolean | undefined>;
+    if (command === "demo") {
+      const { parseArgs } = await import("node:util");
+      const parsed = parseArgs({ args: rest, options: OPTIONS.demo, strict: true, allowPositionals: false });
+      values = parsed.values as Record<string, string | boolean | undefined>;
+    } else {
+      // parseArgs's behaviour and messages, without loading node:util (tests/args_test.ts).
+      values = parseFlags(rest, OPTIONS[command]);
+    }
   } catch (error) {
     console.error(`healthsock ${command}: ${(error as Error).message}\n\n${USAGE[command]}`);
     return EXIT.usage;
