@@ -480,6 +480,7 @@ export function renderVerbose(report: HealthReport, endpoint: Endpoint): string 
 }
 
 // C0 controls but tab, DEL, C1 controls (NEL among them) and the Unicode line and paragraph separators.
+// deno-lint-ignore no-control-regex -- matching control characters is the point
 const UNSAFE = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/g;
 
 /**

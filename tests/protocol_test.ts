@@ -743,7 +743,9 @@ Deno.test("renderVerbose guarantees: its only LFs separate lines, and it has no 
   for (const line of lines.slice(0, chunks.length)) assert.match(line, /^\[[-+]\]/);
   for (const line of lines.slice(chunks.length, -1)) assert.match(line, /^warn: /);
   assert.equal(lines.at(-1), "healthz check failed");
-  for (const line of lines) assert.equal(/[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/.test(line), false);
+  // deno-lint-ignore no-control-regex -- looking for control characters is the point
+  const unsafe = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/;
+  for (const line of lines) assert.equal(unsafe.test(line), false);
 });
 
 Deno.test("renderVerbose output is read back by parseAnswer", () => {
