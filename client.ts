@@ -41,21 +41,31 @@ export interface ProbeResult {
   framing: Framing;
 }
 
-/** Why a probe got no health answer; the CLI's exit codes follow it. */
-export type ProbeErrorKind = "unreachable" | "timeout" | "protocol";
+/**
+ * Why a probe got no health answer; the CLI's exit codes follow it:
+ * `unreachable` (3) no socket, refused or no permission; `timeout` (4) no
+ * answer in time, or cancelled; `busy` (4) the server is there but not
+ * answering for load: it did not accept the connection (its backlog stayed
+ * full until the timeout) or it answered 503 with an error instead of a
+ * report; `protocol` (5) an answer that is not a health report.
+ */
+export type ProbeErrorKind = "unreachable" | "timeout" | "busy" | "protocol";
 
 /**
- * A probe that got no health answer: the socket was unreachable, too slow, or answered something else.
+ * A probe that got no health answer: the socket was unreachable, too slow or
+ * too busy, or answered something else.
  *
  * @example Map the kinds to exit codes, as `healthsock check` does
  * ```ts
  * import { probe, ProbeError } from "./client.ts";
+ * import type { ProbeErrorKind } from "./client.ts";
+ * const EXIT: Record<ProbeErrorKind, number> = { unreachable: 3, timeout: 4, busy: 4, protocol: 5 };
  * try {
  *   const result = await probe("/tmp/app.sock");
  *   Deno.exit(result.status === "fail" ? 1 : 0);
  * } catch (error) {
  *   if (!(error instanceof ProbeError)) throw error;
- *   Deno.exit({ unreachable: 3, timeout: 4, protocol: 5 }[error.kind]);
+ *   Deno.exit(EXIT[error.kind]);
  * }
  * ```
  */
@@ -88,8 +98,10 @@ export class ProbeError extends Error {
  * @param options Target, framing, timeout and cancellation.
  * @returns The answer, whatever its status (`fail` included).
  * @throws {ProbeError} When the socket is unreachable (`unreachable`), the
- * exchange takes longer than `timeout` (`timeout`), or the answer is not a
- * health report (`protocol`: an error answer such as 404 included).
+ * exchange takes longer than `timeout` (`timeout`), the server does not accept
+ * the connection in that time or answers 503 with an error (`busy`), or the
+ * answer is not a health report (`protocol`: another error answer, such as
+ * 404, included).
  * @example
  * ```ts
  * import { probe } from "./client.ts";
@@ -110,6 +122,7 @@ export async function probe(path: string, options: ProbeOptions = {}): Promise<P
     const bytes = await readAll(conn, signal, path, maxBytes);
     const answer = parseAnswer(bytes, framing);
     if (typeof answer === "string") throw new ProbeError("protocol", path, `${answer} (from "${path}")`);
+    if (answer.error !== undefined && answer.code === 503) throw busy(path, answer.error);
     if (answer.error !== undefined || answer.status === undefined) {
       throw new ProbeError(
         "protocol",
@@ -189,7 +202,8 @@ export async function* watch(path: string, options: WatchOptions = {}): AsyncGen
           throw new ProbeError("protocol", path, `"${path}" sent a line that is not JSON: "${line.slice(0, 64)}"`);
         }
         if (!isHealthReport(value)) {
-          const error = (value as { error?: unknown })?.error;
+          const { error, code } = (value ?? {}) as { error?: unknown; code?: unknown };
+          if (typeof error === "string" && code === 503) throw busy(path, error);
           throw new ProbeError(
             "protocol",
             path,
@@ -247,15 +261,40 @@ function combine(timeout: number, signal: AbortSignal | undefined): AbortSignal 
   return signal ? AbortSignal.any([timer, signal]) : timer;
 }
 
+/** The server answered that it cannot take the request now (503 with an error object). */
+function busy(path: string, message: string): ProbeError {
+  return new ProbeError("busy", path, `"${path}" answered 503, too busy to answer: ${message}`);
+}
+
+/** How long to wait before connecting again to a server whose accept backlog is full. */
+const BACKLOG_RETRY_MS = 25;
+
 async function connect(path: string, signal: AbortSignal): Promise<Deno.UnixConn> {
-  const attempt = Deno.connect({ transport: "unix", path });
-  try {
-    return await guard(attempt, signal, path);
-  } catch (error) {
-    attempt.then((conn) => conn.close(), () => {});
-    if (error instanceof ProbeError) throw error;
-    throw unreachable(error, path);
+  for (;;) {
+    const attempt = Deno.connect({ transport: "unix", path });
+    try {
+      return await guard(attempt, signal, path);
+    } catch (error) {
+      attempt.then((conn) => conn.close(), () => {});
+      if (error instanceof ProbeError) throw error;
+      // A full accept backlog (EAGAIN) clears as soon as the server accepts
+      // again: try until the timeout, then say the server is not accepting.
+      if (!(error instanceof Deno.errors.WouldBlock)) throw unreachable(error, path);
+      await delay(BACKLOG_RETRY_MS, signal);
+      if (signal.aborted) throw notAccepting(signal, path, error);
+    }
   }
+}
+
+function notAccepting(signal: AbortSignal, path: string, cause: unknown): ProbeError {
+  const reason = signal.reason;
+  if (!(reason instanceof DOMException && reason.name === "TimeoutError")) return aborted(signal, path);
+  return new ProbeError(
+    "busy",
+    path,
+    `Cannot connect to "${path}": the server is not accepting connections (its backlog stayed full); it is stalled or overloaded`,
+    { cause },
+  );
 }
 
 function unreachable(error: unknown, path: string): ProbeError {

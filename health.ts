@@ -25,7 +25,7 @@ export interface CheckOutcome {
   observedValue?: unknown;
   /** The unit of `observedValue`. */
   observedUnit?: string;
-  /** Why the check did not pass. */
+  /** Why the check did not pass; cut to 1 KiB in reports, ending `… (cut from N bytes)`. */
   output?: string;
   /** When `observedValue` was recorded (a Date or ISO string); defaults to when the check finished. */
   time?: Date | string;
@@ -212,7 +212,7 @@ class Check {
       result.observedUnit = "ms";
     }
     result.time = typeof outcome.time === "string" ? outcome.time : new Date().toISOString();
-    if (outcome.status !== "pass") result.output = outcome.output ?? `check ${outcome.status}ed`;
+    if (outcome.status !== "pass") result.output = cutOutput(outcome.output ?? `check ${outcome.status}ed`);
     const previous = this.#last?.result.status;
     this.#last = { result, at: finished };
     if (previous !== result.status) {
@@ -257,6 +257,26 @@ function normalize(value: unknown): CheckOutcome {
     return outcome;
   }
   return { status: "fail", output: `check returned an invalid result: ${describe(value)}` };
+}
+
+/** The most bytes of a check's `output` in a report: a report stays far below what a client accepts. */
+const MAX_OUTPUT_BYTES = 1024;
+const encoder = new TextEncoder();
+
+/**
+ * Cut an output longer than {@linkcode MAX_OUTPUT_BYTES} (UTF-8) to that many
+ * bytes, its end replaced by `… (cut from N bytes)`, never inside a character.
+ */
+function cutOutput(output: string): string {
+  // A UTF-16 unit takes at most 3 bytes: most outputs need no counting.
+  if (output.length * 3 <= MAX_OUTPUT_BYTES) return output;
+  const size = encoder.encode(output).length;
+  if (size <= MAX_OUTPUT_BYTES) return output;
+  const mark = `… (cut from ${size} bytes)`;
+  const room = new Uint8Array(MAX_OUTPUT_BYTES - encoder.encode(mark).length);
+  // encodeInto stops before a character that does not fit whole.
+  const { read } = encoder.encodeInto(output, room);
+  return output.slice(0, read) + mark;
 }
 
 function messageOf(error: unknown): string {

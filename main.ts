@@ -8,17 +8,18 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import type { LogLevel, LogRecord } from "@logtape/logtape";
+import { parseFlags } from "./args.ts";
 import { delay, probe, ProbeError, watch } from "./client.ts";
 import type { ProbeResult } from "./client.ts";
 import type { Demo } from "./demo.ts";
-import { lockPath, permissionFlags, renderVerbose, socketDirectory, temporaryPath } from "./protocol.ts";
+import { escapeText, lockPath, permissionFlags, renderVerbose, socketDirectory, temporaryPath } from "./protocol.ts";
 import type { Endpoint, Framing, HealthStatus } from "./protocol.ts";
 
-// `check` is what probes run, many times a minute: it loads only the client
-// and protocol modules. Logging (an npm package) and the server load on
-// demand, which halves a probe's start-up time.
+// `check` is what probes run, many times a minute: it loads only the client,
+// protocol and args modules. Logging (an npm package), node:util's parseArgs
+// (for demo) and the server load on demand: any npm package or node: module
+// boots Deno's Node layer, a fifth of a probe's start-up.
 
 const DEFAULT_SOCKET = "/tmp/app.sock";
 
@@ -28,6 +29,7 @@ const EXIT = {
   fail: 1,
   unreachable: 3,
   timeout: 4,
+  busy: 4,
   protocol: 5,
   usage: 64,
   noPermission: 77,
@@ -50,7 +52,7 @@ Options for every command:
   -h, --help             Show help; "healthsock <command> --help" for a command
 
 Exit codes of check and watch --count: 0 pass or warn, 1 fail, 3 unreachable,
-4 timed out, 5 protocol error, 64 usage error.`;
+4 timed out or busy, 5 protocol error, 64 usage error.`;
 
 const USAGE: Record<Command, string> = {
   check: `Usage: healthsock check [options]
@@ -68,10 +70,12 @@ Options:
   --socket PATH          Socket path (default ${DEFAULT_SOCKET})
 
 Exit codes: 0 pass or warn, 1 fail, 3 unreachable (no socket, refused,
-permission denied), 4 timed out, 5 protocol error, 64 usage error.`,
+permission denied), 4 timed out or busy (the server is not accepting, or said
+it is too busy), 5 protocol error, 64 usage error.`,
   watch: `Usage: healthsock watch [options]
 
-Ask a health socket every --interval and print each answer, until Ctrl-C.
+Ask a health socket every --interval and print each answer, until Ctrl-C,
+SIGTERM or SIGHUP, or until its output is closed (exit 0).
 
 Options:
   --path TARGET          Endpoint, as for check (default /healthz)
@@ -88,8 +92,10 @@ Options:
   demo: `Usage: healthsock demo [options]
 
 Run the demo application: a worker ticking at random 0-500 ms intervals, its
-health server on the socket, and a client polling it. Ctrl-C or SIGTERM drains
-(/readyz fails, /livez passes) and stops; a second one stops at once.
+health server on the socket, and a client polling it. Ctrl-C, SIGTERM or SIGHUP
+drains (/readyz fails, /livez passes) and stops; signals within 500 ms of the
+first count as one (a terminal's Ctrl-C reaches every wrapper, which pass it on
+again); one after that stops at once.
 
 Options:
   --stall-after DURATION     Stop the worker after this long, to watch /livez fail
@@ -155,12 +161,19 @@ class UsageError extends Error {
   }
 }
 
-/** Parse `500ms`, `2s`, `1.5m`, `1h`; a bare number is seconds. */
+// Timers clamp longer delays to 1 ms, so a longer duration would fire at once.
+const MAX_DELAY = 2 ** 31 - 1;
+
+/** Parse `500ms`, `2s`, `1.5m`, `1h`; a bare number is seconds. At most 2^31-1 ms (24.8 days), as timers hold. */
 function parseDuration(text: string, flag: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
   if (!match) throw new UsageError(`Invalid ${flag} "${text}": expected a duration such as 500ms, 2s or 1m`);
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "s"]!;
-  return Number(match[1]) * unit;
+  const ms = Number(match[1]) * unit;
+  if (!(ms <= MAX_DELAY)) {
+    throw new UsageError(`Invalid ${flag} "${text}": at most ${MAX_DELAY} ms (about 24 days)`);
+  }
+  return ms;
 }
 
 function positiveDuration(text: string, flag: string): number {
@@ -218,8 +231,9 @@ async function missingPermissions(path: string, server: boolean): Promise<string
   return undefined;
 }
 
+/** The one stderr line of a non-zero exit; what a server sent cannot make it two. */
 function fatal(code: number, message: string): number {
-  console.error(`healthsock: ${message}`);
+  console.error(`healthsock: ${escapeText(message)}`);
   return code;
 }
 
@@ -238,7 +252,7 @@ function renderText(result: ProbeResult, target: string, verbose: boolean): stri
   if (!result.report) return result.body;
   if (verbose) return renderVerbose(result.report, endpoint);
   const summary = `${endpoint} check ${result.status === "fail" ? "failed" : "passed"}`;
-  return result.report.output ? `${summary} (${result.report.output})` : summary;
+  return result.report.output ? `${summary} (${escapeText(result.report.output)})` : summary;
 }
 
 interface ProbeFlags {
@@ -293,6 +307,33 @@ async function runCheck(values: Record<string, string | boolean | undefined>): P
 
 type Observation = { status: HealthStatus; result: ProbeResult } | { status: "error"; error: ProbeError };
 
+/** Thrown when stdout is closed (`healthsock watch | head -2`): the reader is done, and so is watch. */
+class OutputClosed extends Error {
+  constructor(options?: ErrorOptions) {
+    super("Standard output is closed", options);
+    this.name = "OutputClosed";
+  }
+}
+
+const stdoutEncoder = new TextEncoder();
+
+/** Print a line; console.log would swallow a closed pipe and watch would poll on forever. */
+function printLine(text: string): void {
+  const bytes = stdoutEncoder.encode(text + "\n");
+  try {
+    let written = 0;
+    while (written < bytes.length) written += Deno.stdout.writeSync(bytes.subarray(written));
+  } catch (error) {
+    if (error instanceof Deno.errors.BrokenPipe) throw new OutputClosed({ cause: error });
+    throw error;
+  }
+}
+
+const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/** Signals this close to the first are the same keypress, delivered several times. */
+const SAME_SIGNAL_MS = 500;
+
 async function runWatch(values: Record<string, string | boolean | undefined>): Promise<number> {
   const flags = probeFlags(values);
   const interval = positiveDuration(values.interval as string, "--interval");
@@ -304,9 +345,9 @@ async function runWatch(values: Record<string, string | boolean | undefined>): P
   if (missing) return fatal(EXIT.unreachable, missing);
 
   const stop = new AbortController();
+  // Any number of signals, however close together, just stop.
   const onSignal = () => stop.abort();
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, onSignal);
   let printed = 0;
   let last: Observation | undefined;
   let lastKey: string | undefined;
@@ -318,15 +359,15 @@ async function runWatch(values: Record<string, string | boolean | undefined>): P
     printed++;
     const time = new Date().toISOString();
     if (flags.format === "json") {
-      console.log(JSON.stringify(
+      printLine(JSON.stringify(
         observation.status === "error"
           ? { time, status: "error", kind: observation.error.kind, error: observation.error.message }
           : { time, status: observation.status, report: observation.result.report ?? observation.result.body },
       ));
     } else if (observation.status === "error") {
-      console.log(`${time} ${observation.error.kind} ${observation.error.message}`);
+      printLine(`${time} ${observation.error.kind} ${escapeText(observation.error.message)}`);
     } else {
-      console.log(`${time} ${observation.status} ${renderText(observation.result, flags.target, false)}`);
+      printLine(`${time} ${observation.status} ${renderText(observation.result, flags.target, false)}`);
     }
     return printed < count;
   };
@@ -372,9 +413,11 @@ async function runWatch(values: Record<string, string | boolean | undefined>): P
       await delay(interval, stop.signal);
     }
     return EXIT.ok;
+  } catch (error) {
+    if (error instanceof OutputClosed) return EXIT.ok;
+    throw error;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    for (const signal of STOP_SIGNALS) Deno.removeSignalListener(signal, onSignal);
   }
 
   function finish(observation: Observation | undefined): number {
@@ -407,19 +450,30 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
   if (missing) return fatal(EXIT.noPermission, missing);
   // Listen for signals before the socket exists, so a signal that arrives
   // during start-up still drains and removes it.
-  let signals = 0;
+  let firstSignal: number | undefined;
+  let stopNow = false;
   let demo: Demo | undefined;
-  // The first signal drains, any later one stops at once.
+  // The first signal drains, a later one stops at once.
   const obey = () => {
-    if (signals === 1) demo?.drain();
-    else if (signals > 1) demo?.close();
+    if (stopNow) demo?.close();
+    else if (firstSignal !== undefined) demo?.drain();
   };
   const onSignal = () => {
-    if (signals++ === 0) console.error(`healthsock: draining "${path}" (signal again to stop now)`);
+    const now = performance.now();
+    if (firstSignal === undefined) {
+      firstSignal = now;
+      console.error(`healthsock: draining "${path}" (signal again to stop now)`);
+    } else if (now - firstSignal < SAME_SIGNAL_MS || stopNow) {
+      // One Ctrl-C reaches npx, deno task and this program (the terminal
+      // signals the whole process group) and each wrapper passes it on again.
+      return;
+    } else {
+      stopNow = true;
+      console.error(`healthsock: stopping "${path}" now`);
+    }
     obey();
   };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  for (const signal of STOP_SIGNALS) Deno.addSignalListener(signal, onSignal);
   try {
     const [{ startDemo }, { SocketError }] = await Promise.all([import("./demo.ts"), import("./server.ts")]);
     try {
@@ -433,8 +487,7 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
     obey();
     await demo.finished;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    for (const signal of STOP_SIGNALS) Deno.removeSignalListener(signal, onSignal);
   }
   return EXIT.ok;
 }
@@ -456,8 +509,14 @@ async function main(args: string[] = Deno.args): Promise<number> {
   const command = first as Command;
   let values: Record<string, string | boolean | undefined>;
   try {
-    const parsed = parseArgs({ args: rest, options: OPTIONS[command], strict: true, allowPositionals: false });
-    values = parsed.values as Record<string, string | boolean | undefined>;
+    if (command === "demo") {
+      const { parseArgs } = await import("node:util");
+      const parsed = parseArgs({ args: rest, options: OPTIONS.demo, strict: true, allowPositionals: false });
+      values = parsed.values as Record<string, string | boolean | undefined>;
+    } else {
+      // parseArgs's behaviour and messages, without loading node:util (tests/args_test.ts).
+      values = parseFlags(rest, OPTIONS[command]);
+    }
   } catch (error) {
     console.error(`healthsock ${command}: ${(error as Error).message}\n\n${USAGE[command]}`);
     return EXIT.usage;

@@ -116,7 +116,10 @@ const ENDPOINTS: ReadonlySet<string> = new Set([
 ]);
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HTTP_VERSION = /^HTTP\/\d\.\d$/;
+/** An HTTP version as a word anywhere in a line: whoever sent it speaks HTTP. */
+const HAS_HTTP_VERSION = /(?:^|[ \t])HTTP\/\d\.\d(?:[ \t]|\r?$)/;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
+const latin1 = new TextDecoder("latin1");
 const encoder = new TextEncoder();
 
 /** The reason phrases of the statuses the server sends. */
@@ -168,9 +171,10 @@ export function parseRequest(
     start++;
   }
   let lf = bytes.indexOf(LF, start);
-  // Blank lines skipped above count too: a flood of them is no request either.
-  if (lf > maxHeaderBytes || (lf < 0 && bytes.length > maxHeaderBytes)) {
-    return error(414, `Request line longer than ${maxHeaderBytes} bytes`, sniffFraming(bytes));
+  // The line with its newline must fit; blank lines skipped above count too:
+  // a flood of them is no request either.
+  if (lf >= maxHeaderBytes || (lf < 0 && bytes.length > maxHeaderBytes)) {
+    return error(414, tooLong(maxHeaderBytes), sniffFraming(bytes));
   }
   if (lf < 0) {
     if (!final) return { kind: "incomplete" };
@@ -182,7 +186,14 @@ export function parseRequest(
   if (line === undefined) return error(400, "Request line is not valid UTF-8", sniffFraming(bytes));
   const parts = line.split(" ");
   if (parts.length === 3 && HTTP_VERSION.test(parts[2])) {
+    // A head is its request line and the empty line that ends it, at least:
+    // a line that leaves no room for that is too long whatever follows.
+    if (lf + 1 + (lf - end + 1) > maxHeaderBytes) return error(414, tooLong(maxHeaderBytes), "http");
     return parseHttp(bytes, parts, line, lf + 1, options);
+  }
+  if (HAS_HTTP_VERSION.test(line)) {
+    // An HTTP client that spaced its line oddly reads an HTTP answer, not a line-mode one.
+    return error(400, 'Malformed request line: expected "METHOD TARGET HTTP/1.1" with single spaces', "http");
   }
   if (parts.length !== 2) {
     return error(400, 'Malformed request line: expected "METHOD TARGET" or "METHOD TARGET HTTP/1.1"', "line");
@@ -295,6 +306,10 @@ function checkRequestLine(
   return undefined;
 }
 
+function tooLong(maxHeaderBytes: number): string {
+  return `Request line longer than ${maxHeaderBytes} bytes`;
+}
+
 function error(code: number, message: string, framing: Framing): ParseResult {
   return { kind: "error", error: { code, message, framing } };
 }
@@ -305,8 +320,8 @@ function truncate(text: string, max = 64): string {
 
 /**
  * Guess the framing of a request that could not be parsed, so an error can be
- * answered in a form the client reads: HTTP when the first line ends with an
- * HTTP version, line mode otherwise.
+ * answered in a form the client reads: HTTP when the first line (as far as it
+ * was received) holds an HTTP version as a word, line mode otherwise.
  *
  * @param bytes The bytes received.
  * @returns The framing to answer in.
@@ -318,8 +333,9 @@ function truncate(text: string, max = 64): string {
  */
 export function sniffFraming(bytes: Uint8Array): Framing {
   const lf = bytes.indexOf(LF);
-  const head = bytes.subarray(Math.max(0, (lf < 0 ? bytes.length : lf) - 10), lf < 0 ? bytes.length : lf);
-  return /HTTP\/\d\.\d\r?$/.test(String.fromCharCode(...head)) ? "http" : "line";
+  const line = bytes.subarray(0, lf < 0 ? bytes.length : lf);
+  // Latin-1 keeps every byte one character, valid UTF-8 or not; only errors take this path.
+  return HAS_HTTP_VERSION.test(latin1.decode(line)) ? "http" : "line";
 }
 
 /**
@@ -438,6 +454,11 @@ export interface VerboseOptions {
  * A failing check without an `output` shows `reason withheld`: the server
  * strips outputs when it hides details.
  *
+ * Guarantee: the text has no CR, and its only LFs separate these lines. Check
+ * names, outputs and notes pass through {@linkcode escapeText}, so no check
+ * can forge a `[+]name ok` line here, nor an extra event in a `?watch` event
+ * stream, whose `data:` lines are this text's lines.
+ *
  * @param report The report.
  * @param endpoint The endpoint, named in the last line.
  * @param options Checks that were excluded, to list as such.
@@ -452,17 +473,46 @@ export interface VerboseOptions {
 export function renderVerbose(report: HealthReport, endpoint: Endpoint, options: VerboseOptions = {}): string {
   const lines: string[] = [];
   for (const [key, results] of Object.entries(report.checks)) {
-    const name = componentOf(key);
+    const name = escapeText(componentOf(key));
     for (const result of results) {
+      const why = result.output === undefined ? "reason withheld" : escapeText(String(result.output));
       if (result.status === "pass") lines.push(`[+]${name} ok`);
-      else if (result.status === "warn") lines.push(`[+]${name} warn: ${result.output ?? "reason withheld"}`);
-      else lines.push(`[-]${name} failed: ${result.output ?? "reason withheld"}`);
+      else if (result.status === "warn") lines.push(`[+]${name} warn: ${why}`);
+      else lines.push(`[-]${name} failed: ${why}`);
     }
   }
-  for (const name of options.excluded ?? []) lines.push(`[+]${name} excluded: ok`);
-  for (const note of report.notes ?? []) lines.push(`warn: ${note}`);
+  for (const name of options.excluded ?? []) lines.push(`[+]${escapeText(name)} excluded: ok`);
+  for (const note of report.notes ?? []) lines.push(`warn: ${escapeText(String(note))}`);
   lines.push(`${endpoint} check ${report.status === "fail" ? "failed" : "passed"}`);
   return lines.join("\n");
+}
+
+// C0 controls but tab, DEL, C1 controls (NEL among them) and the Unicode line and paragraph separators.
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const UNSAFE = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/g;
+
+/**
+ * Make a value safe to put in one line of text: CR and LF become the two
+ * characters `\r` and `\n`; other control characters (but tab), NEL and the
+ * Unicode line and paragraph separators become `\uXXXX`. A backslash is left
+ * as it is, so the text stays readable (`C:\new` is not doubled) but is not
+ * reversible: it is for people and line-based readers, not for parsing back.
+ *
+ * @param text Any text, such as a check's output.
+ * @returns The text without any character that a reader could take for a line break, or a terminal for a command.
+ * @example
+ * ```ts
+ * import { escapeText } from "./protocol.ts";
+ * escapeText("refused\n[+]payments ok"); // "refused\\n[+]payments ok"
+ * ```
+ */
+export function escapeText(text: string): string {
+  UNSAFE.lastIndex = 0;
+  if (!UNSAFE.test(text)) return text;
+  return text.replace(
+    UNSAFE,
+    (c) => c === "\n" ? "\\n" : c === "\r" ? "\\r" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 /**

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { permissionFlags } from "../protocol.ts";
 import { serve } from "../server.ts";
-import { cli, readUntil, ROOT, run, spawnCli, taskArgs, TASKS, tempSocket } from "./_util.ts";
+import { cli, cliArgs, exists, readUntil, ROOT, run, spawnCli, taskArgs, TASKS, tempSocket } from "./_util.ts";
 
 function healthy(): Health {
   return new Health({ ready: true }).add("db", () => "pass");
@@ -259,4 +259,136 @@ Deno.test("--log-format json writes one JSON object a line on stderr", async () 
     assert.equal(typeof record.message, "string");
     assert.ok(String(record.logger).startsWith("healthsock"));
   }
+});
+
+/** The child's status, or a failure (and a kill) when it has not exited within `ms`. */
+async function exitWithin(child: Deno.ChildProcess, ms: number, what: string): Promise<Deno.CommandStatus> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), ms));
+  const status = await Promise.race([child.status, late]);
+  clearTimeout(timer);
+  if (status === "late") {
+    child.kill("SIGKILL");
+    await child.status;
+    assert.fail(`${what} did not exit within ${ms} ms`);
+  }
+  return status;
+}
+
+Deno.test("watch ends with exit 0 when its output is closed, as under | head -2", async () => {
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, healthy());
+  for (const format of ["text", "json"]) {
+    const child = spawnCli(sock.path, ["watch", "--interval", "20ms", "--format", format]);
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const { seen } = await readUntil(reader, /pass/);
+    await readUntil(reader, /pass/);
+    assert.ok(seen.length >= 1);
+    // Close our end of its stdout: its next write fails with BrokenPipe.
+    await reader.cancel();
+    const status = await exitWithin(child, 20_000, `watch --format ${format} with its output closed`);
+    const stderr = new TextDecoder().decode((await child.stderr.getReader().read()).value ?? new Uint8Array());
+    assert.equal(status.code, 0, stderr);
+  }
+  // And through a shell pipe, as users type it: the pipeline ends only when watch does.
+  const pipeline = new Deno.Command("sh", {
+    args: [
+      "-c",
+      '"$@" | head -2',
+      "sh",
+      "deno",
+      ...cliArgs(sock.path, false, ["watch", "--interval", "20ms", "--socket", sock.path]),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = pipeline.output();
+  await exitWithin(pipeline, 20_000, "healthsock watch | head -2");
+  const out = await output;
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.equal(new TextDecoder().decode(out.stdout).trim().split("\n").length, 2);
+});
+
+Deno.test("a duration over 2^31-1 ms is a usage error (64) for every duration flag", async () => {
+  await using sock = await tempSocket();
+  for (
+    const args of [
+      ["check", "--timeout", "600h"],
+      ["watch", "--timeout", "600h"],
+      ["watch", "--interval", "600h"],
+      ["watch", "--interval", "2147483648ms"],
+      ["demo", "--drain-delay", "600h"],
+      ["demo", "--stall-after", "600h"],
+      ["demo", "--unhealthy-after", "600h"],
+      ["demo", "--ready-after", "600h"],
+      ["demo", "--poll-interval", "600h"],
+      ["demo", "--drain-delay", `${"9".repeat(400)}s`],
+    ]
+  ) {
+    const out = await run("deno", cliArgs(sock.path, true, [...args, "--socket", sock.path]));
+    assert.equal(out.code, 64, `${args.join(" ")}: ${out.stderr}`);
+    assert.match(out.stderr, new RegExp(`Invalid ${args[1]} "${args[2]}": at most 2147483647 ms`), args.join(" "));
+    assert.match(out.stderr, /Usage: healthsock/, args.join(" "));
+    assert.equal(await exists(sock.path), false);
+  }
+  // The largest duration a timer holds is accepted: nothing listens, so the probe is unreachable.
+  const largest = await cli(sock.path, ["check", "--timeout", "2147483647ms"]);
+  assert.equal(largest.code, 3, largest.stderr);
+});
+
+Deno.test("check exits 4 and says the server is not accepting when its accept backlog is full", async () => {
+  await using sock = await tempSocket();
+  // A stalled server: it listens but never accepts; fill its backlog.
+  const listener = Deno.listen({ transport: "unix", path: sock.path });
+  const held: Deno.UnixConn[] = [];
+  try {
+    for (;;) {
+      try {
+        held.push(await Deno.connect({ transport: "unix", path: sock.path }));
+      } catch (error) {
+        assert.ok(error instanceof Deno.errors.WouldBlock, String(error));
+        break;
+      }
+      assert.ok(held.length < 100_000, "the backlog never filled");
+    }
+    const out = await cli(sock.path, ["check", "--timeout", "300ms"]);
+    assert.equal(out.code, 4, out.stderr);
+    assert.match(out.stderr, /not accepting connections/);
+    assert.ok(out.stderr.includes(sock.path));
+    assert.equal(out.stderr.trim().split("\n").length, 1);
+  } finally {
+    for (const conn of held) conn.close();
+    listener.close();
+  }
+});
+
+Deno.test("check exits 4 with a message saying the server is busy when it answers 503, in either framing", async () => {
+  await using sock = await tempSocket();
+  const error = JSON.stringify({ error: "Server busy: every slot is answering a request", code: 503 });
+  // What design.md says a server that cannot answer sends, after reading the request line.
+  await using _fake = fakeServer(sock.path, async (conn) => {
+    const buf = new Uint8Array(4096);
+    let text = "";
+    while (!text.includes("\n")) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    const answer = /^\S+ \S+ HTTP\/1\.[01]\r?\n/.test(text)
+      ? `HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: ${error.length}\r\n` +
+        `Cache-Control: no-store\r\nConnection: close\r\n\r\n${error}`
+      : `${error}\n`;
+    await conn.write(new TextEncoder().encode(answer));
+    conn.close();
+  });
+  for (const args of [[], ["--http"]]) {
+    const out = await cli(sock.path, ["check", ...args]);
+    assert.equal(out.code, 4, `${args.join(" ")}: ${out.stderr}`);
+    assert.match(out.stderr, /too busy to answer: Server busy: every slot is answering a request/);
+    assert.ok(out.stderr.includes(sock.path));
+    assert.equal(out.stderr.trim().split("\n").length, 1);
+  }
+  const watched = await cli(sock.path, ["watch", "--count", "1", "--changes"]);
+  assert.equal(watched.code, 4, watched.stderr);
+  assert.match(watched.stdout, /busy .*too busy to answer/);
 });

@@ -8,6 +8,8 @@ import { serve } from "../server.ts";
 import { probe } from "../client.ts";
 import { exchange, exists, parseHttp, tempSocket } from "./_util.ts";
 
+const encoder = new TextEncoder();
+
 /** Let real time pass, for rules that are about time (timeouts, cacheTtl). */
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -174,6 +176,32 @@ Deno.test("a throwing check fails with the message as output: Error, string, obj
   const nul = await outcomeOf(() => Promise.reject(null));
   assert.equal(nul.status, "fail");
   assert.equal(typeof nul.output, "string");
+});
+
+Deno.test("a check's output is cut to 1 KiB, marked with its size, whether returned or thrown", async () => {
+  const big = "x".repeat(2 * 2 ** 20);
+  const returned = await outcomeOf(() => ({ status: "fail", output: big }));
+  assert.equal(encoder.encode(returned.output).length <= 1024, true);
+  assert.match(returned.output ?? "", /^x+… \(cut from 2097152 bytes\)$/);
+  assert.equal(encoder.encode(returned.output).length, 1024);
+  const thrown = await outcomeOf(() => {
+    throw new Error(big);
+  });
+  assert.equal(thrown.output, returned.output);
+  const warned = await outcomeOf(() => ({ status: "warn", output: big }));
+  assert.equal(warned.output, returned.output);
+  // Up to 1024 bytes is kept whole; 1025 is cut.
+  const fits = "y".repeat(1024);
+  assert.equal((await outcomeOf(() => ({ status: "fail", output: fits }))).output, fits);
+  const over = (await outcomeOf(() => ({ status: "fail", output: fits + "y" }))).output ?? "";
+  assert.match(over, /… \(cut from 1025 bytes\)$/);
+  // A cut never splits a character: 3-byte characters and surrogate pairs stay whole.
+  for (const unit of ["€", "😀", "é"]) {
+    const output = (await outcomeOf(() => ({ status: "fail", output: unit.repeat(2000) }))).output ?? "";
+    assert.ok(encoder.encode(output).length <= 1024, unit);
+    assert.match(output, new RegExp(`^(?:${unit})+… \\(cut from ${encoder.encode(unit).length * 2000} bytes\\)$`, "u"));
+    assert.equal(output.includes("\ufffd"), false);
+  }
 });
 
 Deno.test("a check returning garbage fails and says what it returned", async () => {

@@ -105,11 +105,34 @@ Deno.test("parseRequest skips empty lines before the request line", () => {
 });
 
 Deno.test("parseRequest refuses a line with too many or too few words with 400 in line mode", () => {
-  for (const text of ["GET\n", "GET /healthz extra\n", "GET  /healthz\n", "GET /healthz HTTP/1.1 extra\r\n\r\n"]) {
+  for (const text of ["GET\n", "GET /healthz extra\n", "GET  /healthz\n", "GET /healthz \n"]) {
     const error = refused(text);
     assert.equal(error.code, 400, text);
     assert.equal(error.framing, "line", text);
   }
+});
+
+Deno.test("parseRequest answers a malformed request line holding an HTTP version with 400 in HTTP", () => {
+  for (
+    const text of [
+      "GET /healthz HTTP/1.1 \r\n\r\n",
+      "GET  /healthz HTTP/1.1\r\n\r\n",
+      "GET /healthz  HTTP/1.1\r\n\r\n",
+      " GET /healthz HTTP/1.1\r\n\r\n",
+      "GET /healthz HTTP/1.1\t\r\n\r\n",
+      "GET /healthz HTTP/1.1 extra\r\n\r\n",
+      "GET /healthz HTTP/1.1 \n",
+    ]
+  ) {
+    const error = refused(text);
+    assert.equal(error.code, 400, JSON.stringify(text));
+    assert.equal(error.framing, "http", JSON.stringify(text));
+    assert.match(error.message, /Malformed request line/);
+  }
+  // Without its newline yet, such a line is refused once it is final, in HTTP too.
+  assert.equal(refused("GET /healthz HTTP/1.1 ", { final: true }).framing, "http");
+  assert.equal(sniffFraming(encoder.encode("GET /healthz HTTP/1.1 \r\n")), "http");
+  assert.equal(sniffFraming(encoder.encode("GET  /" + "a".repeat(9000) + " HTTP/1.1")), "http");
 });
 
 Deno.test("parseRequest refuses a target that is not a path with 400", () => {
@@ -141,6 +164,30 @@ Deno.test("parseRequest refuses a request line over maxHeaderBytes with 414, ter
   assert.equal(error.code, 414);
   assert.equal(error.framing, "http");
   assert.equal(refused("GET /" + "a".repeat(9000) + "\n").code, 414, "default limit is 8192");
+});
+
+Deno.test("parseRequest answers 414 to a request line that leaves no room for the head's end, whatever follows", () => {
+  // The head is at most 8192 bytes: a request line, CRLF, and the empty line's CRLF.
+  const line = (n: number) => "GET /" + "a".repeat(n - "GET / HTTP/1.1".length) + " HTTP/1.1";
+  assert.equal(line(8188).length, 8188);
+  assert.equal(request(line(8188) + "\r\n\r\n").target.length, 8188 - "GET  HTTP/1.1".length);
+  for (const n of [8189, 8190, 8191, 8192, 8193]) {
+    for (const rest of ["\r\n\r\n", "\r\nHost: x\r\n\r\n", "\r\n"]) {
+      const error = refused(line(n) + rest);
+      assert.equal(error.code, 414, `${n} ${JSON.stringify(rest)}`);
+      assert.equal(error.framing, "http");
+    }
+  }
+  // Bare LF endings: the line, LF and the empty line's LF.
+  assert.equal(request(line(8190) + "\n\n").framing, "http");
+  assert.equal(refused(line(8191) + "\n\n").code, 414);
+  // Headers that push a fitting line over the limit are the headers' fault: 431.
+  assert.equal(refused(line(8180) + "\r\nHost: x\r\n\r\n").code, 431);
+  // Line mode: the line with its newline at most 8192 bytes.
+  const bare = (n: number) => "GET /" + "a".repeat(n - 5);
+  assert.equal(request(bare(8191) + "\n").framing, "line");
+  assert.equal(refused(bare(8192) + "\n").code, 414);
+  assert.equal(refused(bare(8191) + "\r\n").code, 414);
 });
 
 // --------------------------------------------------------------------- HTTP
@@ -652,6 +699,53 @@ Deno.test("renderVerbose writes notes as warn: lines before the verdict", () => 
     'warn: cannot exclude "nope": no check of that name',
     "readyz check passed",
   ]);
+});
+
+Deno.test("renderVerbose escapes CR and LF in outputs, names and notes, so no check forges a line", () => {
+  const report: HealthReport = {
+    status: "fail",
+    checks: {
+      "db:responseTime": [{ status: "fail", output: "refused\n[+]payments ok\r\nreadyz check passed" }],
+      "cache:x": [{ status: "warn", output: "cold\r[+]queue ok" }],
+      "evil\n[+]auth:x": [{ status: "pass" }],
+    },
+    notes: ['cannot exclude "x\n[+]payments ok": no check of that name'],
+  };
+  assert.deepEqual(renderVerbose(report, "readyz").split("\n"), [
+    "[-]db failed: refused\\n[+]payments ok\\r\\nreadyz check passed",
+    "[+]cache warn: cold\\r[+]queue ok",
+    "[+]evil\\n[+]auth ok",
+    'warn: cannot exclude "x\\n[+]payments ok": no check of that name',
+    "readyz check failed",
+  ]);
+});
+
+Deno.test("renderVerbose escapes other control characters and Unicode line breaks as \\uXXXX, keeping tabs", () => {
+  const output = "a\x1b[31mred\x00\x0b\x0c\x7f\u0085\u2028\u2029\tb\\n";
+  const report: HealthReport = { status: "fail", checks: { "db:x": [{ status: "fail", output }] } };
+  assert.equal(
+    renderVerbose(report, "healthz").split("\n")[0],
+    "[-]db failed: a\\u001b[31mred\\u0000\\u000b\\u000c\\u007f\\u0085\\u2028\\u2029\tb\\n",
+  );
+});
+
+Deno.test("renderVerbose guarantees: its only LFs separate lines, and it has no CR", () => {
+  // Every UTF-16 code unit below U+3000, in outputs, names and notes.
+  const all = Array.from({ length: 0x3000 }, (_, i) => String.fromCharCode(i)).join("");
+  const chunks = all.match(/[\s\S]{1,512}/g)!;
+  const checks: HealthReport["checks"] = {};
+  chunks.forEach((chunk, i) => checks[`${chunk}:m${i}`] = [{ status: i % 2 ? "fail" : "warn", output: chunk }]);
+  const report: HealthReport = { status: "fail", checks, notes: chunks };
+  const text = renderVerbose(report, "healthz");
+  assert.equal(text.includes("\r"), false);
+  const lines = text.split("\n");
+  assert.equal(lines.length, chunks.length * 2 + 1);
+  for (const line of lines.slice(0, chunks.length)) assert.match(line, /^\[[-+]\]/);
+  for (const line of lines.slice(chunks.length, -1)) assert.match(line, /^warn: /);
+  assert.equal(lines.at(-1), "healthz check failed");
+  // deno-lint-ignore no-control-regex -- looking for control characters is the point
+  const unsafe = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/;
+  for (const line of lines) assert.equal(unsafe.test(line), false);
 });
 
 Deno.test("renderVerbose output is read back by parseAnswer", () => {
