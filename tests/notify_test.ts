@@ -6,69 +6,8 @@ import { configure, reset } from "@logtape/logtape";
 import type { LogRecord } from "@logtape/logtape";
 import { Health } from "../health.ts";
 import { notifyPermissionFlags, notifySystemd } from "../notify.ts";
-import { decoder, exists, tempSocket } from "./_util.ts";
-
-/** One datagram as systemd would read it, and when it came (performance.now()). */
-interface Message {
-  text: string;
-  at: number;
-}
-
-/** systemd's side: a datagram socket at `path` that queues what arrives. */
-interface Receiver extends Disposable {
-  path: string;
-  /** The next message, or an error after `timeout` ms. */
-  next(timeout?: number): Promise<Message>;
-  /** The next message whose text matches, skipping (and returning) those before it. */
-  until(pattern: RegExp, timeout?: number): Promise<{ message: Message; skipped: Message[] }>;
-  /** Messages that arrived and were not read yet. */
-  pending(): Message[];
-}
-
-function receiver(path: string): Receiver {
-  const conn = Deno.listenDatagram({ transport: "unixpacket", path });
-  const queue: Message[] = [];
-  let wake = Promise.withResolvers<void>();
-  const loop = (async () => {
-    try {
-      for (;;) {
-        const [data] = await conn.receive();
-        queue.push({ text: decoder.decode(data), at: performance.now() });
-        wake.resolve();
-      }
-    } catch { /* closed */ }
-  })();
-  const next = async (timeout = 10_000): Promise<Message> => {
-    const deadline = performance.now() + timeout;
-    while (queue.length === 0) {
-      const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`No message within ${timeout} ms`);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([wake.promise, new Promise((resolve) => timer = setTimeout(resolve, left))]);
-      clearTimeout(timer);
-      wake = Promise.withResolvers<void>();
-    }
-    return queue.shift()!;
-  };
-  return {
-    path,
-    next,
-    async until(pattern, timeout = 10_000) {
-      const skipped: Message[] = [];
-      const deadline = performance.now() + timeout;
-      for (;;) {
-        const message = await next(Math.max(1, deadline - performance.now()));
-        if (pattern.test(message.text)) return { message, skipped };
-        skipped.push(message);
-      }
-    },
-    pending: () => queue.splice(0),
-    [Symbol.dispose]() {
-      conn.close();
-      void loop;
-    },
-  };
-}
+import { exists, receiver, tempSocket } from "./_util.ts";
+import type { Message } from "./_util.ts";
 
 function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
