@@ -9,6 +9,7 @@ import { delay, probe, ProbeError } from "./client.ts";
 import { eventLoopLag, Health } from "./health.ts";
 import { serve } from "./server.ts";
 import type { HealthServer } from "./server.ts";
+import type { SystemdNotifier } from "./notify.ts";
 
 const logger = getLogger(["healthsock", "demo"]);
 
@@ -26,6 +27,11 @@ export interface DemoOptions {
   readyAfter?: number;
   /** Milliseconds a drain keeps answering with `/readyz` failing. @default {1000} */
   drainDelay?: number;
+  /**
+   * Tell systemd readiness, watchdog pings and stopping when `NOTIFY_SOCKET` is set (see `notifySystemd`), sending
+   * from a socket bound at `PATH.notify`. @default {false}
+   */
+  notify?: boolean;
 }
 
 /** The running demo. */
@@ -71,6 +77,7 @@ export async function startDemo(path: string, options: DemoOptions = {}): Promis
     unhealthyAfter = 2000,
     readyAfter = 1000,
     drainDelay = 1000,
+    notify = false,
   } = options;
   let ticks = 0;
   let lastTick = Date.now();
@@ -115,6 +122,18 @@ export async function startDemo(path: string, options: DemoOptions = {}): Promis
     clearTimeout(tickTimer);
     throw error;
   }
+  let notifier: SystemdNotifier | undefined;
+  if (notify) {
+    try {
+      // Loaded only when asked for: without --notify the demo runs none of it.
+      const { notifySystemd } = await import("./notify.ts");
+      notifier = await notifySystemd(health, `${path}.notify`);
+    } catch (error) {
+      clearTimeout(tickTimer);
+      await server.close();
+      throw error;
+    }
+  }
   const readyTimer = setTimeout(() => health.markReady(), readyAfter);
 
   const polling = new AbortController();
@@ -123,7 +142,7 @@ export async function startDemo(path: string, options: DemoOptions = {}): Promis
     clearTimeout(tickTimer);
     clearTimeout(readyTimer);
     polling.abort();
-    await poller;
+    await Promise.all([poller, notifier?.close()]);
   });
   const demo: Demo = {
     server,

@@ -106,6 +106,10 @@ Options:
                              client off (default 3s)
   --drain-delay DURATION     How long a drain keeps answering (default 1s)
   --mode MODE                Socket file mode, octal (default 0600)
+  --notify                   Under systemd (NOTIFY_SOCKET set): READY=1 once
+                             /readyz passes, WATCHDOG=1 while /livez passes,
+                             STOPPING=1 on drain; sends from PATH.notify and
+                             needs --unstable-net (see the README)
   --socket PATH              Socket path (default ${DEFAULT_SOCKET})
 
 While it runs, from another terminal:
@@ -151,6 +155,7 @@ const OPTIONS = {
     "poll-interval": { type: "string", default: "3s" },
     "drain-delay": { type: "string", default: "1s" },
     mode: { type: "string", default: "0600" },
+    notify: { type: "boolean", default: false },
   },
 } as const;
 
@@ -445,6 +450,7 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
     readyAfter: parseDuration(values["ready-after"] as string, "--ready-after"),
     pollInterval: parseDuration(values["poll-interval"] as string, "--poll-interval"),
     drainDelay: parseDuration(values["drain-delay"] as string, "--drain-delay"),
+    notify: Boolean(values.notify),
   };
   const missing = await missingPermissions(path, true);
   if (missing) return fatal(EXIT.noPermission, missing);

@@ -49,3 +49,5 @@ export { probe, ProbeError, watch } from "./client.ts";
 export type { ProbeErrorKind, ProbeOptions, ProbeResult, WatchOptions } from "./client.ts";
 export { permissionFlags, renderVerbose } from "./protocol.ts";
 export type { CheckResult, Endpoint, Framing, HealthReport, HealthStatus, VerboseOptions } from "./protocol.ts";
+export { NOTIFY_VARIABLES, notifyPermissionFlags, notifySystemd } from "./notify.ts";
+export type { NotifyEnvironment, NotifyOptions, SystemdNotifier } from "./notify.ts";

@@ -230,3 +230,65 @@ export async function untilReady(path: string): Promise<string[]> {
   }
   return statuses;
 }
+
+/** One datagram as systemd would read it, and when it came (performance.now()). */
+export interface Message {
+  text: string;
+  at: number;
+}
+
+/** systemd's side of sd_notify(3): a Unix datagram socket at `path` that queues what arrives (needs --unstable-net). */
+export interface Receiver extends Disposable {
+  path: string;
+  /** The next message, or an error after `timeout` ms. */
+  next(timeout?: number): Promise<Message>;
+  /** The next message whose text matches, skipping (and returning) those before it. */
+  until(pattern: RegExp, timeout?: number): Promise<{ message: Message; skipped: Message[] }>;
+  /** Messages that arrived and were not read yet. */
+  pending(): Message[];
+}
+
+export function receiver(path: string): Receiver {
+  const conn = Deno.listenDatagram({ transport: "unixpacket", path });
+  const queue: Message[] = [];
+  let wake = Promise.withResolvers<void>();
+  const loop = (async () => {
+    try {
+      for (;;) {
+        const [data] = await conn.receive();
+        queue.push({ text: decoder.decode(data), at: performance.now() });
+        wake.resolve();
+      }
+    } catch { /* closed */ }
+  })();
+  const next = async (timeout = 10_000): Promise<Message> => {
+    const deadline = performance.now() + timeout;
+    while (queue.length === 0) {
+      const left = deadline - performance.now();
+      if (left <= 0) throw new Error(`No message within ${timeout} ms`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([wake.promise, new Promise((resolve) => timer = setTimeout(resolve, left))]);
+      clearTimeout(timer);
+      wake = Promise.withResolvers<void>();
+    }
+    return queue.shift()!;
+  };
+  return {
+    path,
+    next,
+    async until(pattern, timeout = 10_000) {
+      const skipped: Message[] = [];
+      const deadline = performance.now() + timeout;
+      for (;;) {
+        const message = await next(Math.max(1, deadline - performance.now()));
+        if (pattern.test(message.text)) return { message, skipped };
+        skipped.push(message);
+      }
+    },
+    pending: () => queue.splice(0),
+    [Symbol.dispose]() {
+      conn.close();
+      void loop;
+    },
+  };
+}

@@ -3,8 +3,22 @@
 // Their probe commands are then run for real against the demo.
 import assert from "node:assert/strict";
 import { load as parseYaml } from "js-yaml";
+import { probe } from "../client.ts";
+import { notifyPermissionFlags } from "../notify.ts";
 import { permissionFlags } from "../protocol.ts";
-import { cliArgs, hasCommand, readUntil, ROOT, run, spawnDemo, TASKS, tempSocket, untilReady } from "./_util.ts";
+import {
+  cliArgs,
+  hasCommand,
+  readUntil,
+  receiver,
+  ROOT,
+  run,
+  spawnDemo,
+  TASKS,
+  tempSocket,
+  untilReady,
+} from "./_util.ts";
+import type { DemoProcess, Message, TempSocket } from "./_util.ts";
 
 const EXAMPLES = `${ROOT}examples`;
 
@@ -143,16 +157,19 @@ function probeOf(words: string[], binary: string, command = "check"): Probe {
   };
 }
 
-/** A server's command line: `deno run` with exactly the server flags for `socket`, then `main.ts demo --socket`. */
-function assertServerCommand(words: string[], socket: string): void {
+/**
+ * A server's command line: `deno run` with exactly the server flags for `socket` (and `extra`), then
+ * `main.ts demo --socket`.
+ */
+function assertServerCommand(words: string[], socket: string, extra = ""): void {
   assert.match(words[0], /(^|\/)deno$/);
   assert.equal(words[1], "run");
   const script = words.indexOf("main.ts");
   assert.ok(script > 1, `no main.ts in ${words.join(" ")}`);
   assert.deepEqual(
     words.slice(2, script).sort(),
-    ["--no-prompt", ...permissionFlags(socket, true).split(" ")].sort(),
-    "a server gets read, write and net for the socket and its .tmp sibling, nothing else",
+    ["--no-prompt", ...permissionFlags(socket, true).split(" "), ...extra.split(" ").filter(Boolean)].sort(),
+    "a server gets read, write and net for the socket, its lock file and temporary names, nothing else",
   );
   assert.equal(words[script + 1], "demo");
   assert.equal(flag(words, "--socket"), socket);
@@ -172,9 +189,10 @@ const docker = parseDockerfile(dockerText);
 const pod = parseYaml(await Deno.readTextFile(`${EXAMPLES}/pod.yaml`));
 const units = {
   demo: parseUnit(await Deno.readTextFile(`${EXAMPLES}/systemd/healthsock-demo.service`)),
-  check: parseUnit(await Deno.readTextFile(`${EXAMPLES}/systemd/healthsock-check.service`)),
-  timer: parseUnit(await Deno.readTextFile(`${EXAMPLES}/systemd/healthsock-check.timer`)),
 };
+
+/** Where systemd's service manager listens for a system service's notifications (its NOTIFY_SOCKET). */
+const SYSTEMD_NOTIFY = "/run/systemd/notify";
 
 function dockerHealthcheck(): { options: Record<string, string>; words: string[] } {
   const healthcheck = docker.filter((i) => i.keyword === "HEALTHCHECK");
@@ -212,32 +230,11 @@ function podProbes(): Record<string, { probe: Probe; timeoutSeconds: number }> {
   return probes;
 }
 
-/** The ExecStartPost= wait: its shell script, the probe inside it, and its bounds. */
-function systemdWait(): { script: string; probe: Probe; attempts: number; pause: number } {
-  const [shell, dashC, script] = commandWords(setting(units.demo, "Service", "ExecStartPost"), environment(units.demo));
-  assert.equal(shell, "/bin/sh");
-  assert.equal(dashC, "-c");
-  const call = /(\/\S+\/healthsock [^&;]*?)\s*&&/.exec(script);
-  assert.ok(call, "the wait runs the probe and stops when it exits 0");
-  const attempts = Number(/\$\(seq (\d+)\)/.exec(script)?.[1]);
-  const pause = ms(/sleep (\S+?);/.exec(script)?.[1] ?? "");
-  assert.ok(attempts > 0, "the wait is bounded: for i in $(seq N)");
-  const words = commandWords(call[1]);
-  return { script, probe: probeOf(words, words[0]), attempts, pause };
-}
-
-function systemdCheck(): Probe {
-  const words = commandWords(setting(units.check, "Service", "ExecStart"), environment(units.check));
-  return probeOf(words, words[0]);
-}
-
 /** Every probe command the examples run, by where it comes from. */
 function allProbes(): Record<string, Probe> {
   const { words } = dockerHealthcheck();
   const probes: Record<string, Probe> = { "Dockerfile HEALTHCHECK": probeOf(words, dockerProbeBinary().binary) };
   for (const [kind, { probe }] of Object.entries(podProbes())) probes[`pod.yaml ${kind}`] = probe;
-  probes["healthsock-check.service"] = systemdCheck();
-  probes["healthsock-demo.service ExecStartPost"] = systemdWait().probe;
   return probes;
 }
 
@@ -351,61 +348,50 @@ Deno.test("pod.yaml probes /startupz, /livez and /readyz through the shared empt
   assert.equal(pod.spec.securityContext.runAsNonRoot, true);
 });
 
-Deno.test("systemd units keep the socket in RuntimeDirectory= and bound the probe's waits", () => {
+Deno.test("systemd unit is Type=notify from the main process with a watchdog that fits the demo's checks", () => {
   const runtime = setting(units.demo, "Service", "RuntimeDirectory");
   const socket = `/run/${runtime}/app.sock`;
   const start = commandWords(setting(units.demo, "Service", "ExecStart"), environment(units.demo));
-  assertServerCommand(start, socket);
+  // The server's flags, and the notifier's: --unstable-net, its bind path beside the socket, systemd's socket, env.
+  assertServerCommand(start, socket, notifyPermissionFlags(`${socket}.notify`, SYSTEMD_NOTIFY));
+  assert.ok(start.includes("--notify"), "the demo is told to notify");
 
-  // ExecStartPost= waits for /readyz, at most N tries, within TimeoutStartSec=.
-  const wait = systemdWait();
-  assert.equal(wait.probe.socket, socket);
-  assert.equal(wait.probe.target, "/readyz");
-  const budget = wait.attempts * (wait.probe.timeout + wait.pause);
-  const timeoutStart = ms(setting(units.demo, "Service", "TimeoutStartSec"));
-  assert.ok(timeoutStart > budget, `TimeoutStartSec= (${timeoutStart} ms) must exceed the wait (${budget} ms)`);
-  assert.match(wait.script, /exit \$code'?$/, "after the last try the wait exits with the probe's own code");
-  assert.doesNotMatch(wait.script, /exit 2\b/);
+  assert.equal(setting(units.demo, "Service", "Type"), "notify");
+  assert.equal(setting(units.demo, "Service", "NotifyAccess"), "main", "Deno is the main process: no other may notify");
+  assert.equal(units.demo.get("Service")?.get("ExecStartPost"), undefined, "READY=1 replaces the polling wait");
+  const unitFiles = [...Deno.readDirSync(`${EXAMPLES}/systemd`)].map((entry) => entry.name);
+  assert.deepEqual(unitFiles, ["healthsock-demo.service"], "the watchdog replaces the timer and its check");
 
-  // The timer's oneshot asks /livez as the same user, only while the app runs.
-  const check = systemdCheck();
-  assert.equal(check.socket, socket);
-  assert.equal(check.target, "/livez");
-  assert.equal(check.binary, wait.probe.binary);
-  assert.equal(setting(units.check, "Service", "Type"), "oneshot");
-  assert.ok(ms(setting(units.check, "Service", "TimeoutStartSec")) > check.timeout);
-  for (const key of ["User", "DynamicUser"]) {
-    assert.equal(setting(units.check, "Service", key), setting(units.demo, "Service", key), `the same ${key}=`);
-  }
-  assert.equal(setting(units.check, "Unit", "Requisite"), "healthsock-demo.service");
-  assert.equal(setting(units.timer, "Unit", "BindsTo"), "healthsock-demo.service");
-  assert.ok(units.timer.get("Timer")?.get("OnUnitActiveSec"), "the timer repeats");
-  assert.equal(units.timer.get("Timer")?.get("Unit"), undefined, "the timer starts its namesake, the check");
+  // Pings go every half WatchdogSec=; they must come rarely enough to be cheap and the watchdog must outlast
+  // the ticker check's own grace (--unhealthy-after), which is what /livez is allowed before it fails.
+  const watchdog = ms(setting(units.demo, "Service", "WatchdogSec"));
+  const unhealthyAfter = ms(flag(start, "--unhealthy-after") ?? "2s");
+  assert.ok(watchdog / 2 >= 1000, `WatchdogSec= ${watchdog} ms pings more than once a second`);
+  assert.ok(watchdog > unhealthyAfter, `WatchdogSec= ${watchdog} ms is shorter than --unhealthy-after`);
+  // Started means READY=1: Deno's start-up plus the demo's --ready-after fit in TimeoutStartSec=.
+  const readyAfter = ms(flag(start, "--ready-after") ?? "1s");
+  assert.ok(ms(setting(units.demo, "Service", "TimeoutStartSec")) >= readyAfter + 10_000);
+  // SIGTERM drains for --drain-delay, within TimeoutStopSec=.
+  assert.equal(setting(units.demo, "Service", "KillSignal"), "SIGTERM");
+  assert.ok(ms(setting(units.demo, "Service", "TimeoutStopSec")) > ms(flag(start, "--drain-delay") ?? "1s"));
+  assert.equal(setting(units.demo, "Service", "Restart"), "on-failure", "a watchdog timeout or trigger restarts");
 });
 
 Deno.test(
-  `systemd-analyze verifies the units, the two binaries at paths that exist here${
+  `systemd-analyze verifies the unit, with Deno at a path that exists here${
     hasCommand("systemd-analyze") ? "" : " (ignored: systemd-analyze is not installed)"
   }`,
   { ignore: !hasCommand("systemd-analyze") },
   async () => {
-    // verify fails on an ExecStart= binary that does not exist; the compiled
-    // probe cannot be built here and Deno may live elsewhere, so the copies
-    // point at Deno's own executable and a stand-in script. Nothing else changes.
+    // verify fails on an ExecStart= binary that does not exist; Deno may live
+    // elsewhere, so the copy points at Deno's own executable. Nothing else changes.
     const dir = await Deno.makeTempDir({ prefix: "healthsock-units-" });
     try {
-      const stub = `${dir}/healthsock`;
-      await Deno.writeTextFile(stub, "#!/bin/sh\nexit 0\n");
-      await Deno.chmod(stub, 0o755);
-      const paths: string[] = [];
-      for (const name of ["healthsock-demo.service", "healthsock-check.service", "healthsock-check.timer"]) {
-        const text = (await Deno.readTextFile(`${EXAMPLES}/systemd/${name}`))
-          .replaceAll("/usr/local/bin/healthsock", stub)
-          .replaceAll("/usr/local/bin/deno", Deno.execPath());
-        await Deno.writeTextFile(`${dir}/${name}`, text);
-        paths.push(`${dir}/${name}`);
-      }
-      const out = await run("systemd-analyze", ["verify", "--man=no", ...paths]);
+      const name = "healthsock-demo.service";
+      const text = (await Deno.readTextFile(`${EXAMPLES}/systemd/${name}`))
+        .replaceAll("/usr/local/bin/deno", Deno.execPath());
+      await Deno.writeTextFile(`${dir}/${name}`, text);
+      const out = await run("systemd-analyze", ["verify", "--man=no", `${dir}/${name}`]);
       assert.equal(out.code, 0, out.stderr);
       assert.equal(out.stderr.trim(), "", "no warnings");
     } finally {
@@ -437,31 +423,119 @@ Deno.test("every example's probe command exits 0 against the demo once it is rea
   }
 });
 
-Deno.test("healthsock-demo.service's ExecStartPost= wait passes on a ready app and keeps the probe's code otherwise", async () => {
+/**
+ * healthsock-demo.service's ExecStart=, word for word, with the unit's paths moved into a temporary directory:
+ * the socket (and so its siblings) to `sock.path`, systemd's notify socket to `notify`. systemd's side is the
+ * environment it would set (`env`) and a datagram socket at `notify`.
+ */
+function spawnUnit(sock: TempSocket, env: Record<string, string>, args: string[] = []): DemoProcess {
+  const words = commandWords(setting(units.demo, "Service", "ExecStart"), environment(units.demo))
+    .map((word) =>
+      word.replaceAll("/run/app/app.sock", sock.path).replaceAll(SYSTEMD_NOTIFY, `${sock.dir}/notify`)
+        .replace(/^main\.ts$/, `${ROOT}main.ts`)
+    );
+  assert.match(words[0], /(^|\/)deno$/);
+  const child = new Deno.Command("deno", {
+    args: [...words.slice(1), ...args],
+    env,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const log = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  return {
+    child,
+    log,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await log.cancel().catch(() => {});
+      await child.status;
+    },
+  };
+}
+
+async function restOf(log: ReadableStreamDefaultReader<string>): Promise<string> {
+  let rest = "";
+  for (;;) {
+    const { value, done } = await log.read();
+    if (done) return rest;
+    rest += value;
+  }
+}
+
+Deno.test("healthsock-demo.service tells NOTIFY_SOCKET READY=1 once /readyz passes, pings, and STOPPING=1 on SIGTERM", async () => {
   await using sock = await tempSocket();
-  const wait = systemdWait();
-  // The script as systemd hands it to /bin/sh, with the probe run through the
-  // CLI (scoped to the temporary socket) and two tries instead of many.
-  const probe = `${sock.dir}/healthsock`;
-  await Deno.writeTextFile(
-    probe,
-    `#!/bin/sh\nexec ${["deno", ...cliArgs(sock.path, false, [])].join(" ")} "$@"\n`,
-  );
-  await Deno.chmod(probe, 0o755);
-  const script = wait.script
-    .replaceAll(wait.probe.binary, probe)
-    .replaceAll(wait.probe.socket, sock.path)
-    .replace(/\$\(seq \d+\)/, "$(seq 2)");
+  using systemd = receiver(`${sock.dir}/notify`);
+  // systemd sets WATCHDOG_USEC from WatchdogSec=; a shorter one here keeps the test short.
+  await using demo = spawnUnit(sock, { NOTIFY_SOCKET: systemd.path, WATCHDOG_USEC: "1000000" }, [
+    "--ready-after",
+    "2s",
+  ]);
+  assert.equal((await systemd.next(30_000)).text, "STATUS=starting");
+  const early = await probe(sock.path, { target: "/readyz" });
+  assert.equal(early.status, "fail", "not ready yet, and no READY=1 said");
 
-  const none = await run("sh", ["-c", script]);
-  assert.equal(none.code, 3, `no server: the last try's exit 3 fails the start\n${none.stderr}`);
-  assert.equal(none.stderr.trim().split("\n").length, 2, "one line per try");
+  const { message: ready, skipped } = await systemd.until(/^READY=1/);
+  assert.equal(ready.text, "READY=1\nSTATUS=ready: 3 checks pass");
+  assert.ok(skipped.every((m) => m.text === "WATCHDOG=1"), skipped.map((m) => m.text).join(" | "));
+  assert.equal((await probe(sock.path, { target: "/readyz" })).status, "pass");
 
-  const usage = await run("sh", ["-c", script.replace("--path /readyz", "--path readyz")]);
-  assert.equal(usage.code, 64, "a usage error stops at once");
+  const pings: Message[] = [];
+  while (pings.length < 4) {
+    const message = await systemd.next();
+    assert.equal(message.text, "WATCHDOG=1");
+    pings.push(message);
+  }
+  const period = (pings.at(-1)!.at - pings[0].at) / (pings.length - 1);
+  assert.ok(period >= 250 && period <= 2000, `pings every ${period.toFixed(0)} ms, expected about 500`);
 
-  await using demo = spawnDemo(sock.path, ["--poll-interval", "0", "--ready-after", "0"]);
+  demo.child.kill("SIGTERM");
+  const { message: stopping } = await systemd.until(/^STOPPING=1/);
+  assert.equal(stopping.text, "STOPPING=1\nSTATUS=draining");
+  assert.equal((await demo.child.status).code, 0);
+  assert.equal(await Deno.lstat(`${sock.path}.notify`).then(() => true, () => false), false);
+});
+
+Deno.test("healthsock-demo.service sends WATCHDOG=trigger naming the ticker and stops pinging once /livez fails", async () => {
+  await using sock = await tempSocket();
+  using systemd = receiver(`${sock.dir}/notify`);
+  await using _demo = spawnUnit(sock, { NOTIFY_SOCKET: systemd.path, WATCHDOG_USEC: "1000000" }, [
+    "--stall-after",
+    "500ms",
+  ]);
+  const { message, skipped } = await systemd.until(/^WATCHDOG=trigger/, 30_000);
+  assert.match(message.text, /^WATCHDOG=trigger\nSTATUS=live check failed: ticker \(no tick for \d+\.\d s\)$/);
+  assert.ok(skipped.some((m) => m.text === "WATCHDOG=1"), "pings went out while /livez passed");
+  // Five periods: no ping may cancel the trigger.
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  assert.deepEqual(systemd.pending().map((m) => m.text), []);
+});
+
+Deno.test("healthsock-demo.service without NOTIFY_SOCKET serves as usual and binds nothing", async () => {
+  await using sock = await tempSocket();
+  await using demo = spawnUnit(sock, {}, ["--ready-after", "0"]);
   await readUntil(demo.log, /Serving health on/);
-  const ready = await run("sh", ["-c", script.replace("$(seq 2)", "$(seq 20)")]);
-  assert.equal(ready.code, 0, ready.stderr);
+  await untilReady(sock.path);
+  demo.child.kill("SIGTERM");
+  const rest = await restOf(demo.log);
+  assert.equal((await demo.child.status).code, 0);
+  assert.doesNotMatch(rest, /systemd|notify/i);
+  assert.equal(await Deno.lstat(`${sock.path}.notify`).then(() => true, () => false), false);
+});
+
+Deno.test("healthsock-demo.service warns once and keeps serving when NOTIFY_SOCKET points nowhere", async () => {
+  await using sock = await tempSocket();
+  const nowhere = `${sock.dir}/notify`;
+  await using demo = spawnUnit(sock, { NOTIFY_SOCKET: nowhere, WATCHDOG_USEC: "200000" }, ["--ready-after", "0"]);
+  const { line } = await readUntil(demo.log, /Cannot notify systemd/);
+  assert.ok(line.includes(nowhere), line);
+  assert.match(line, /check NOTIFY_SOCKET/);
+  await untilReady(sock.path);
+  assert.equal((await probe(sock.path, { target: "/livez" })).status, "pass");
+  demo.child.kill("SIGTERM");
+  const rest = await restOf(demo.log);
+  assert.equal((await demo.child.status).code, 0);
+  assert.doesNotMatch(rest, /Cannot notify systemd/, "one warning, not one per message");
 });

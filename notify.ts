@@ -1,0 +1,444 @@
+/**
+ * systemd's notification protocol (sd_notify(3)) spoken from a
+ * {@linkcode Health}: `READY=1` once `/readyz` passes, `WATCHDOG=1` while
+ * `/livez` passes, `WATCHDOG=trigger` when it fails, `STOPPING=1` when a drain
+ * starts. Each message is one datagram on the Unix socket named by
+ * `NOTIFY_SOCKET`.
+ *
+ * Deno sends Unix datagrams only through `Deno.listenDatagram`, which needs
+ * `--unstable-net` and a local path to bind; the socket is bound there and the
+ * name removed at once (nothing ever answers to it).
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Health } from "./health.ts";
+import type { HealthReport } from "./protocol.ts";
+
+const logger = getLogger(["healthsock", "notify"]);
+const encoder = new TextEncoder();
+
+/** The environment variables systemd sets for a `Type=notify` service that the notifier reads. */
+export const NOTIFY_VARIABLES: readonly ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] = [
+  "NOTIFY_SOCKET",
+  "WATCHDOG_USEC",
+  "WATCHDOG_PID",
+];
+
+/** The variables systemd sets, as {@linkcode notifySystemd} reads them. */
+export interface NotifyEnvironment {
+  /** The service manager's datagram socket: a path, or `@name` for an abstract socket. */
+  NOTIFY_SOCKET?: string;
+  /** The watchdog period in microseconds (`WatchdogSec=`). */
+  WATCHDOG_USEC?: string;
+  /** The process the watchdog is for; another process's means this one sends no pings. */
+  WATCHDOG_PID?: string;
+}
+
+/** Options of {@linkcode notifySystemd}. */
+export interface NotifyOptions {
+  /** The variables to use instead of the process environment (which needs `--allow-env` for them). @default {read from Deno.env} */
+  environment?: NotifyEnvironment;
+  /** Aborting it stops notifying, as {@linkcode SystemdNotifier.close} does. @default {undefined} */
+  signal?: AbortSignal;
+  /** Milliseconds between evaluations of `/readyz` while the health is marked ready but `/readyz` still fails. @default {1000} */
+  readyInterval?: number;
+}
+
+/** A running notifier; it stops by itself when the health is marked stopped. */
+export interface SystemdNotifier extends AsyncDisposable {
+  /** Whether messages go to systemd: `NOTIFY_SOCKET` is set and usable. */
+  readonly active: boolean;
+  /** Milliseconds between `WATCHDOG=1` pings (half of `WATCHDOG_USEC`), or undefined when this process has no watchdog. */
+  readonly watchdogInterval: number | undefined;
+  /** Settles once the notifier has stopped and its socket is closed. */
+  readonly finished: Promise<void>;
+  /** Stop notifying and close the socket. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** What `Deno.listenDatagram` returns, declared here because the API exists only with `--unstable-net`. */
+interface DatagramConn {
+  send(data: Uint8Array, address: { transport: "unixpacket"; path: string }): Promise<number>;
+  close(): void;
+}
+
+type ListenDatagram = (options: { transport: "unixpacket"; path: string }) => DatagramConn;
+
+/**
+ * The Deno flags the notifier needs, besides the server's: `--unstable-net`,
+ * read, write and `net=unix:` for the bind path, write and `net=unix:` for the
+ * notify socket, and the three variables.
+ *
+ * @param bindPath Where the notifier binds its sending end.
+ * @param notifySocket The value of `NOTIFY_SOCKET` (systemd's is `/run/systemd/notify`).
+ * @returns The flags, space-separated.
+ * @example
+ * ```ts
+ * import { notifyPermissionFlags } from "./notify.ts";
+ * notifyPermissionFlags("/run/app/app.sock.notify", "/run/systemd/notify");
+ * // "--unstable-net --allow-read=/run/app/app.sock.notify --allow-write=/run/app/app.sock.notify,/run/systemd/notify …"
+ * ```
+ */
+export function notifyPermissionFlags(bindPath: string, notifySocket: string): string {
+  return [
+    "--unstable-net",
+    `--allow-read=${bindPath}`,
+    `--allow-write=${bindPath},${notifySocket}`,
+    `--allow-net=unix:${bindPath},unix:${notifySocket}`,
+    `--allow-env=${NOTIFY_VARIABLES.join(",")}`,
+  ].join(" ");
+}
+
+/**
+ * Tell systemd what a {@linkcode Health} knows, per sd_notify(3), when
+ * `NOTIFY_SOCKET` is set; when it is not, do nothing at all.
+ *
+ * - `STATUS=starting` at once; `READY=1` with a `STATUS=` summary
+ *   (`ready: 3 checks pass`) once the health is marked ready and `/readyz`
+ *   passes, evaluated on each change and every `readyInterval` until then.
+ * - With `WATCHDOG_USEC` set (and `WATCHDOG_PID` unset or this process),
+ *   `WATCHDOG=1` every half period while `/livez` passes; once it fails,
+ *   `WATCHDOG=trigger` with a `STATUS=` naming the failed checks, and no more
+ *   pings, so systemd acts at once.
+ * - `STOPPING=1` with `STATUS=draining` when a drain starts.
+ *
+ * A socket that cannot be used (no permission, no `--unstable-net`, nothing
+ * listening, an abstract name Deno may not address) logs one warning saying
+ * what to do and leaves the notifier inactive; it never throws for that, so
+ * the server keeps serving.
+ *
+ * @param health The health to report.
+ * @param bindPath An absolute path Deno may bind the sending socket at (Deno
+ *   cannot send from an unbound one); removed right after binding, replaced if
+ *   a socket was left there.
+ * @param options The environment, cancellation and readiness polling.
+ * @returns The notifier; inactive when `NOTIFY_SOCKET` is unset or unusable.
+ * @throws {TypeError} When `bindPath` is not absolute.
+ * @throws {RangeError} When `readyInterval` is not a positive number of milliseconds.
+ * @example Notify systemd from a served health
+ * ```ts
+ * import { Health, notifySystemd, serve } from "@healthsock/healthsock";
+ * const health = new Health();
+ * await using server = await serve("/run/app/app.sock", health);
+ * await using notifier = await notifySystemd(health, "/run/app/app.sock.notify");
+ * health.markReady(); // READY=1 once /readyz passes
+ * await server.finished;
+ * ```
+ */
+export async function notifySystemd(
+  health: Health,
+  bindPath: string,
+  options: NotifyOptions = {},
+): Promise<SystemdNotifier> {
+  if (!bindPath.startsWith("/")) {
+    throw new TypeError(`Cannot bind "${bindPath}" to notify systemd: the path must be absolute`);
+  }
+  const readyInterval = options.readyInterval ?? 1000;
+  if (!(readyInterval > 0 && readyInterval <= MAX_DELAY)) {
+    throw new RangeError(`Cannot use readyInterval ${readyInterval}: expected milliseconds above 0`);
+  }
+  const env = options.environment ?? readEnvironment();
+  if (env === undefined || !env.NOTIFY_SOCKET || options.signal?.aborted) return INACTIVE;
+  const target = env.NOTIFY_SOCKET;
+  const conn = open(target, bindPath);
+  if (!conn) return INACTIVE;
+  const notifier = new Notifier(health, conn, target, bindPath, watchdogInterval(env), readyInterval);
+  await notifier.start();
+  if (!notifier.active) return notifier;
+  options.signal?.addEventListener("abort", () => notifier.close(), { once: true });
+  return notifier;
+}
+
+// Timers clamp longer delays to 1 ms.
+const MAX_DELAY = 2 ** 31 - 1;
+
+const INACTIVE: SystemdNotifier = {
+  active: false,
+  watchdogInterval: undefined,
+  finished: Promise.resolve(),
+  close: () => Promise.resolve(),
+  [Symbol.asyncDispose]: () => Promise.resolve(),
+};
+
+/** The three variables, or undefined (after a warning) when Deno may not read NOTIFY_SOCKET. */
+function readEnvironment(): NotifyEnvironment | undefined {
+  const env: NotifyEnvironment = {};
+  for (const variable of NOTIFY_VARIABLES) {
+    if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") {
+      // Without NOTIFY_SOCKET nothing can be sent; without the watchdog pair
+      // pings would be guessed, so ask for all three.
+      logger.warn("Cannot notify systemd: Deno may not read {variable}; run with --allow-env={flags}", {
+        variable,
+        flags: NOTIFY_VARIABLES.join(","),
+      });
+      return undefined;
+    }
+    env[variable] = Deno.env.get(variable);
+  }
+  return env;
+}
+
+/** Half the watchdog period, when the watchdog is for this process. */
+function watchdogInterval(env: NotifyEnvironment): number | undefined {
+  if (!env.WATCHDOG_USEC) return undefined;
+  if (env.WATCHDOG_PID && env.WATCHDOG_PID !== String(Deno.pid)) {
+    logger.debug("Watchdog is for process {pid}, not this one ({self}): sending no pings", {
+      pid: env.WATCHDOG_PID,
+      self: Deno.pid,
+    });
+    return undefined;
+  }
+  const usec = Number(env.WATCHDOG_USEC);
+  if (!Number.isSafeInteger(usec) || usec <= 0) {
+    logger.warn("Ignoring WATCHDOG_USEC {value}: expected a positive number of microseconds", {
+      value: env.WATCHDOG_USEC,
+    });
+    return undefined;
+  }
+  return Math.min(MAX_DELAY, Math.max(1, Math.floor(usec / 2000)));
+}
+
+/** Bind the sending end, or warn and return undefined. */
+function open(target: string, bindPath: string): DatagramConn | undefined {
+  const where = `Cannot notify systemd at "${target}"`;
+  if (!target.startsWith("/") && !target.startsWith("@")) {
+    logger.warn(`${where}: only a socket path or an abstract @name is supported; check NOTIFY_SOCKET`);
+    return undefined;
+  }
+  const listen = (Deno as unknown as { listenDatagram?: ListenDatagram }).listenDatagram;
+  if (typeof listen !== "function") {
+    logger.warn(`${where}: Deno sends Unix datagrams only with --unstable-net; run with --unstable-net`);
+    return undefined;
+  }
+  const bind = () => listen({ transport: "unixpacket", path: bindPath });
+  try {
+    let conn: DatagramConn;
+    try {
+      conn = bind();
+    } catch (error) {
+      // A name left by a process killed between bind and removal.
+      if (!(error instanceof Deno.errors.AddrInUse) || !Deno.lstatSync(bindPath).isSocket) throw error;
+      Deno.removeSync(bindPath);
+      conn = bind();
+    }
+    // Nothing is ever sent back: the name is not needed after binding.
+    Deno.removeSync(bindPath);
+    return conn;
+  } catch (error) {
+    logger.warn(`${where}: cannot bind "{path}" to send from: {error}{hint}`, {
+      path: bindPath,
+      error: String(error),
+      hint: error instanceof Deno.errors.NotCapable ? `; run with ${notifyPermissionFlags(bindPath, target)}` : "",
+    });
+    return undefined;
+  }
+}
+
+class Notifier implements SystemdNotifier {
+  readonly watchdogInterval: number | undefined;
+  readonly finished: Promise<void>;
+  #health: Health;
+  #conn: DatagramConn;
+  #target: string;
+  #address: string;
+  #bindPath: string;
+  #readyInterval: number;
+  #active = true;
+  #closed = false;
+  #done = Promise.withResolvers<void>();
+  #sending: Promise<void> = Promise.resolve();
+  #updating?: Promise<void>;
+  #again = false;
+  #readySent = false;
+  #stoppingSent = false;
+  #lastStatus = "";
+  #watchdog?: ReturnType<typeof setInterval>;
+  #pinging?: Promise<void>;
+  #readyTimer?: ReturnType<typeof setTimeout>;
+  #onChange = () => this.#update();
+
+  constructor(
+    health: Health,
+    conn: DatagramConn,
+    target: string,
+    bindPath: string,
+    watchdog: number | undefined,
+    readyInterval: number,
+  ) {
+    this.#health = health;
+    this.#conn = conn;
+    this.#target = target;
+    // sd_notify(3): a leading "@" names a socket in the abstract namespace.
+    this.#address = target.startsWith("@") ? `\0${target.slice(1)}` : target;
+    this.#bindPath = bindPath;
+    this.watchdogInterval = watchdog;
+    this.#readyInterval = readyInterval;
+    this.finished = this.#done.promise;
+  }
+
+  get active(): boolean {
+    return this.#active && !this.#closed;
+  }
+
+  /** Send the first message, which shows whether the socket can be used at all, then follow the health. */
+  async start(): Promise<void> {
+    await this.#send(["STATUS=starting"]);
+    if (!this.active) return;
+    logger.info("Notifying systemd at {target}{watchdog}", {
+      target: this.#target,
+      watchdog: this.watchdogInterval === undefined ? "" : ` (watchdog ping every ${this.watchdogInterval} ms)`,
+    });
+    this.#health.addEventListener("change", this.#onChange);
+    if (this.watchdogInterval !== undefined) {
+      this.#watchdog = setInterval(() => this.#ping(), this.watchdogInterval);
+      this.#ping();
+    }
+    this.#update();
+  }
+
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#health.removeEventListener("change", this.#onChange);
+      clearInterval(this.#watchdog);
+      clearTimeout(this.#readyTimer);
+      // Let what was already decided reach systemd (a drain's STOPPING=1), then close.
+      Promise.allSettled([this.#updating, this.#pinging]).then(() => this.#sending).finally(() => {
+        try {
+          this.#conn.close();
+        } catch { /* closed */ }
+        this.#done.resolve();
+      });
+    }
+    return this.finished;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** Follow the lifecycle; runs one at a time, once more when a change came in meanwhile. */
+  #update(): void {
+    if (this.#closed) return;
+    if (this.#updating) {
+      this.#again = true;
+      return;
+    }
+    this.#updating = this.#follow().catch((error) => {
+      logger.error("Cannot evaluate the health for systemd: {error}", { error: String(error) });
+    }).finally(() => {
+      this.#updating = undefined;
+      if (this.#again) {
+        this.#again = false;
+        this.#update();
+      }
+    });
+  }
+
+  async #follow(): Promise<void> {
+    const state = this.#health.state;
+    if (state === "draining" || state === "stopped") {
+      if (!this.#stoppingSent) {
+        this.#stoppingSent = true;
+        await this.#send(["STOPPING=1", "STATUS=draining"]);
+      }
+      if (state === "stopped") this.close();
+      return;
+    }
+    if (state !== "ready" || this.#readySent) return;
+    clearTimeout(this.#readyTimer);
+    const ready = await this.#health.evaluate("readyz");
+    if (this.#closed || this.#health.state !== "ready") return;
+    if (ready.status === "fail") {
+      // On-request checks announce no change: look again in a while.
+      this.#readyTimer = setTimeout(() => this.#update(), this.#readyInterval);
+      await this.#setStatus(`starting: /readyz fails (${ready.output ?? "fail"})`);
+      return;
+    }
+    this.#readySent = true;
+    await this.#send(["READY=1", `STATUS=${summary(await this.#health.evaluate("healthz"))}`]);
+  }
+
+  /** One watchdog period: ping while /livez passes; on the first failure, trigger and stop. */
+  #ping(): void {
+    if (this.#closed || this.#pinging) return; // a slow evaluation: this period's ping is the one running
+    this.#pinging = (async () => {
+      const live = await this.#health.evaluate("livez");
+      if (this.#closed || this.#watchdog === undefined) return;
+      if (live.status !== "fail") {
+        await this.#send(["WATCHDOG=1"]);
+        return;
+      }
+      clearInterval(this.#watchdog);
+      this.#watchdog = undefined;
+      const failed = failures(live);
+      logger.error("Telling systemd the watchdog fired: /livez fails ({failed})", { failed });
+      await this.#send(["WATCHDOG=trigger", `STATUS=live check failed: ${failed}`]);
+    })().catch((error) => {
+      logger.error("Cannot evaluate /livez for systemd: {error}", { error: String(error) });
+    }).finally(() => this.#pinging = undefined);
+  }
+
+  async #setStatus(text: string): Promise<void> {
+    if (text === this.#lastStatus) return;
+    await this.#send([`STATUS=${text}`]);
+  }
+
+  /** Send one datagram, in order after those before it; a failure warns once and stops the notifier. */
+  #send(lines: string[]): Promise<void> {
+    const status = lines.find((line) => line.startsWith("STATUS="));
+    if (status) this.#lastStatus = status.slice("STATUS=".length);
+    const message = lines.map(oneLine).join("\n");
+    this.#sending = this.#sending.then(async () => {
+      if (!this.#active) return;
+      try {
+        await this.#conn.send(encoder.encode(message), { transport: "unixpacket", path: this.#address });
+        logger.debug("Told systemd {message}", { message: message.replaceAll("\n", " ") });
+      } catch (error) {
+        this.#active = false;
+        logger.warn("Cannot notify systemd at {target}: {error}; {hint}", {
+          target: this.#target,
+          error: String(error),
+          hint: hint(error, this.#target, this.#bindPath),
+        });
+        this.close();
+      }
+    });
+    return this.#sending;
+  }
+}
+
+function hint(error: unknown, target: string, bindPath: string): string {
+  if (error instanceof Deno.errors.NotCapable) {
+    return target.startsWith("@")
+      ? "Deno addresses an abstract socket only with --allow-net unscoped, which healthsock does not ask for; serving goes on without systemd notifications"
+      : `run with ${notifyPermissionFlags(bindPath, target)}`;
+  }
+  return "check NOTIFY_SOCKET and that this user may write to it; serving goes on without systemd notifications";
+}
+
+/** `ready: 3 checks pass`, or what does not. */
+function summary(report: HealthReport): string {
+  const results = Object.entries(report.checks).filter(([key]) => !key.startsWith("lifecycle:"));
+  const passing = results.filter(([, [result]]) => result.status === "pass").length;
+  const noun = results.length === 1 ? "check" : "checks";
+  if (passing === results.length) return `ready: ${passing} ${noun} ${results.length === 1 ? "passes" : "pass"}`;
+  return `ready: ${passing} of ${results.length} ${noun} pass (${report.output ?? report.status})`;
+}
+
+/** The failing checks of a report, with why: `ticker (no tick for 2.1 s)`. */
+function failures(report: HealthReport): string {
+  const failed = Object.entries(report.checks)
+    .filter(([, [result]]) => result.status === "fail")
+    .map(([key, [result]]) => {
+      const name = key.slice(0, key.indexOf(":"));
+      return result.output ? `${name} (${oneLine(result.output)})` : name;
+    });
+  return failed.join(", ") || report.output || "fail";
+}
+
+/** A value on one line: a newline in a STATUS= would start a new assignment. */
+function oneLine(text: string): string {
+  return text.replace(/[\r\n]+/g, " ");
+}
