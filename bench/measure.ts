@@ -8,7 +8,7 @@ import { permissionFlags } from "../protocol.ts";
 import type { LoadResult } from "./load.ts";
 import { catProc, median, percentile, readStatus } from "./proc.ts";
 import { BENCH, MiB, ROOT, SCENARIOS, serverName } from "./scenarios.ts";
-import type { HostVariant, Scenario, ServerKind, Settings } from "./scenarios.ts";
+import type { Scenario, ServerKind, Settings } from "./scenarios.ts";
 import { decoder, encoder } from "./servers.ts";
 import type { Harness, Placement } from "./servers.ts";
 
@@ -120,7 +120,7 @@ export interface Results {
   settings: Settings;
   load: LoadSummary[];
   isolation: { variant: string; p50: number; p99: number; max: number; rps: number }[];
-  idle: { variant: string; rssMiB: number; runs: number[] }[];
+  idle: { id: IdleVariant; variant: string; rssMiB: number; runs: number[] }[];
   growth: {
     seconds: number;
     requests: number;
@@ -136,10 +136,25 @@ export interface Results {
   };
   probes: ProbeSummary[];
   /** Filled in by report.ts's targets(), which judges the figures. */
-  targets: { target: string; measured: string; limit: string; met: boolean }[];
+  targets: { target: string; measured: string; goal: string; met: boolean }[];
 }
 
 // ---------------------------------------------------------------- measurements
+
+/** What the idle memory figures compare: three hosts, and the floor. */
+export type IdleVariant = "none" | "imported" | "trivial" | "floor";
+const IDLE_VARIANTS: readonly IdleVariant[] = ["none", "imported", "trivial", "floor"];
+const IDLE_NAMES: Record<IdleVariant, string> = {
+  none: "host without healthsock",
+  imported: "host with healthsock imported",
+  trivial: "host serving, idle",
+  floor: "floor: bare listener + @logtape/logtape + one timer",
+};
+
+/** `items` in order on odd rounds, reversed on even ones, so no item always runs after the same other. */
+function alternate<T>(items: readonly T[], round: number): readonly T[] {
+  return round % 2 === 1 ? items : [...items].reverse();
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -197,12 +212,13 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
   const perRun = (settings.warmup + settings.duration) / 1000 + 0.6;
 
   // 1. Load, interleaved: each round runs every server once, so drifting
-  // background load touches all of them alike.
+  // background load touches all of them alike, and every other round runs
+  // them in reverse, so no server always follows the same one.
   const rows: LoadRow[] = SCENARIOS.flatMap((scenario) =>
     scenario.servers.map((kind) => ({ scenario, kind, runs: [] as LoadResult[] }))
   );
   for (let round = 1; round <= settings.rounds; round++) {
-    for (const row of rows) {
+    for (const row of alternate(rows, round)) {
       const { scenario, kind } = row;
       steps.push({
         label: `${scenario.label} · ${serverName(kind, scenario.framing)} · round ${round}/${settings.rounds} · ${
@@ -225,7 +241,7 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
   // 4. Isolation: a 200 ms background check must not slow probes.
   const isolationRuns: Record<"trivial" | "slow", LoadResult[]> = { trivial: [], slow: [] };
   for (let round = 1; round <= settings.rounds; round++) {
-    for (const variant of ["trivial", "slow"] as const) {
+    for (const variant of alternate(["trivial", "slow"] as const, round)) {
       steps.push({
         label: `check isolation · ${variant === "slow" ? "with a 200 ms background check" : "trivial check only"} · ` +
           `line, 1 client · round ${round}/${settings.rounds}`,
@@ -243,19 +259,19 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
     }
   }
 
-  // 3a. Idle memory: the same host, without the library, with it loaded, serving.
-  const idleRuns: Record<HostVariant, number[]> = { none: [], imported: [], trivial: [], slow: [] };
+  // 3a. Idle memory: the same host, without the library, with it loaded,
+  // serving; and the floor, a bare listener importing @logtape/logtape with
+  // one timer. Interleaved, alternating the order run by run.
+  const idleRuns: Record<IdleVariant, number[]> = { none: [], imported: [], trivial: [], floor: [] };
   const settle = settings.quick ? 200 : 1500;
   for (let i = 1; i <= settings.memoryRuns; i++) {
-    for (const variant of ["none", "imported", "trivial"] as const) {
+    for (const variant of alternate(IDLE_VARIANTS, i)) {
       steps.push({
-        label: `idle memory · host ${
-          { none: "without healthsock", imported: "with healthsock imported", trivial: "serving, idle" }[variant]
-        } · ${i}/${settings.memoryRuns}`,
+        label: `idle memory · ${IDLE_NAMES[variant]} · ${i}/${settings.memoryRuns}`,
         seconds: settle / 1000 + 0.4,
         run: async () => {
           const path = h.socket(`idle-${variant}`);
-          const host = await h.host(path, variant);
+          const host = await (variant === "floor" ? h.memoryFloor(path) : h.host(path, variant));
           try {
             await sleep(settle);
             idleRuns[variant].push(await rssOf(host.pid));
@@ -325,7 +341,7 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
   // 2. Probe start-to-exit, against a running server; commands interleaved.
   const probeTimes = new Map<string, { command: string; ms: number[]; failures: number }>();
   steps.push({
-    label: `probe start-to-exit · check, empty scripts, socat, curl · ${settings.probes} runs each`,
+    label: `probe start-to-exit · check, Deno probe floor, empty scripts, socat, curl · ${settings.probes} runs each`,
     seconds: settings.probes * 0.45 + 2,
     run: async () => {
       const path = h.socket("probe");
@@ -333,6 +349,7 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
       const flags = permissionFlags(path, false).split(" ");
       const commands: [string, string, string[], string?][] = [
         ["healthsock check", "deno", ["run", "--no-prompt", ...flags, `${ROOT}main.ts`, "check", "--socket", path]],
+        ["Deno probe floor", "deno", ["run", "--no-prompt", ...flags, `${BENCH}probe_floor.ts`, path]],
         ["empty script", "deno", ["run", "--no-prompt", ...flags, `${BENCH}empty.ts`]],
         ["empty script + node:util", "deno", ["run", "--no-prompt", ...flags, `${BENCH}empty_node_util.ts`]],
         ["socat", "socat", ["-", `UNIX-CONNECT:${path}`], "GET /healthz\n"],
@@ -378,11 +395,9 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
       rps: median(runs.map((r) => r.rps)),
     };
   });
-  const idle = (["none", "imported", "trivial"] as const).map((variant) => ({
-    variant:
-      { none: "host without healthsock", imported: "host with healthsock imported", trivial: "host serving, idle" }[
-        variant
-      ],
+  const idle = IDLE_VARIANTS.map((variant) => ({
+    id: variant,
+    variant: IDLE_NAMES[variant],
     rssMiB: median(idleRuns[variant]) / MiB,
     runs: idleRuns[variant].map((b) => b / MiB),
   }));

@@ -188,6 +188,12 @@ export class Harness {
     return startProcess(...pinned(this.place.server, "deno", args), `host.ts (${variant})`);
   }
 
+  /** The floor of an idle server's memory: a bare listener that imports @logtape/logtape and runs one timer. */
+  memoryFloor(path: string): Promise<Running> {
+    const args = ["run", "--no-prompt", ...socketFlags(path), `${BENCH}memory_floor.ts`, path];
+    return startProcess(...pinned(this.place.server, "deno", args), "memory_floor.ts");
+  }
+
   server(kind: ServerKind, framing: Framing, path: string): Promise<Running> {
     if (kind === "healthsock") return this.host(path, "trivial");
     const captured = this.captured!;
