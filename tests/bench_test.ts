@@ -95,8 +95,10 @@ Deno.test({
       const [deno, subcommand, ...rest] = task.split(" ");
       assert.deepEqual([deno, subcommand], ["deno", "run"]);
       assert.ok(!rest.includes("-A") && !rest.includes("--allow-all"), "the bench task must not use -A");
+      // Its own lockfile (bench/deno.lock) keeps echarts out of the one the demo and the library use.
+      assert.ok(rest.includes("--lock=bench/deno.lock"), "the bench task uses bench/deno.lock");
       const flags = rest.filter((arg) => arg.startsWith("--")).map((arg) =>
-        arg.startsWith("--allow-write=") ? "--allow-write=/tmp" : arg
+        arg.startsWith("--allow-write=") ? "--allow-write=/tmp" : arg.replace(/^--lock=/, `--lock=${ROOT}`)
       );
       const json = `${dir}/results.json`;
       const { code, stdout, stderr } = await run(
