@@ -2,7 +2,10 @@
 // resolve on an empty Deno cache to one npm package, and `deno publish` would
 // upload the library, the CLI, README.md and LICENSE, nothing else.
 import assert from "node:assert/strict";
-import { ROOT, run } from "./_util.ts";
+import { Health } from "../health.ts";
+import { permissionFlags } from "../protocol.ts";
+import { serve } from "../server.ts";
+import { ROOT, run, tempSocket } from "./_util.ts";
 
 /** The npm packages in a Deno cache directory, as "name" or "@scope/name". */
 async function cachedPackages(denoDir: string): Promise<string[]> {
@@ -65,4 +68,36 @@ Deno.test("the published package holds the library, the CLI, README.md and LICEN
       }
     }
   }
+});
+
+Deno.test("README's deno install -g line installs a probe with exactly the check task's flags, and it answers", async () => {
+  const readme = await Deno.readTextFile(`${ROOT}README.md`);
+  const line = /^deno install -g .+$/m.exec(readme)?.[0];
+  assert.ok(line, "README shows a deno install -g line");
+  const words = line.split(" ");
+  assert.equal(words.at(-1), "jsr:@healthsock/healthsock/cli");
+  assert.deepEqual(
+    words.filter((word) => word.startsWith("--allow-")),
+    permissionFlags("/tmp/app.sock", false).split(" "),
+    "the flags a probe needs for /tmp/app.sock, nothing else",
+  );
+  assert.ok(words.includes("--no-prompt"));
+
+  // The same command for a temporary socket, installing this checkout's main.ts (what ./cli exports) into a
+  // temporary root; the script it writes runs deno with the flags baked in.
+  await using sock = await tempSocket();
+  const args = words.slice(1, -1).map((word) => word.replaceAll("/tmp/app.sock", sock.path));
+  const installed = await run("deno", [...args, "--root", sock.dir, `${ROOT}main.ts`], { env: { NO_COLOR: "1" } });
+  assert.equal(installed.code, 0, installed.stderr);
+  const script = `${sock.dir}/bin/healthsock`;
+  assert.match(await Deno.readTextFile(script), new RegExp(permissionFlags(sock.path, false).split(" ")[0]));
+
+  const none = await run("sh", [script, "check", "--socket", sock.path]);
+  assert.equal(none.code, 3, none.stderr);
+  const health = new Health();
+  await using _server = await serve(sock.path, health);
+  health.markReady();
+  const ready = await run("sh", [script, "check", "--socket", sock.path, "--path", "/readyz"]);
+  assert.equal(ready.code, 0, ready.stderr);
+  assert.match(ready.stdout, /readyz check passed/);
 });
