@@ -95,8 +95,10 @@ Deno.test({
       const [deno, subcommand, ...rest] = task.split(" ");
       assert.deepEqual([deno, subcommand], ["deno", "run"]);
       assert.ok(!rest.includes("-A") && !rest.includes("--allow-all"), "the bench task must not use -A");
+      // Its own lockfile (bench/deno.lock) keeps echarts out of the one the demo and the library use.
+      assert.ok(rest.includes("--lock=bench/deno.lock"), "the bench task uses bench/deno.lock");
       const flags = rest.filter((arg) => arg.startsWith("--")).map((arg) =>
-        arg.startsWith("--allow-write=") ? "--allow-write=/tmp" : arg
+        arg.startsWith("--allow-write=") ? "--allow-write=/tmp" : arg.replace(/^--lock=/, `--lock=${ROOT}`)
       );
       const json = `${dir}/results.json`;
       const { code, stdout, stderr } = await run(
@@ -132,6 +134,20 @@ Deno.test({
       }
       assert.equal(results.isolation.length, 2);
       assert.equal(results.targets.length, 7);
+      // The four floors the goals compare with were measured in the same run.
+      assert.ok(results.load.some((row: { kind: string }) => row.kind === "floor"), "the Deno.listen floor");
+      assert.ok(results.load.some((row: { kind: string }) => row.kind === "deno-serve"), "Deno.serve");
+      assert.ok(results.probes.some((probe: { name: string }) => probe.name === "Deno probe floor"));
+      assert.ok(results.idle.some((idle: { id: string }) => idle.id === "floor"), "the memory floor");
+      for (const target of results.targets) {
+        assert.match(target.goal, /^≤ /, `${target.target}: a goal`);
+        assert.equal(typeof target.met, "boolean");
+        // deno fmt pads the table's cells: goal and verdict sit side by side in the report.
+        const cells = [target.goal, target.met ? "met" : "**missed**"].map((cell) =>
+          cell.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+        );
+        assert.match(report, new RegExp(`\\| ${cells[0]} +\\| ${cells[1]} +\\|`), target.target);
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -1,0 +1,417 @@
+/**
+ * The measurements: the steps of a run in their interleaved order, with
+ * progress on stderr, and the figures they produce.
+ *
+ * @module
+ */
+import { permissionFlags } from "../protocol.ts";
+import type { LoadResult } from "./load.ts";
+import { catProc, median, percentile, readStatus } from "./proc.ts";
+import { BENCH, MiB, ROOT, SCENARIOS, serverName } from "./scenarios.ts";
+import type { Scenario, ServerKind, Settings } from "./scenarios.ts";
+import { decoder, encoder } from "./servers.ts";
+import type { Harness, Placement } from "./servers.ts";
+
+interface Step {
+  label: string;
+  seconds: number;
+  run(): Promise<void>;
+}
+
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s` : `${s}s`;
+}
+
+async function runSteps(steps: Step[]): Promise<void> {
+  const started = performance.now();
+  let plannedDone = 0;
+  const planned = steps.reduce((sum, step) => sum + step.seconds, 0);
+  for (const [i, step] of steps.entries()) {
+    const elapsed = (performance.now() - started) / 1000;
+    // Scale the plan by how the steps so far went against it.
+    const pace = plannedDone > 0 ? elapsed / plannedDone : 1;
+    const left = (planned - plannedDone) * pace;
+    const n = String(steps.length).length;
+    console.error(`[${String(i + 1).padStart(n)}/${steps.length}] ${step.label} · about ${formatDuration(left)} left`);
+    await step.run();
+    plannedDone += step.seconds;
+  }
+  console.error(`Done in ${formatDuration((performance.now() - started) / 1000)}.`);
+}
+
+// ---------------------------------------------------------------- figures
+
+interface LoadRow {
+  scenario: Scenario;
+  kind: ServerKind;
+  runs: LoadResult[];
+}
+
+export interface LoadSummary {
+  scenario: string;
+  label: string;
+  server: string;
+  kind: ServerKind;
+  cpuPerRequestUs: number;
+  vsFloor: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  serverUtil: number;
+  loadUtil: number;
+  errors: number;
+  requests: number;
+  limitedBy: string;
+}
+
+function summarize(rows: LoadRow[]): LoadSummary[] {
+  const base = rows.map((row) => {
+    const per = (f: (r: LoadResult) => number) => median(row.runs.map(f));
+    return {
+      row,
+      cpu: per((r) => r.requests > 0 ? (r.serverCpu / r.requests) * 1e6 : NaN),
+      rps: per((r) => r.rps),
+      p50: per((r) => r.p50),
+      p99: per((r) => r.p99),
+      serverUtil: per((r) => r.serverCpu / r.seconds),
+      loadUtil: per((r) => r.loadCpu / r.seconds),
+      errors: row.runs.reduce((sum, r) => sum + r.errors, 0),
+      requests: row.runs.reduce((sum, r) => sum + r.requests, 0),
+    };
+  });
+  return base.map((b) => {
+    const floor = base.find((f) => f.row.scenario === b.row.scenario && f.row.kind === "floor");
+    let limitedBy: string;
+    if (b.row.scenario.clients === 1) limitedBy = "round trips (1 client)";
+    else if (b.loadUtil >= 0.9 && b.serverUtil < 0.9) limitedBy = "GENERATOR: figures are a floor, not a limit";
+    else if (b.serverUtil >= 0.9) limitedBy = "server (saturated)";
+    else limitedBy = "neither saturated (scheduling, other load)";
+    return {
+      scenario: b.row.scenario.id,
+      label: b.row.scenario.label,
+      server: serverName(b.row.kind, b.row.scenario.framing),
+      kind: b.row.kind,
+      cpuPerRequestUs: b.cpu,
+      vsFloor: floor ? b.cpu / floor.cpu : NaN,
+      rps: b.rps,
+      p50: b.p50,
+      p99: b.p99,
+      serverUtil: b.serverUtil,
+      loadUtil: b.loadUtil,
+      errors: b.errors,
+      requests: b.requests,
+      limitedBy,
+    };
+  });
+}
+
+export interface ProbeSummary {
+  name: string;
+  command: string;
+  medianMs: number;
+  p90Ms: number;
+  runs: number;
+  failures: number;
+}
+
+export interface Results {
+  machine: Record<string, string>;
+  settings: Settings;
+  load: LoadSummary[];
+  isolation: { variant: string; p50: number; p99: number; max: number; rps: number }[];
+  idle: { id: IdleVariant; variant: string; rssMiB: number; runs: number[] }[];
+  growth: {
+    seconds: number;
+    requests: number;
+    /** V8 heap in use after a full GC, before and after the load. */
+    heapBeforeMiB: number;
+    heapAfterMiB: number;
+    beforeMiB: number;
+    afterMiB: number;
+    firstQuarterMiB: number;
+    lastQuarterMiB: number;
+    peakMiB: number;
+    samplesMiB: number[];
+  };
+  probes: ProbeSummary[];
+  /** Filled in by report.ts's targets(), which judges the figures. */
+  targets: { target: string; measured: string; goal: string; met: boolean }[];
+}
+
+// ---------------------------------------------------------------- measurements
+
+/** What the idle memory figures compare: three hosts, and the floor. */
+export type IdleVariant = "none" | "imported" | "trivial" | "floor";
+const IDLE_VARIANTS: readonly IdleVariant[] = ["none", "imported", "trivial", "floor"];
+const IDLE_NAMES: Record<IdleVariant, string> = {
+  none: "host without healthsock",
+  imported: "host with healthsock imported",
+  trivial: "host serving, idle",
+  floor: "floor: bare listener + @logtape/logtape + one timer",
+};
+
+/** `items` in order on odd rounds, reversed on even ones, so no item always runs after the same other. */
+function alternate<T>(items: readonly T[], round: number): readonly T[] {
+  return round % 2 === 1 ? items : [...items].reverse();
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function rssOf(pid: number): Promise<number> {
+  return (await readStatus(pid)).rss;
+}
+
+async function timed(command: string, args: string[], stdin?: string): Promise<{ ms: number; ok: boolean }> {
+  const started = performance.now();
+  const child = new Deno.Command(command, {
+    args,
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(encoder.encode(stdin));
+    await writer.close();
+  }
+  const { code, stdout } = await child.output();
+  const ms = performance.now() - started;
+  const text = decoder.decode(stdout);
+  return { ms, ok: code === 0 && (args.includes("check") ? /passed/.test(text) : text === "" || /"pass"/.test(text)) };
+}
+
+export async function machineInfo(place: Placement): Promise<Record<string, string>> {
+  const read = (path: string) => catProc([path]).catch(() => "");
+  const cpuinfo = await read("/proc/cpuinfo");
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? "unknown CPU";
+  const memTotal = Number(/^MemTotal:\s*(\d+)/m.exec(await read("/proc/meminfo"))?.[1] ?? 0);
+  let node = "absent";
+  try {
+    const out = await new Deno.Command("node", { args: ["--version"], stdout: "piped", stderr: "null" }).output();
+    node = decoder.decode(out.stdout).trim();
+  } catch { /* absent */ }
+  return {
+    cpu: `${model} × ${navigator.hardwareConcurrency}`,
+    memory: `${(memTotal / 1024 / 1024).toFixed(1)} GiB`,
+    kernel: (await read("/proc/sys/kernel/osrelease")).trim(),
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    node,
+    date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+    pinning: place.note,
+    loadBefore: (await read("/proc/loadavg")).split(" ").slice(0, 3).join(" "),
+  };
+}
+
+export async function measure(h: Harness, machine: Record<string, string>): Promise<Results> {
+  const { settings } = h;
+  const steps: Step[] = [];
+  const perRun = (settings.warmup + settings.duration) / 1000 + 0.6;
+
+  // 1. Load, interleaved: each round runs every server once, so drifting
+  // background load touches all of them alike, and every other round runs
+  // them in reverse, so no server always follows the same one.
+  const rows: LoadRow[] = SCENARIOS.flatMap((scenario) =>
+    scenario.servers.map((kind) => ({ scenario, kind, runs: [] as LoadResult[] }))
+  );
+  for (let round = 1; round <= settings.rounds; round++) {
+    for (const row of alternate(rows, round)) {
+      const { scenario, kind } = row;
+      steps.push({
+        label: `${scenario.label} · ${serverName(kind, scenario.framing)} · round ${round}/${settings.rounds} · ${
+          formatDuration(perRun)
+        }`,
+        seconds: perRun,
+        run: async () => {
+          const path = h.socket(kind);
+          const server = await h.server(kind, scenario.framing, path);
+          try {
+            row.runs.push(await h.load(path, server.pid, scenario.mode, scenario.clients, settings.duration));
+          } finally {
+            await server.stop();
+          }
+        },
+      });
+    }
+  }
+
+  // 4. Isolation: a 200 ms background check must not slow probes.
+  const isolationRuns: Record<"trivial" | "slow", LoadResult[]> = { trivial: [], slow: [] };
+  for (let round = 1; round <= settings.rounds; round++) {
+    for (const variant of alternate(["trivial", "slow"] as const, round)) {
+      steps.push({
+        label: `check isolation · ${variant === "slow" ? "with a 200 ms background check" : "trivial check only"} · ` +
+          `line, 1 client · round ${round}/${settings.rounds}`,
+        seconds: perRun,
+        run: async () => {
+          const path = h.socket(variant);
+          const host = await h.host(path, variant);
+          try {
+            isolationRuns[variant].push(await h.load(path, host.pid, "line", 1, settings.duration));
+          } finally {
+            await host.stop();
+          }
+        },
+      });
+    }
+  }
+
+  // 3a. Idle memory: the same host, without the library, with it loaded,
+  // serving; and the floor, a bare listener importing @logtape/logtape with
+  // one timer. Interleaved, alternating the order run by run.
+  const idleRuns: Record<IdleVariant, number[]> = { none: [], imported: [], trivial: [], floor: [] };
+  const settle = settings.quick ? 200 : 1500;
+  for (let i = 1; i <= settings.memoryRuns; i++) {
+    for (const variant of alternate(IDLE_VARIANTS, i)) {
+      steps.push({
+        label: `idle memory · ${IDLE_NAMES[variant]} · ${i}/${settings.memoryRuns}`,
+        seconds: settle / 1000 + 0.4,
+        run: async () => {
+          const path = h.socket(`idle-${variant}`);
+          const host = await (variant === "floor" ? h.memoryFloor(path) : h.host(path, variant));
+          try {
+            await sleep(settle);
+            idleRuns[variant].push(await rssOf(host.pid));
+          } finally {
+            await host.stop();
+          }
+        },
+      });
+    }
+  }
+
+  // 3b. Growth: resident memory across a sustained mixed load.
+  const growth: Results["growth"] = {
+    seconds: settings.growth / 1000,
+    requests: 0,
+    heapBeforeMiB: NaN,
+    heapAfterMiB: NaN,
+    beforeMiB: NaN,
+    afterMiB: NaN,
+    firstQuarterMiB: NaN,
+    lastQuarterMiB: NaN,
+    peakMiB: NaN,
+    samplesMiB: [],
+  };
+  const warm = settings.quick ? 300 : 3000;
+  steps.push({
+    label: `memory growth · ${
+      formatDuration(settings.growth / 1000)
+    } of mixed load (line and HTTP keep-alive, 16 clients)`,
+    seconds: (warm + settings.growth) / 1000 + 2 * settle / 1000 + 1.5,
+    run: async () => {
+      const path = h.socket("growth");
+      const host = await h.host(path, "trivial", true);
+      const heapMiB = async () => Number((await host.ask("heap", "heap "))?.slice(5)) / MiB;
+      try {
+        // A short load first, so JIT and heap sizing are not counted as growth.
+        await h.load(path, host.pid, "mixed", 16, warm);
+        await sleep(settle);
+        growth.beforeMiB = await rssOf(host.pid) / MiB;
+        growth.heapBeforeMiB = await heapMiB();
+        const sampling = { on: true };
+        const sampler = (async () => {
+          await sleep(settings.warmup);
+          while (sampling.on) {
+            growth.samplesMiB.push(await rssOf(host.pid) / MiB);
+            await sleep(settings.quick ? 100 : 1000);
+          }
+        })();
+        const result = await h.load(path, host.pid, "mixed", 16, settings.growth);
+        sampling.on = false;
+        await sampler;
+        growth.requests = result.requests;
+        await sleep(settle);
+        const status = await readStatus(host.pid);
+        growth.afterMiB = status.rss / MiB;
+        growth.heapAfterMiB = await heapMiB();
+        growth.peakMiB = status.peakRss / MiB;
+        const quarter = Math.max(1, Math.floor(growth.samplesMiB.length / 4));
+        growth.firstQuarterMiB = median(growth.samplesMiB.slice(0, quarter));
+        growth.lastQuarterMiB = median(growth.samplesMiB.slice(-quarter));
+      } finally {
+        await host.stop();
+      }
+    },
+  });
+
+  // 2. Probe start-to-exit, against a running server; commands interleaved.
+  const probeTimes = new Map<string, { command: string; ms: number[]; failures: number }>();
+  steps.push({
+    label: `probe start-to-exit · check, Deno probe floor, empty scripts, socat, curl · ${settings.probes} runs each`,
+    seconds: settings.probes * 0.45 + 2,
+    run: async () => {
+      const path = h.socket("probe");
+      const host = await h.host(path, "trivial");
+      const flags = permissionFlags(path, false).split(" ");
+      const commands: [string, string, string[], string?][] = [
+        ["healthsock check", "deno", ["run", "--no-prompt", ...flags, `${ROOT}main.ts`, "check", "--socket", path]],
+        ["Deno probe floor", "deno", ["run", "--no-prompt", ...flags, `${BENCH}probe_floor.ts`, path]],
+        ["empty script", "deno", ["run", "--no-prompt", ...flags, `${BENCH}empty.ts`]],
+        ["empty script + node:util", "deno", ["run", "--no-prompt", ...flags, `${BENCH}empty_node_util.ts`]],
+        ["socat", "socat", ["-", `UNIX-CONNECT:${path}`], "GET /healthz\n"],
+        ["curl", "curl", ["-sS", "--unix-socket", path, "http://localhost/healthz"]],
+      ];
+      try {
+        for (const [name, command, args] of commands) {
+          const shown = [command, ...args].join(" ").replaceAll(path, "$SOCK").replaceAll(ROOT, "");
+          probeTimes.set(name, { command: shown, ms: [], failures: 0 });
+        }
+        for (let i = 0; i < 2; i++) { // warm the module and code caches
+          for (const [, command, args, stdin] of commands) await timed(command, args, stdin).catch(() => {});
+        }
+        for (let i = 0; i < settings.probes; i++) {
+          for (let j = 0; j < commands.length; j++) {
+            const [name, command, args, stdin] = commands[(i + j) % commands.length];
+            const entry = probeTimes.get(name)!;
+            try {
+              const { ms, ok } = await timed(command, args, stdin);
+              if (ok) entry.ms.push(ms);
+              else entry.failures++;
+            } catch {
+              entry.failures++;
+            }
+          }
+        }
+      } finally {
+        await host.stop();
+      }
+    },
+  });
+
+  await runSteps(steps);
+
+  const load = summarize(rows);
+  const isolation = (["trivial", "slow"] as const).map((variant) => {
+    const runs = isolationRuns[variant];
+    return {
+      variant: variant === "slow" ? "trivial + 200 ms background check" : "trivial check only",
+      p50: median(runs.map((r) => r.p50)),
+      p99: median(runs.map((r) => r.p99)),
+      max: Math.max(...runs.map((r) => r.max)),
+      rps: median(runs.map((r) => r.rps)),
+    };
+  });
+  const idle = IDLE_VARIANTS.map((variant) => ({
+    id: variant,
+    variant: IDLE_NAMES[variant],
+    rssMiB: median(idleRuns[variant]) / MiB,
+    runs: idleRuns[variant].map((b) => b / MiB),
+  }));
+  const probes: ProbeSummary[] = [...probeTimes].map(([name, entry]) => {
+    const sorted = [...entry.ms].sort((a, b) => a - b);
+    return {
+      name,
+      command: entry.command,
+      medianMs: percentile(sorted, 50),
+      p90Ms: percentile(sorted, 90),
+      runs: entry.ms.length,
+      failures: entry.failures,
+    };
+  });
+  const results: Results = { machine, settings, load, isolation, idle, growth, probes, targets: [] };
+  return results;
+}

@@ -1,0 +1,239 @@
+/**
+ * The report: the targets judged from the figures, RESULTS.md and the chart.
+ *
+ * @module
+ */
+import { renderChart } from "./chart.ts";
+import type { LoadSummary, Results } from "./measure.ts";
+import { ROOT, SCENARIOS, SERVER_ORDER, serverName } from "./scenarios.ts";
+import type { ServerKind } from "./scenarios.ts";
+import { decoder, encoder } from "./servers.ts";
+
+/**
+ * Judge the figures against their goals. The first four compare healthsock
+ * with the floor the runtime sets for the same work, measured in the same run:
+ * a bare `Deno.listen` server writing the same bytes, `Deno.serve`, a minimal
+ * Deno probe, and a bare listener importing @logtape/logtape with one timer.
+ */
+export function targets(r: Results): Results["targets"] {
+  const find = (scenario: string, kind: ServerKind) => r.load.find((l) => l.scenario === scenario && l.kind === kind);
+  const out: Results["targets"] = [];
+  const ratio = (target: string, a: LoadSummary | undefined, b: LoadSummary | undefined, goal: number) => {
+    const value = a && b ? a.cpuPerRequestUs / b.cpuPerRequestUs : NaN;
+    out.push({
+      target,
+      measured: `${value.toFixed(2)}× (${a?.cpuPerRequestUs.toFixed(1)} vs ${b?.cpuPerRequestUs.toFixed(1)} µs)`,
+      goal: `≤ ${goal.toFixed(2)}×`,
+      met: value <= goal,
+    });
+  };
+  ratio(
+    "Line mode, new conn, 1 client: server CPU/request vs Deno.listen floor",
+    find("line-1", "healthsock"),
+    find("line-1", "floor"),
+    1.05,
+  );
+  ratio(
+    "Line mode, new conn, 16 clients: server CPU/request vs Deno.listen floor",
+    find("line-16", "healthsock"),
+    find("line-16", "floor"),
+    1.05,
+  );
+  ratio(
+    "HTTP keep-alive, 16 conns: server CPU/request vs Deno.serve",
+    find("http-ka", "healthsock"),
+    find("http-ka", "deno-serve"),
+    1.15,
+  );
+  const probe = (name: string) => r.probes.find((p) => p.name === name)?.medianMs ?? NaN;
+  const check = probe("healthsock check");
+  const floor = probe("Deno probe floor");
+  out.push({
+    target: "Probe start-to-exit: check vs Deno probe floor (medians)",
+    measured: `${(check / floor).toFixed(2)}× (${check.toFixed(1)} vs ${floor.toFixed(1)} ms; ${
+      (check / probe("empty script")).toFixed(2)
+    }× an empty script)`,
+    goal: "≤ 1.10×",
+    met: check / floor <= 1.1,
+  });
+  const rss = (id: string) => r.idle.find((i) => i.id === id)?.rssMiB ?? NaN;
+  const added = rss("trivial") - rss("floor");
+  out.push({
+    target: "Idle server's resident memory over the floor (bare listener + @logtape/logtape + one timer)",
+    measured: `${signed(added)} MiB (${rss("trivial").toFixed(2)} vs ${rss("floor").toFixed(2)} MiB; ${
+      signed(rss("trivial") - rss("none"))
+    } MiB over a host without healthsock, ${signed(rss("trivial") - rss("imported"))} MiB of it serving)`,
+    goal: "≤ +2 MiB",
+    met: added <= 2,
+  });
+  // A leak is memory the program keeps: the V8 heap after a full GC, before
+  // vs after the load. Resident memory is shown beside it, not judged: V8
+  // grows its heap under load and returns it to the system at its own pace
+  // (idle after − idle before ranged from +0.4 to +27 MiB between runs).
+  const kept = r.growth.heapAfterMiB - r.growth.heapBeforeMiB;
+  const during = r.growth.lastQuarterMiB - r.growth.firstQuarterMiB;
+  const retained = r.growth.afterMiB - r.growth.beforeMiB;
+  out.push({
+    target: `Memory growth over ${r.growth.seconds} s of load (V8 heap after a full GC, after vs before)`,
+    measured: `${signed(kept)} MiB (resident: ${signed(during)} MiB last vs first quarter of the load, ${
+      signed(retained)
+    } MiB idle after vs before)`,
+    goal: "≤ +2 MiB (noise)",
+    met: kept <= 2,
+  });
+  const [trivial, slow] = r.isolation;
+  const bound = trivial.p99 * 1.5 + 1;
+  out.push({
+    target: "Probe p99 with a 200 ms background check vs trivial check",
+    measured: `${slow.p99.toFixed(2)} vs ${trivial.p99.toFixed(2)} ms`,
+    goal: `≤ 1.5× + 1 ms (${bound.toFixed(2)} ms)`,
+    met: slow.p99 <= bound,
+  });
+  return out;
+}
+
+function signed(n: number): string {
+  return `${n >= 0 ? "+" : ""}${n.toFixed(2)}`;
+}
+
+function fixed(value: number, digits: number): string {
+  return Number.isFinite(value) ? value.toFixed(digits) : "–";
+}
+
+export function markdown(r: Results): string {
+  const m = r.machine;
+  const s = r.settings;
+  const lines: string[] = [];
+  lines.push("# healthsock benchmark results", "");
+  lines.push(
+    `${m.date} · Deno ${m.deno} (V8 ${m.v8}) · Node ${m.node} · ${m.cpu} · ${m.memory} · Linux ${m.kernel}`,
+    "",
+    `Placement: ${m.pinning}. Load average before / after: ${m.loadBefore} / ${m.loadAfter}.` +
+      (s.quick ? " **Quick run: figures are for checking the harness, not for reading.**" : ""),
+    "",
+    `Each load run: ${s.warmup / 1000} s warm-up, ${s.duration / 1000} s measured, ${s.rounds} round(s), ` +
+      "median of rounds. Server CPU is user + system time of every thread of the server process, from " +
+      "/proc/PID/stat, over the measured window, divided by the requests answered in it.",
+    "",
+  );
+  lines.push("## Targets", "", "| target | measured | goal | met |", "| --- | --- | --- | --- |");
+  for (const t of r.targets) {
+    lines.push(`| ${t.target} | ${t.measured} | ${t.goal} | ${t.met ? "met" : "**missed**"} |`);
+  }
+  lines.push("", "## Server cost per request", "");
+  lines.push(
+    "| scenario | server | CPU µs/req | × floor | req/s | p50 ms | p99 ms | server CPU | generator CPU | limited by |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+  );
+  for (const l of r.load) {
+    const errors = l.errors > 0 ? ` (${l.errors} errors)` : "";
+    lines.push(
+      `| ${l.label} | ${l.server} | ${fixed(l.cpuPerRequestUs, 1)} | ${fixed(l.vsFloor, 2)} | ${
+        fixed(l.rps, 0)
+      }${errors} | ${fixed(l.p50, 3)} | ${fixed(l.p99, 3)} | ${fixed(l.serverUtil * 100, 0)}% | ${
+        fixed(l.loadUtil * 100, 0)
+      }% | ${l.limitedBy} |`,
+    );
+  }
+  lines.push(
+    "",
+    "CPU columns are percent of one core over the window. A generator near 100% with a server below 90% means " +
+      "the generator limited req/s and latency (CPU per request stays valid).",
+    "",
+  );
+  lines.push(
+    "## Probe start-to-exit",
+    "",
+    "| probe | median ms | × probe floor | × empty | p90 ms | runs | failures | command |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+  );
+  const median = (name: string) => r.probes.find((p) => p.name === name)?.medianMs ?? NaN;
+  for (const p of r.probes) {
+    lines.push(
+      `| ${p.name} | ${fixed(p.medianMs, 1)} | ${fixed(p.medianMs / median("Deno probe floor"), 2)} | ${
+        fixed(p.medianMs / median("empty script"), 2)
+      } | ${fixed(p.p90Ms, 1)} | ${p.runs} | ${p.failures} | \`${p.command}\` |`,
+    );
+  }
+  lines.push(
+    "",
+    "The Deno probe floor connects, writes `GET /healthz\\n`, reads to EOF and exits, with one timer as its guard; " +
+      "it runs with the same flags as `check`.",
+    "",
+  );
+  lines.push(
+    "## Resident memory",
+    "",
+    "| process | VmRSS MiB (median) | over the floor | runs |",
+    "| --- | ---: | ---: | --- |",
+  );
+  const floor = r.idle.find((i) => i.id === "floor")?.rssMiB ?? NaN;
+  for (const i of r.idle) {
+    lines.push(
+      `| ${i.variant} | ${fixed(i.rssMiB, 2)} | ${signed(i.rssMiB - floor)} | ${
+        i.runs.map((v) => v.toFixed(1)).join(", ")
+      } |`,
+    );
+  }
+  const g = r.growth;
+  lines.push(
+    "",
+    `Sustained load: ${g.seconds} s of mixed load (line mode and HTTP keep-alive, 16 clients), ${g.requests} requests. ` +
+      `Before (after a warm-up load, idle): ${fixed(g.beforeMiB, 2)} MiB; after (idle): ${fixed(g.afterMiB, 2)} MiB; ` +
+      `during: first quarter ${fixed(g.firstQuarterMiB, 2)} MiB, last quarter ${fixed(g.lastQuarterMiB, 2)} MiB; ` +
+      `peak ${fixed(g.peakMiB, 2)} MiB. V8 heap in use after a full GC: ${fixed(g.heapBeforeMiB, 2)} MiB before, ` +
+      `${fixed(g.heapAfterMiB, 2)} MiB after.`,
+    "",
+  );
+  lines.push(
+    "## Check cost isolation",
+    "",
+    "| host | p50 ms | p99 ms | max ms | req/s |",
+    "| --- | ---: | ---: | ---: | ---: |",
+  );
+  for (const i of r.isolation) {
+    lines.push(`| ${i.variant} | ${fixed(i.p50, 3)} | ${fixed(i.p99, 3)} | ${fixed(i.max, 1)} | ${fixed(i.rps, 0)} |`);
+  }
+  lines.push("", "Line mode, a new connection per request, 1 client; the background check runs every 250 ms.", "");
+  lines.push("![benchmark chart](chart.svg)", "");
+  return lines.join("\n");
+}
+
+export function chart(r: Results): string {
+  const scenarios = SCENARIOS.map((s) => s.label);
+  const servers = SERVER_ORDER.map((kind) => ({
+    name: serverName(kind),
+    values: SCENARIOS.map((s) => {
+      const row = r.load.find((l) => l.scenario === s.id && l.kind === kind);
+      return row && Number.isFinite(row.cpuPerRequestUs) ? Math.round(row.cpuPerRequestUs * 10) / 10 : null;
+    }),
+  }));
+  return renderChart({
+    scenarios,
+    servers,
+    probes: r.probes.map((p) => ({ name: p.name, ms: Math.round(p.medianMs * 10) / 10 })),
+    subtitle: `${r.machine.date.slice(0, 10)} · Deno ${r.machine.deno} · ${r.machine.cpu}${
+      r.settings.quick ? " · QUICK RUN" : ""
+    }`,
+  });
+}
+
+/** Format generated text as `deno fmt` would (the project's config), so `deno fmt --check` passes on the outputs. */
+export async function formatted(text: string, ext: "md" | "svg"): Promise<string> {
+  try {
+    const child = new Deno.Command("deno", {
+      args: ["fmt", `--ext=${ext}`, "-"],
+      cwd: ROOT,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(encoder.encode(text));
+    await writer.close();
+    const { success, stdout } = await child.output();
+    return success ? decoder.decode(stdout) : text;
+  } catch {
+    return text;
+  }
+}

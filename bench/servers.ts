@@ -1,0 +1,255 @@
+/**
+ * The processes of a run: where they are placed (one core for servers, one
+ * for the load generator), starting each server and peer until it answers,
+ * and running the load generator against it.
+ *
+ * @module
+ */
+import { permissionFlags } from "../protocol.ts";
+import type { Captured, LoadResult } from "./load.ts";
+import { readStatus } from "./proc.ts";
+import { BENCH, serverName } from "./scenarios.ts";
+import type { Framing, HostVariant, LoadMode, ServerKind, Settings } from "./scenarios.ts";
+
+export const decoder = new TextDecoder();
+export const encoder = new TextEncoder();
+
+/** Where servers and the generator run: one core each, when taskset and two cores are there. */
+export interface Placement {
+  server?: number;
+  load?: number;
+  note: string;
+}
+
+async function hasCommand(name: string, args: string[]): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command(name, { args, stdout: "null", stderr: "null", stdin: "null" })
+      .output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+export async function placement(settings: Settings): Promise<Placement> {
+  if (!settings.pin) return { note: "not pinned (--no-pin)" };
+  if (!await hasCommand("taskset", ["-V"])) return { note: "not pinned: taskset is not installed" };
+  const { cpus } = await readStatus("self");
+  if (cpus.length < 2) return { note: `not pinned: only CPU ${cpus.join(",")} is available` };
+  return {
+    server: cpus[0],
+    load: cpus[1],
+    note: `server on CPU ${cpus[0]}, load generator on CPU ${cpus[1]} (taskset)`,
+  };
+}
+
+function pinned(cpu: number | undefined, command: string, args: string[]): [string, string[]] {
+  return cpu === undefined ? [command, args] : ["taskset", ["-c", String(cpu), command, ...args]];
+}
+
+/** A line reader over a child's stdout that keeps draining it. */
+class Lines {
+  #buffered = "";
+  #lines: string[] = [];
+  #waiters: (() => void)[] = [];
+  #done = false;
+  readonly finished: Promise<void>;
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.finished = (async () => {
+      for await (const chunk of stream) {
+        this.#buffered += decoder.decode(chunk, { stream: true });
+        let lf: number;
+        while ((lf = this.#buffered.indexOf("\n")) >= 0) {
+          this.#lines.push(this.#buffered.slice(0, lf));
+          this.#buffered = this.#buffered.slice(lf + 1);
+        }
+        this.#wake();
+      }
+      if (this.#buffered) this.#lines.push(this.#buffered);
+      this.#done = true;
+      this.#wake();
+    })();
+  }
+
+  #wake(): void {
+    for (const waiter of this.#waiters.splice(0)) waiter();
+  }
+
+  get text(): string {
+    return this.#lines.join("\n");
+  }
+
+  /** The first line not yet taken that starts with `prefix`, taking it; undefined after `ms` or at the end. */
+  async take(prefix: string, ms: number): Promise<string | undefined> {
+    const deadline = performance.now() + ms;
+    for (;;) {
+      const i = this.#lines.findIndex((line) => line.startsWith(prefix));
+      if (i >= 0) return this.#lines.splice(i, 1)[0];
+      if (this.#done || performance.now() >= deadline) return undefined;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#waiters.push(resolve);
+        timer = setTimeout(resolve, Math.max(1, deadline - performance.now()));
+      });
+      clearTimeout(timer);
+    }
+  }
+
+  async waitFor(line: string, ms: number): Promise<boolean> {
+    const deadline = performance.now() + ms;
+    while (!this.#lines.includes(line)) {
+      if (this.#done) return false;
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#waiters.push(resolve);
+        timer = setTimeout(resolve, left);
+      });
+      clearTimeout(timer);
+    }
+    return true;
+  }
+}
+
+/** A server process, up and answering. */
+export interface Running {
+  pid: number;
+  stop(): Promise<void>;
+  /** Send a line to the process's stdin and take the first answer line starting with `prefix`. */
+  ask(line: string, prefix: string): Promise<string | undefined>;
+}
+
+async function startProcess(command: string, args: string[], what: string): Promise<Running> {
+  const child = new Deno.Command(command, { args, stdin: "piped", stdout: "piped", stderr: "piped" }).spawn();
+  const stdout = new Lines(child.stdout);
+  const stderr = new Lines(child.stderr);
+  const stdin = child.stdin.getWriter();
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    stopped ??= (async () => {
+      await stdin.close().catch(() => {});
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, 5000);
+      await child.status;
+      clearTimeout(timer);
+      await Promise.all([stdout.finished, stderr.finished]);
+    })();
+  if (!await stdout.waitFor("ready", 30_000)) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await stop();
+    throw new Error(`${what} did not start: ${stderr.text || stdout.text || "no output"}`);
+  }
+  const ask = async (line: string, prefix: string) => {
+    await stdin.write(encoder.encode(line + "\n"));
+    return await stdout.take(prefix, 30_000);
+  };
+  return { pid: child.pid, stop, ask };
+}
+
+function socketFlags(path: string): string[] {
+  return [`--allow-read=${path}`, `--allow-write=${path}`, `--allow-net=unix:${path}`];
+}
+
+export class Harness {
+  readonly settings: Settings;
+  readonly place: Placement;
+  readonly dir: string;
+  #sockets = 0;
+  captured?: Captured;
+
+  constructor(settings: Settings, place: Placement, dir: string) {
+    this.settings = settings;
+    this.place = place;
+    this.dir = dir;
+  }
+
+  socket(name: string): string {
+    return `${this.dir}/${++this.#sockets}-${name}.sock`;
+  }
+
+  host(path: string, variant: HostVariant, exposeGc = false): Promise<Running> {
+    const gc = exposeGc ? ["--v8-flags=--expose-gc"] : [];
+    const args = [
+      "run",
+      "--no-prompt",
+      ...gc,
+      ...permissionFlags(path, true).split(" "),
+      `${BENCH}host.ts`,
+      path,
+      variant,
+    ];
+    return startProcess(...pinned(this.place.server, "deno", args), `host.ts (${variant})`);
+  }
+
+  /** The floor of an idle server's memory: a bare listener that imports @logtape/logtape and runs one timer. */
+  memoryFloor(path: string): Promise<Running> {
+    const args = ["run", "--no-prompt", ...socketFlags(path), `${BENCH}memory_floor.ts`, path];
+    return startProcess(...pinned(this.place.server, "deno", args), "memory_floor.ts");
+  }
+
+  server(kind: ServerKind, framing: Framing, path: string): Promise<Running> {
+    if (kind === "healthsock") return this.host(path, "trivial");
+    const captured = this.captured!;
+    const body = btoa(atob(captured.line).replace(/\n$/, ""));
+    let command = "deno";
+    let args: string[];
+    if (kind === "floor") {
+      args = ["run", "--no-prompt", ...socketFlags(path), `${BENCH}floor.ts`, path, captured.line, captured.http];
+      args.push(captured.httpClose);
+    } else if (kind === "deno-serve") {
+      args = ["run", "--no-prompt", ...socketFlags(path), `${BENCH}deno_serve.ts`, path, body];
+    } else {
+      command = "node";
+      args = [`${BENCH}node_peer.mjs`, framing === "line" ? "net" : "http", path, captured.line, body];
+    }
+    return startProcess(...pinned(this.place.server, command, args), serverName(kind, framing));
+  }
+
+  loadArgs(path: string, extra: string[]): string[] {
+    return [
+      "run",
+      "--no-prompt",
+      "--allow-run=cat",
+      ...socketFlags(path),
+      `${BENCH}load.ts`,
+      "--socket",
+      path,
+      ...extra,
+    ];
+  }
+
+  async load(path: string, pid: number, mode: LoadMode, clients: number, duration: number): Promise<LoadResult> {
+    const args = this.loadArgs(path, [
+      "--mode",
+      mode,
+      "--clients",
+      String(clients),
+      "--warmup",
+      String(this.settings.warmup),
+      "--duration",
+      String(duration),
+      "--server-pid",
+      String(pid),
+    ]);
+    const [command, full] = pinned(this.place.load, "deno", args);
+    const { code, stdout, stderr } = await new Deno.Command(command, { args: full, stdin: "null" }).output();
+    if (code !== 0) throw new Error(`The load generator failed: ${decoder.decode(stderr)}`);
+    return JSON.parse(decoder.decode(stdout));
+  }
+
+  async capture(path: string): Promise<Captured> {
+    const { code, stdout, stderr } = await new Deno.Command("deno", {
+      args: this.loadArgs(path, ["--capture"]),
+      stdin: "null",
+    }).output();
+    if (code !== 0) throw new Error(`Cannot capture the answers: ${decoder.decode(stderr)}`);
+    return JSON.parse(decoder.decode(stdout));
+  }
+}
