@@ -200,8 +200,14 @@ export interface DemoProcess extends AsyncDisposable {
 }
 
 export function spawnDemo(path: string, args: string[]): DemoProcess {
+  return spawnDeno([...taskArgs("demo", path), "--socket", path, ...args]);
+}
+
+/** `deno ARGS` with its log (stderr) readable, killed on dispose. */
+export function spawnDeno(args: string[], env?: Record<string, string>): DemoProcess {
   const child = new Deno.Command("deno", {
-    args: [...taskArgs("demo", path), "--socket", path, ...args],
+    args,
+    env,
     stdin: "null",
     stdout: "null",
     stderr: "piped",

@@ -14,6 +14,7 @@ import {
   ROOT,
   run,
   spawnDemo,
+  spawnDeno,
   TASKS,
   tempSocket,
   untilReady,
@@ -435,25 +436,7 @@ function spawnUnit(sock: TempSocket, env: Record<string, string>, args: string[]
         .replace(/^main\.ts$/, `${ROOT}main.ts`)
     );
   assert.match(words[0], /(^|\/)deno$/);
-  const child = new Deno.Command("deno", {
-    args: [...words.slice(1), ...args],
-    env,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const log = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  return {
-    child,
-    log,
-    async [Symbol.asyncDispose]() {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* exited */ }
-      await log.cancel().catch(() => {});
-      await child.status;
-    },
-  };
+  return spawnDeno([...words.slice(1), ...args], env);
 }
 
 async function restOf(log: ReadableStreamDefaultReader<string>): Promise<string> {
