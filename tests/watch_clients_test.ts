@@ -227,7 +227,7 @@ Deno.test("an EventSource (npm eventsource over fetch on the socket) gets each r
  * A server from before issue 10: its line-mode watch sends the same JSON lines (its HTTP stream named
  * each event `pass`/`warn`/`fail`, which our client never asks for), then ends. Records what it was sent.
  */
-async function olderServer(path: string, reports: string[]): Promise<{ requests: string[] } & AsyncDisposable> {
+function olderServer(path: string, reports: string[]): { requests: string[] } & AsyncDisposable {
   const listener = Deno.listen({ transport: "unix", path });
   const requests: string[] = [];
   const serving = (async () => {
@@ -255,7 +255,7 @@ const OLD_REPORTS = [
 
 Deno.test("watch() asks in line mode, so an older server's stream reads the same", async () => {
   await using sock = await tempSocket();
-  await using old = await olderServer(sock.path, OLD_REPORTS);
+  await using old = olderServer(sock.path, OLD_REPORTS);
   const seen: string[] = [];
   for await (const report of watch(sock.path, { target: "/readyz" })) seen.push(report.status);
   assert.deepEqual(seen, ["fail", "pass"]);
@@ -264,7 +264,7 @@ Deno.test("watch() asks in line mode, so an older server's stream reads the same
 
 Deno.test("watch --changes follows an older server's line-mode stream too", async () => {
   await using sock = await tempSocket();
-  await using old = await olderServer(sock.path, OLD_REPORTS);
+  await using old = olderServer(sock.path, OLD_REPORTS);
   const out = await cli(sock.path, ["watch", "--changes", "--path", "/readyz", "--count", "2"]);
   assert.equal(out.code, 0, out.stderr);
   const lines = out.stdout.trim().split("\n");
