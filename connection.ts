@@ -194,6 +194,8 @@ export class Connection {
   /** A read may still fill the buffer (the quiet period ended it): the buffer is not reused. */
   #readAhead = false;
   #endWatch?: () => void;
+  /** The client shut its sending side: a watcher that may have left, noticed only at the next write. */
+  #inputEnded = false;
 
   constructor(conn: Deno.UnixConn, host: ConnectionHost, order: number) {
     this.conn = conn;
@@ -204,6 +206,11 @@ export class Connection {
   /** What the connection is doing. */
   get state(): ConnectionState {
     return this.#state;
+  }
+
+  /** A watch stream whose client has shut its sending side (it may be gone: its stream is first to go at the cap). */
+  get inputEnded(): boolean {
+    return this.#inputEnded;
   }
 
   /** Serve requests until the connection ends; never rejects. */
@@ -427,7 +434,9 @@ export class Connection {
     // HTTP clients close when they are done; a line-mode client's half-close
     // (socat, nc -N) ends its request, not the stream, so only a failed write ends it.
     this.conn.read(new Uint8Array(256)).then((n) => {
-      if (n === null && http) stop.abort();
+      if (n !== null) return;
+      if (http) stop.abort();
+      else this.#inputEnded = true;
     }, () => stop.abort());
     const chunked = http && request.line.endsWith(" HTTP/1.1");
     const send = (text: string) => this.#send(encoder.encode(chunked ? asChunk(text) : text));

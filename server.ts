@@ -52,7 +52,10 @@ export interface ServeOptions {
    * "busy" in its request's framing. @default {64}
    */
   maxConnections?: number;
-  /** `?watch` streams held at once, apart from `maxConnections`; more get a 503 "busy". @default {16} */
+  /**
+   * `?watch` streams held at once, apart from `maxConnections`. At the cap the oldest stream whose client has
+   * shut its sending side makes room; if there is none, the newcomer gets a 503 "busy". @default {16}
+   */
   maxWatchers?: number;
   /** Milliseconds between re-evaluations of watched reports (`?watch`). @default {1000} */
   watchInterval?: number;
@@ -223,6 +226,18 @@ class Server implements HealthServer, ConnectionHost {
   }
 
   startWatch(connection: Connection): boolean {
+    if (this.#watchers.size >= this.#settings.maxWatchers) {
+      // A line-mode client that half-closed (socat, nc -N) and then left is noticed only at the
+      // next write: at the cap, the oldest such stream makes room before anyone is refused.
+      let gone: Connection | undefined;
+      for (const watcher of this.#watchers) {
+        if (watcher.inputEnded && (!gone || watcher.waitingSince < gone.waitingSince)) gone = watcher;
+      }
+      if (gone) {
+        this.#watchers.delete(gone);
+        gone.close();
+      }
+    }
     if (this.#watchers.size >= this.#settings.maxWatchers) {
       logger.warn("Refused a watch stream on {path}: {limit} are open", {
         path: this.path,

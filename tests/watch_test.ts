@@ -4,6 +4,7 @@ import { Health } from "../health.ts";
 import { serve } from "../server.ts";
 import { watch } from "../client.ts";
 import { decoder, encoder, exchange, hasCommand, tempSocket, writeAll } from "./_util.ts";
+import { waitUntil } from "./fixtures/hardening.ts";
 
 /** Read from `conn` until `text` holds `pattern`; returns all text read. */
 async function readUntilMatch(conn: Deno.Conn, pattern: RegExp, text = ""): Promise<string> {
@@ -182,4 +183,35 @@ Deno.test({
     const text = decoder.decode(stdout);
     assert.match(text, /^data: \{"status":"pass"/);
   },
+});
+
+Deno.test("at the watch cap, the oldest stream whose client half-closed makes room for a new watcher", async () => {
+  await using sock = await tempSocket();
+  await using server = await serve(sock.path, new Health({ ready: true }), { maxWatchers: 2 });
+  const open = async (halfClose: boolean) => {
+    const conn = await Deno.connect({ transport: "unix", path: sock.path });
+    await writeAll(conn, encoder.encode("GET /livez?watch\n"));
+    if (halfClose) await conn.closeWrite();
+    const first = JSON.parse(await readUntilMatch(conn, /\n/));
+    assert.equal(first.status, "pass", `a watch stream, not ${JSON.stringify(first)}`);
+    return conn;
+  };
+  const following = await open(false); // still listening, never half-closed
+  const halfClosed = await open(true); // what socat and nc -N leave behind
+  try {
+    await waitUntil(() => server.connections === 2, "two watchers held");
+    const newcomer = await open(false);
+    try {
+      assert.equal(await halfClosed.read(new Uint8Array(16)), null, "the half-closed watcher was closed for it");
+      assert.equal(server.connections, 2);
+      // With no half-closed stream left, the next watcher is refused, and the one still following keeps its stream.
+      const refused = JSON.parse(await exchange(sock.path, "GET /livez?watch\n"));
+      assert.equal(refused.code, 503);
+    } finally {
+      newcomer.close();
+    }
+  } finally {
+    following.close();
+    halfClosed.close();
+  }
 });
