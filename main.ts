@@ -237,6 +237,21 @@ async function missingPermissions(path: string, server: boolean): Promise<string
 }
 
 /** The one stderr line of a non-zero exit; what a server sent cannot make it two. */
+/**
+ * Stop reacting to stop signals, but keep them from killing the process: the
+ * wrappers (`npx`, `deno task`) forward a Ctrl-C the program has already seen,
+ * and one arriving between here and `Deno.exit` would end it with 130 instead
+ * of its own exit code.
+ */
+function settleSignals(listener: () => void): void {
+  for (const signal of STOP_SIGNALS) {
+    Deno.addSignalListener(signal, ignore);
+    Deno.removeSignalListener(signal, listener);
+  }
+}
+
+function ignore(): void {}
+
 function fatal(code: number, message: string): number {
   console.error(`healthsock: ${escapeText(message)}`);
   return code;
@@ -422,7 +437,7 @@ async function runWatch(values: Record<string, string | boolean | undefined>): P
     if (error instanceof OutputClosed) return EXIT.ok;
     throw error;
   } finally {
-    for (const signal of STOP_SIGNALS) Deno.removeSignalListener(signal, onSignal);
+    settleSignals(onSignal);
   }
 
   function finish(observation: Observation | undefined): number {
@@ -493,7 +508,7 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
     obey();
     await demo.finished;
   } finally {
-    for (const signal of STOP_SIGNALS) Deno.removeSignalListener(signal, onSignal);
+    settleSignals(onSignal);
   }
   return EXIT.ok;
 }
