@@ -180,6 +180,8 @@ export class Connection {
   readonly conn: Deno.UnixConn;
   /** Order of the moment it began waiting for a request; the smallest has waited longest. */
   waitingSince = 0;
+  /** `performance.now()` when it was accepted: a newcomer gets a moment to send its request before it may be closed. */
+  readonly acceptedAt = performance.now();
   /** Sweeper-clock time past which {@linkcode Connection.expire} runs; 0 for none. */
   deadline = 0;
   #state: ConnectionState = "waiting";

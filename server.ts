@@ -159,6 +159,10 @@ function resolveOptions(options: ServeOptions): Settings {
 // How long shutdown waits for connections to finish once they are closed and
 // their checks aborted: they end within a turn or two; this is the bound.
 const LAST_WAIT = 1000;
+// Milliseconds a newcomer has to send its request before it may be closed to
+// make room: a probe writes its request as it connects, and this is ample time
+// for the server to read it, even on a loaded machine.
+const GRACE = 20;
 // Newcomers being told the server is busy, at most (or maxConnections if larger).
 const REFUSED = 256;
 
@@ -307,32 +311,61 @@ class Server implements HealthServer, ConnectionHost {
         if (this.#hurry.signal.aborted) return;
         continue;
       }
+      let victim: Connection | undefined;
       if (this.#connections.size >= this.#settings.maxConnections) {
-        // At the cap, let the connections accepted so far read what they were
-        // sent before choosing one to close: in a burst, accepting outruns
-        // reading, and a probe whose request is already here must not be taken
-        // for an idle connection.
-        await new Promise((resolve) => setTimeout(resolve, 0));
-        if (this.#closing) {
-          conn.close();
-          return;
+        let now = performance.now();
+        victim = this.#victim(now);
+        const wait = victim ? undefined : this.#untilEligible(now);
+        if (wait !== undefined) {
+          // Every waiting connection arrived within GRACE: in a burst or a
+          // reconnecting flood, accepting outruns reading, and a probe whose
+          // request is already here must not be taken for an idle connection.
+          // Wait until the oldest has had its grace, then choose.
+          await sleep(wait, this.#hurry.signal);
+          if (this.#closing) {
+            conn.close();
+            return;
+          }
+          now = performance.now();
+          victim = this.#victim(now);
         }
       }
-      this.#admit(conn);
+      this.#admit(conn, victim);
     }
   }
 
+  /** The connection that has waited longest without a complete request, among those past their grace. */
+  #victim(now: number): Connection | undefined {
+    let found: Connection | undefined;
+    for (const connection of this.#connections) {
+      if (connection.state !== "waiting" || now - connection.acceptedAt < GRACE) continue;
+      if (!found || connection.waitingSince < found.waitingSince) found = connection;
+    }
+    return found;
+  }
+
+  /** Milliseconds until a waiting connection is past its grace; undefined when none is waiting. */
+  #untilEligible(now: number): number | undefined {
+    let wait: number | undefined;
+    for (const connection of this.#connections) {
+      if (connection.state !== "waiting") continue;
+      const left = Math.max(0, connection.acceptedAt + GRACE - now);
+      if (wait === undefined || left < wait) wait = left;
+    }
+    return wait;
+  }
+
   /**
-   * Take a new connection. At the cap, make room by closing the connection
-   * that has waited longest without a complete request (an idle or half-sent
-   * one cannot hold a probe off); when every slot is answering a request, the
-   * newcomer is told the server is busy, in its own request's framing.
+   * Take a new connection. At the cap, make room by closing `victim`, the
+   * connection that has waited longest without a complete request (an idle or
+   * half-sent one cannot hold a probe off); when there is none, every slot is
+   * answering a request, and the newcomer is told the server is busy, in its
+   * own request's framing.
    */
-  #admit(conn: Deno.UnixConn): void {
+  #admit(conn: Deno.UnixConn, victim: Connection | undefined): void {
     const connection = new Connection(conn, this, ++this.#order);
     const { maxConnections } = this.#settings;
     if (this.#connections.size >= maxConnections) {
-      const victim = longestWaiting(this.#connections);
       if (victim) {
         this.#connections.delete(victim);
         victim.close();
