@@ -162,7 +162,7 @@ const LAST_WAIT = 1000;
 // Milliseconds a newcomer has to send its request before it may be closed to
 // make room: a probe writes its request as it connects, and this is ample time
 // for the server to read it, even on a loaded machine.
-const GRACE = 20;
+const GRACE = 50;
 // Newcomers being told the server is busy, at most (or maxConnections if larger).
 const REFUSED = 256;
 
@@ -312,22 +312,19 @@ class Server implements HealthServer, ConnectionHost {
         continue;
       }
       let victim: Connection | undefined;
-      if (this.#connections.size >= this.#settings.maxConnections) {
-        let now = performance.now();
+      while (this.#connections.size >= this.#settings.maxConnections) {
+        const now = performance.now();
         victim = this.#victim(now);
         const wait = victim ? undefined : this.#untilEligible(now);
-        if (wait !== undefined) {
-          // Every waiting connection arrived within GRACE: in a burst or a
-          // reconnecting flood, accepting outruns reading, and a probe whose
-          // request is already here must not be taken for an idle connection.
-          // Wait until the oldest has had its grace, then choose.
-          await sleep(wait, this.#hurry.signal);
-          if (this.#closing) {
-            conn.close();
-            return;
-          }
-          now = performance.now();
-          victim = this.#victim(now);
+        if (wait === undefined) break; // a victim, or every slot is answering
+        // Every waiting connection arrived within GRACE: in a burst or a
+        // reconnecting flood, accepting outruns reading, and a probe whose
+        // request is already here must not be taken for an idle connection.
+        // Wait until the oldest has had its grace, then choose again.
+        await sleep(Math.max(1, wait), this.#hurry.signal);
+        if (this.#closing) {
+          conn.close();
+          return;
         }
       }
       this.#admit(conn, victim);
