@@ -61,6 +61,10 @@ export interface ConnectionHost {
   /** A read buffer, and giving one back. */
   takeBuffer(): Uint8Array;
   giveBuffer(buffer: Uint8Array): void;
+  /** The next waiting order: a connection that begins waiting again takes it. */
+  nextOrder(): number;
+  /** The connection has ended (closed, its buffer given back): forget it. */
+  ended(connection: Connection): void;
 }
 
 /** A response with its bytes encoded once for both framings, reused while its report is unchanged. */
@@ -215,8 +219,8 @@ export class Connection {
     return this.#state;
   }
 
-  /** Serve requests until the connection ends; never rejects. */
-  async serve(nextOrder: () => number): Promise<void> {
+  /** Serve requests until the connection ends, then tell the host; never rejects. */
+  async serve(): Promise<void> {
     const debug = logger.isEnabledFor("debug");
     const limits = this.#host.limits;
     let served = 0;
@@ -265,7 +269,7 @@ export class Connection {
         if (debug) logger.debug("Server responded with {bytes} bytes.", { bytes });
         if (!keepAlive || this.#host.closing) return;
         this.#state = "waiting";
-        this.waitingSince = nextOrder();
+        this.waitingSince = this.#host.nextOrder();
       }
     } catch (error) {
       if (!isDisconnect(error)) logger.warn("Connection failed: {error}", { error: String(error) });
@@ -276,7 +280,8 @@ export class Connection {
 
   /**
    * Answer that the server is too busy, in the framing of the request the
-   * client sends, then close: every connection slot is answering a request.
+   * client sends, then close and tell the host: every connection slot is
+   * answering a request. Never rejects.
    */
   async refuseBusy(): Promise<void> {
     try {
@@ -321,11 +326,13 @@ export class Connection {
   }
 
   #finish(): void {
+    if (this.#state === "closed") return;
     this.deadline = 0;
     this.#state = "closed";
     this.close();
     if (this.#chunk && !this.#readAhead) this.#host.giveBuffer(this.#chunk);
     this.#chunk = undefined;
+    this.#host.ended(this);
   }
 
   /**

@@ -173,7 +173,10 @@ class Server implements HealthServer, ConnectionHost {
   #watchers = new Set<Connection>();
   /** Newcomers told the server is busy. */
   #refused = new Set<Connection>();
-  #tasks = new Set<Promise<void>>();
+  /** Connections served or refused and not yet ended: shutdown waits for these. */
+  #live = 0;
+  /** Resolved when #live next reaches 0, for a shutdown waiting on it. */
+  #allEnded?: PromiseWithResolvers<void>;
   #closing = false;
   #healthStopped = false;
   #shutdown?: Promise<void>;
@@ -242,6 +245,22 @@ class Server implements HealthServer, ConnectionHost {
 
   giveBuffer(buffer: Uint8Array): void {
     if (this.#buffers.length < this.#settings.maxConnections) this.#buffers.push(buffer);
+  }
+
+  nextOrder(): number {
+    return ++this.#order;
+  }
+
+  // Connections report their end themselves: a then() chain per connection to
+  // learn it cost two promises and two closures per request in line mode.
+  ended(connection: Connection): void {
+    this.#connections.delete(connection);
+    this.#watchers.delete(connection);
+    this.#refused.delete(connection);
+    if (--this.#live === 0 && this.#allEnded) {
+      this.#allEnded.resolve();
+      this.#allEnded = undefined;
+    }
   }
 
   drain(): Promise<void> {
@@ -334,23 +353,14 @@ class Server implements HealthServer, ConnectionHost {
           limit: maxConnections,
         });
         this.#refused.add(connection);
-        this.#track(connection.refuseBusy().then(() => void this.#refused.delete(connection)));
+        this.#live++;
+        connection.refuseBusy();
         return;
       }
     }
     this.#connections.add(connection);
-    const task = connection.serve(() => ++this.#order).then(() => {
-      this.#connections.delete(connection);
-      this.#watchers.delete(connection);
-    });
-    this.#track(task);
-  }
-
-  /** Keep a connection's task until it settles, for shutdown to wait on. */
-  #track(task: Promise<void>): void {
-    this.#tasks.add(task);
-    // Connection tasks never reject: a then() is all it takes.
-    task.then(() => this.#tasks.delete(task));
+    this.#live++;
+    connection.serve();
   }
 
   async #stop(graceful: boolean): Promise<void> {
@@ -366,7 +376,7 @@ class Server implements HealthServer, ConnectionHost {
         this.#claimed.listener.close();
       } catch { /* already closed */ }
       for (const connection of this.#all()) connection.stop();
-      if (graceful && this.#tasks.size > 0) await within(this.#settled(), shutdownTimeout, this.#hurry.signal);
+      if (graceful && this.#live > 0) await within(this.#settled(), shutdownTimeout, this.#hurry.signal);
       // Whatever is still running is cut short: checks are aborted, connections closed.
       this.#stopHealth();
       for (const connection of this.#all()) connection.close();
@@ -385,9 +395,10 @@ class Server implements HealthServer, ConnectionHost {
     }
   }
 
-  /** Every connection's task has ended. */
-  #settled(): Promise<unknown> {
-    return Promise.allSettled([...this.#tasks]);
+  /** Every connection has ended. */
+  #settled(): Promise<void> {
+    if (this.#live === 0) return Promise.resolve();
+    return (this.#allEnded ??= Promise.withResolvers<void>()).promise;
   }
 
   #stopHealth(): void {
