@@ -52,6 +52,8 @@ export type ConnectionState = "waiting" | "answering" | "watching" | "closed";
 export interface ConnectionHost {
   readonly limits: ConnectionLimits;
   readonly responder: Responder;
+  /** Debug lines are wanted: the logger's answer, refreshed by the server's sweeper. */
+  readonly debug: boolean;
   /** The server is shutting down: finish the answer in hand, take no more requests. */
   readonly closing: boolean;
   /** The deadline `ms` from now, on the server's sweeper clock. */
@@ -221,7 +223,7 @@ export class Connection {
 
   /** Serve requests until the connection ends, then tell the host; never rejects. */
   async serve(): Promise<void> {
-    const debug = logger.isEnabledFor("debug");
+    const debug = this.#host.debug;
     const limits = this.#host.limits;
     let served = 0;
     try {

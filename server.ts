@@ -164,6 +164,7 @@ class Server implements HealthServer, ConnectionHost {
   readonly finished: Promise<void>;
   readonly limits: ConnectionLimits;
   readonly responder: Responder;
+  debug = false;
   #health: Health;
   #claimed: ClaimedSocket;
   #settings: Settings;
@@ -185,8 +186,9 @@ class Server implements HealthServer, ConnectionHost {
   #accepting: Promise<void>;
   #order = 0;
   // One interval per server enforces every connection's deadline: a timer
-  // per read and write cost a fifth of the server's CPU per request.
-  #sweeper: ReturnType<typeof setInterval>;
+  // per read and write cost a fifth of the server's CPU per request. It runs
+  // only while there are connections: an idle server does not wake.
+  #sweeper?: ReturnType<typeof setInterval>;
   #period: number;
   // performance.now() as of the last sweep: deadlines count from it plus one
   // period, so they never fire early and cost no clock read per request.
@@ -209,7 +211,6 @@ class Server implements HealthServer, ConnectionHost {
     });
     const shortest = Math.min(settings.requestTimeout, settings.idleTimeout, settings.writeTimeout);
     this.#period = Math.min(250, Math.max(10, shortest / 4));
-    this.#sweeper = setInterval(() => this.#sweep(), this.#period);
     this.#accepting = this.#acceptLoop();
   }
 
@@ -278,9 +279,25 @@ class Server implements HealthServer, ConnectionHost {
     return this.close();
   }
 
+  /** Run the sweeper, if it is not running: there are connections to watch over. */
+  #wake(): void {
+    if (this.#sweeper !== undefined) return;
+    this.#clock = performance.now();
+    this.debug = logger.isEnabledFor("debug");
+    this.#sweeper = setInterval(() => this.#sweep(), this.#period);
+  }
+
   #sweep(): void {
+    if (this.connections === 0) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+      return;
+    }
     const now = performance.now();
     this.#clock = now;
+    // Asking the logger once per connection showed in the line-mode profile:
+    // ask once a sweep instead (a logging change shows within a period).
+    this.debug = logger.isEnabledFor("debug");
     for (const set of [this.#connections, this.#watchers, this.#refused]) {
       for (const connection of set) {
         if (connection.deadline !== 0 && now >= connection.deadline) {
@@ -333,6 +350,7 @@ class Server implements HealthServer, ConnectionHost {
    * newcomer is told the server is busy, in its own request's framing.
    */
   #admit(conn: Deno.UnixConn): void {
+    this.#wake();
     const connection = new Connection(conn, this, ++this.#order);
     const { maxConnections } = this.#settings;
     if (this.#connections.size >= maxConnections) {
