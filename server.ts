@@ -403,7 +403,7 @@ class Server implements HealthServer, ConnectionHost {
       // its pending accept has ended; wait for that before the lock is given up.
       await within(this.#accepting, LAST_WAIT);
       clearInterval(this.#sweeper);
-      await release(this.#claimed);
+      release(this.#claimed);
     } finally {
       clearInterval(this.#sweeper);
       this.#stopHealth();
