@@ -171,6 +171,7 @@ class Server implements HealthServer, ConnectionHost {
   readonly finished: Promise<void>;
   readonly limits: ConnectionLimits;
   readonly responder: Responder;
+  debug = false;
   #health: Health;
   #claimed: ClaimedSocket;
   #settings: Settings;
@@ -180,7 +181,10 @@ class Server implements HealthServer, ConnectionHost {
   #watchers = new Set<Connection>();
   /** Newcomers told the server is busy. */
   #refused = new Set<Connection>();
-  #tasks = new Set<Promise<void>>();
+  /** Connections served or refused and not yet ended: shutdown waits for these. */
+  #live = 0;
+  /** Resolved when #live next reaches 0, for a shutdown waiting on it. */
+  #allEnded?: PromiseWithResolvers<void>;
   #closing = false;
   #healthStopped = false;
   #shutdown?: Promise<void>;
@@ -189,8 +193,9 @@ class Server implements HealthServer, ConnectionHost {
   #accepting: Promise<void>;
   #order = 0;
   // One interval per server enforces every connection's deadline: a timer
-  // per read and write cost a fifth of the server's CPU per request.
-  #sweeper: ReturnType<typeof setInterval>;
+  // per read and write cost a fifth of the server's CPU per request. It runs
+  // only while there are connections: an idle server does not wake.
+  #sweeper?: ReturnType<typeof setInterval>;
   #period: number;
   // performance.now() as of the last sweep: deadlines count from it plus one
   // period, so they never fire early and cost no clock read per request.
@@ -213,7 +218,6 @@ class Server implements HealthServer, ConnectionHost {
     });
     const shortest = Math.min(settings.requestTimeout, settings.idleTimeout, settings.writeTimeout);
     this.#period = Math.min(250, Math.max(10, shortest / 4));
-    this.#sweeper = setInterval(() => this.#sweep(), this.#period);
     this.#accepting = this.#acceptLoop();
   }
 
@@ -263,6 +267,22 @@ class Server implements HealthServer, ConnectionHost {
     if (this.#buffers.length < this.#settings.maxConnections) this.#buffers.push(buffer);
   }
 
+  nextOrder(): number {
+    return ++this.#order;
+  }
+
+  // Connections report their end themselves: a then() chain per connection to
+  // learn it cost two promises and two closures per request in line mode.
+  ended(connection: Connection): void {
+    this.#connections.delete(connection);
+    this.#watchers.delete(connection);
+    this.#refused.delete(connection);
+    if (--this.#live === 0 && this.#allEnded) {
+      this.#allEnded.resolve();
+      this.#allEnded = undefined;
+    }
+  }
+
   drain(): Promise<void> {
     this.#shutdown ??= this.#stop(true);
     return this.#shutdown;
@@ -278,9 +298,25 @@ class Server implements HealthServer, ConnectionHost {
     return this.close();
   }
 
+  /** Run the sweeper, if it is not running: there are connections to watch over. */
+  #wake(): void {
+    if (this.#sweeper !== undefined) return;
+    this.#clock = performance.now();
+    this.debug = logger.isEnabledFor("debug");
+    this.#sweeper = setInterval(() => this.#sweep(), this.#period);
+  }
+
   #sweep(): void {
+    if (this.connections === 0) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+      return;
+    }
     const now = performance.now();
     this.#clock = now;
+    // Asking the logger once per connection showed in the line-mode profile:
+    // ask once a sweep instead (a logging change shows within a period).
+    this.debug = logger.isEnabledFor("debug");
     for (const set of [this.#connections, this.#watchers, this.#refused]) {
       for (const connection of set) {
         if (connection.deadline !== 0 && now >= connection.deadline) {
@@ -360,6 +396,7 @@ class Server implements HealthServer, ConnectionHost {
    * own request's framing.
    */
   #admit(conn: Deno.UnixConn, victim: Connection | undefined): void {
+    this.#wake();
     const connection = new Connection(conn, this, ++this.#order);
     const { maxConnections } = this.#settings;
     if (this.#connections.size >= maxConnections) {
@@ -379,23 +416,14 @@ class Server implements HealthServer, ConnectionHost {
           limit: maxConnections,
         });
         this.#refused.add(connection);
-        this.#track(connection.refuseBusy().then(() => void this.#refused.delete(connection)));
+        this.#live++;
+        connection.refuseBusy();
         return;
       }
     }
     this.#connections.add(connection);
-    const task = connection.serve(() => ++this.#order).then(() => {
-      this.#connections.delete(connection);
-      this.#watchers.delete(connection);
-    });
-    this.#track(task);
-  }
-
-  /** Keep a connection's task until it settles, for shutdown to wait on. */
-  #track(task: Promise<void>): void {
-    this.#tasks.add(task);
-    // Connection tasks never reject: a then() is all it takes.
-    task.then(() => this.#tasks.delete(task));
+    this.#live++;
+    connection.serve();
   }
 
   async #stop(graceful: boolean): Promise<void> {
@@ -411,7 +439,7 @@ class Server implements HealthServer, ConnectionHost {
         this.#claimed.listener.close();
       } catch { /* already closed */ }
       for (const connection of this.#all()) connection.stop();
-      if (graceful && this.#tasks.size > 0) await within(this.#settled(), shutdownTimeout, this.#hurry.signal);
+      if (graceful && this.#live > 0) await within(this.#settled(), shutdownTimeout, this.#hurry.signal);
       // Whatever is still running is cut short: checks are aborted, connections closed.
       this.#stopHealth();
       for (const connection of this.#all()) connection.close();
@@ -420,7 +448,7 @@ class Server implements HealthServer, ConnectionHost {
       // its pending accept has ended; wait for that before the lock is given up.
       await within(this.#accepting, LAST_WAIT);
       clearInterval(this.#sweeper);
-      await release(this.#claimed);
+      release(this.#claimed);
     } finally {
       clearInterval(this.#sweeper);
       this.#stopHealth();
@@ -430,9 +458,10 @@ class Server implements HealthServer, ConnectionHost {
     }
   }
 
-  /** Every connection's task has ended. */
-  #settled(): Promise<unknown> {
-    return Promise.allSettled([...this.#tasks]);
+  /** Every connection has ended. */
+  #settled(): Promise<void> {
+    if (this.#live === 0) return Promise.resolve();
+    return (this.#allEnded ??= Promise.withResolvers<void>()).promise;
   }
 
   #stopHealth(): void {
