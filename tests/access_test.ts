@@ -7,10 +7,8 @@ import { Health } from "../health.ts";
 import { serve } from "../server.ts";
 import { cliArgs, hasCommand, run, tempSocket } from "./_util.ts";
 import type { Output } from "./_util.ts";
-import { assertServes, isRoot } from "./fixtures/hardening.ts";
+import { asNobody, assertServes, isRoot, NOBODY, NOGROUP } from "./fixtures/hardening.ts";
 
-const NOBODY = 65534;
-const NOGROUP = 65534;
 const DAEMON_GROUP = 1;
 const canSwitchUser = isRoot() && hasCommand("setpriv") && hasCommand("socat");
 const needsRoot = "needs root, setpriv and socat to run a client as another user";
@@ -95,18 +93,9 @@ Deno.test({
     await using sock = await tempSocket();
     await Deno.chmod(sock.dir, 0o755);
     await using server = await serve(sock.path, health());
-    const { code, stdout, stderr } = await run("setpriv", [
-      "--reuid",
-      String(NOBODY),
-      "--regid",
-      String(NOGROUP),
-      "--clear-groups",
-      "--",
-      "nc",
-      "-U",
-      "-N",
-      sock.path,
-    ], { stdin: "GET /healthz\n" });
+    const { code, stdout, stderr } = await run("setpriv", asNobody(["nc", "-U", "-N", sock.path]), {
+      stdin: "GET /healthz\n",
+    });
     assert.notEqual(code, 0, stdout);
     assert.match(stderr, /Permission denied/);
     await assertServes(server.path);

@@ -5,10 +5,8 @@
 import assert from "node:assert/strict";
 import { permissionFlags } from "../protocol.ts";
 import { exists, hasCommand, readUntil, ROOT, run, tempSocket } from "./_util.ts";
-import { isRoot } from "./fixtures/hardening.ts";
+import { asNobody, isRoot, NOBODY, NOGROUP } from "./fixtures/hardening.ts";
 
-const NOBODY = 65534;
-const NOGROUP = 65534;
 const DAEMON = 1;
 const ROUNDS = 30;
 const RACERS = 2;
@@ -106,18 +104,7 @@ async function peekAs(
 ): Promise<{ child: Deno.ChildProcess; lines: ReadableStreamDefaultReader<string> }> {
   const script = await Deno.readTextFile(`${ROOT}tests/fixtures/peek.pl`);
   const child = new Deno.Command("setpriv", {
-    args: [
-      "--reuid",
-      String(NOBODY),
-      "--regid",
-      String(NOGROUP),
-      "--clear-groups",
-      "--",
-      "perl",
-      "-e",
-      script,
-      ...paths,
-    ],
+    args: asNobody(["perl", "-e", script, ...paths]),
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
