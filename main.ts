@@ -13,7 +13,7 @@ import { parseFlags } from "./args.ts";
 import { delay, probe, ProbeError, watch } from "./client.ts";
 import type { ProbeResult } from "./client.ts";
 import type { Demo } from "./demo.ts";
-import { escapeText, lockPath, permissionFlags, renderVerbose, socketDirectory, temporaryPath } from "./protocol.ts";
+import { escapeText, permissionFlags, permissionPaths, renderVerbose } from "./protocol.ts";
 import type { Endpoint, Framing, HealthStatus } from "./protocol.ts";
 
 // `check` is what probes run, many times a minute: it loads only the client,
@@ -221,8 +221,7 @@ async function setUpLogging(level: LogLevel, format: "text" | "json"): Promise<v
 
 /** Fail early, with the flags to add, rather than on the first socket call. */
 async function missingPermissions(path: string, server: boolean): Promise<string | undefined> {
-  const files = server ? [path, socketDirectory(path), lockPath(path)] : [path];
-  const sockets = server ? [path, temporaryPath(path)] : [path];
+  const { files, sockets } = permissionPaths(path, server);
   const descriptors: Deno.PermissionDescriptor[] = [
     ...files.flatMap((p) => [{ name: "read", path: p } as const, { name: "write", path: p } as const]),
     ...sockets.map((p) => ({ name: "net", host: `unix:${p}` } as const)),

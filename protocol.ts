@@ -788,13 +788,39 @@ export function isStatus(value: unknown): value is HealthStatus {
  * ```
  */
 export function permissionFlags(path: string, server: boolean): string {
-  const files = server ? [path, socketDirectory(path), lockPath(path)] : [path];
-  const sockets = server ? [path, temporaryPath(path)] : [path];
+  const { files, sockets } = permissionPaths(path, server);
   return [
     `--allow-read=${files.join(",")}`,
     `--allow-write=${files.join(",")}`,
     `--allow-net=${sockets.map((p) => `unix:${p}`).join(",")}`,
   ].join(" ");
+}
+
+/** The names a program needs permission for; see {@linkcode permissionPaths}. */
+export interface PermissionPaths {
+  /** Read and write. */
+  files: string[];
+  /** `net=unix:`. */
+  sockets: string[];
+}
+
+/**
+ * The names behind {@linkcode permissionFlags}: the files to read and write
+ * and the sockets to reach, for a client or a server of `path`.
+ *
+ * @param path The absolute socket path.
+ * @param server Include the server's lock file and temporary names.
+ * @returns The files and the sockets.
+ * @example
+ * ```ts
+ * import { permissionPaths } from "./protocol.ts";
+ * permissionPaths("/tmp/app.sock", true).sockets; // ["/tmp/app.sock", "/tmp/app.sock.tmp/s"]
+ * ```
+ */
+export function permissionPaths(path: string, server: boolean): PermissionPaths {
+  return server
+    ? { files: [path, socketDirectory(path), lockPath(path)], sockets: [path, temporaryPath(path)] }
+    : { files: [path], sockets: [path] };
 }
 
 /**
