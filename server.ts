@@ -8,6 +8,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Health } from "./health.ts";
+import { delay } from "./client.ts";
 import { Connection, Responder } from "./connection.ts";
 import type { ConnectionHost, ConnectionLimits } from "./connection.ts";
 import { claim, release } from "./socket_file.ts";
@@ -237,10 +238,7 @@ class Server implements HealthServer, ConnectionHost {
     if (this.#watchers.size >= this.#settings.maxWatchers) {
       // A line-mode client that half-closed (socat, nc -N) and then left is noticed only at the
       // next write: at the cap, the oldest such stream makes room before anyone is refused.
-      let gone: Connection | undefined;
-      for (const watcher of this.#watchers) {
-        if (watcher.inputEnded && (!gone || watcher.waitingSince < gone.waitingSince)) gone = watcher;
-      }
+      const gone = oldest(this.#watchers, (watcher) => watcher.inputEnded);
       if (gone) {
         this.#watchers.delete(gone);
         gone.close();
@@ -343,21 +341,21 @@ class Server implements HealthServer, ConnectionHost {
         if (this.#closing || error instanceof Deno.errors.BadResource) return;
         // EMFILE and the like: keep serving once descriptors free up.
         logger.error("Cannot accept a connection on {path}: {error}", { path: this.path, error: String(error) });
-        await sleep(100, this.#hurry.signal);
+        await delay(100, this.#hurry.signal);
         if (this.#hurry.signal.aborted) return;
         continue;
       }
       let victim: Connection | undefined;
       while (this.#connections.size >= this.#settings.maxConnections) {
         const now = performance.now();
-        victim = this.#victim(now);
+        victim = longestWaiting(this.#connections, (connection) => now - connection.acceptedAt >= GRACE);
         const wait = victim ? undefined : this.#untilEligible(now);
         if (wait === undefined) break; // a victim, or every slot is answering
         // Every waiting connection arrived within GRACE: in a burst or a
         // reconnecting flood, accepting outruns reading, and a probe whose
         // request is already here must not be taken for an idle connection.
         // Wait until the oldest has had its grace, then choose again.
-        await sleep(Math.max(1, wait), this.#hurry.signal);
+        await delay(Math.max(1, wait), this.#hurry.signal);
         if (this.#closing) {
           conn.close();
           return;
@@ -365,16 +363,6 @@ class Server implements HealthServer, ConnectionHost {
       }
       this.#admit(conn, victim);
     }
-  }
-
-  /** The connection that has waited longest without a complete request, among those past their grace. */
-  #victim(now: number): Connection | undefined {
-    let found: Connection | undefined;
-    for (const connection of this.#connections) {
-      if (connection.state !== "waiting" || now - connection.acceptedAt < GRACE) continue;
-      if (!found || connection.waitingSince < found.waitingSince) found = connection;
-    }
-    return found;
   }
 
   /** Milliseconds until a waiting connection is past its grace; undefined when none is waiting. */
@@ -432,7 +420,7 @@ class Server implements HealthServer, ConnectionHost {
       const { drainDelay, shutdownTimeout } = this.#settings;
       if (graceful && drainDelay > 0) {
         logger.info("Draining {path}: answering for {ms} ms more", { path: this.path, ms: drainDelay });
-        await sleep(drainDelay, this.#hurry.signal);
+        await delay(drainDelay, this.#hurry.signal);
       }
       this.#closing = true;
       try {
@@ -471,12 +459,19 @@ class Server implements HealthServer, ConnectionHost {
   }
 }
 
-/** The connection that has waited longest without a complete request, if any is waiting. */
-function longestWaiting(connections: Iterable<Connection>): Connection | undefined {
+/** The connection that has waited longest without a complete request, among those `eligible`. */
+function longestWaiting(
+  connections: Iterable<Connection>,
+  eligible: (connection: Connection) => boolean = () => true,
+): Connection | undefined {
+  return oldest(connections, (connection) => connection.state === "waiting" && eligible(connection));
+}
+
+/** Of the connections that `keep`, the one whose wait for a request began first. */
+function oldest(connections: Iterable<Connection>, keep: (connection: Connection) => boolean): Connection | undefined {
   let found: Connection | undefined;
   for (const connection of connections) {
-    if (connection.state !== "waiting") continue;
-    if (!found || connection.waitingSince < found.waitingSince) found = connection;
+    if (keep(connection) && (!found || connection.waitingSince < found.waitingSince)) found = connection;
   }
   return found;
 }
@@ -487,22 +482,9 @@ async function within(work: Promise<unknown>, ms: number, signal?: AbortSignal):
   try {
     await Promise.race([
       work.catch(() => {}),
-      sleep(ms, signal ? AbortSignal.any([signal, done.signal]) : done.signal),
+      delay(ms, signal ? AbortSignal.any([signal, done.signal]) : done.signal),
     ]);
   } finally {
     done.abort();
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
