@@ -7,7 +7,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { CheckResult, Endpoint, HealthReport, HealthStatus } from "./protocol.ts";
-import { isStatus } from "./protocol.ts";
+import { isStatus, MAX_DELAY } from "./protocol.ts";
 
 const logger = getLogger(["healthsock", "health"]);
 
@@ -295,9 +295,6 @@ function describe(value: unknown): string {
     return Object.prototype.toString.call(value);
   }
 }
-
-// Timers clamp longer delays to 1 ms, so a larger value would fire at once.
-const MAX_DELAY = 2 ** 31 - 1;
 
 function positive(value: number, name: string): number {
   if (!(value > 0 && value <= MAX_DELAY)) {

@@ -13,7 +13,7 @@ import { parseFlags } from "./args.ts";
 import { delay, probe, ProbeError, watch } from "./client.ts";
 import type { ProbeResult } from "./client.ts";
 import type { Demo } from "./demo.ts";
-import { escapeText, permissionFlags, permissionPaths, renderVerbose } from "./protocol.ts";
+import { escapeText, MAX_DELAY, permissionFlags, permissionPaths, renderVerbose } from "./protocol.ts";
 import type { Endpoint, Framing, HealthStatus } from "./protocol.ts";
 
 // `check` is what probes run, many times a minute: it loads only the client,
@@ -165,9 +165,6 @@ class UsageError extends Error {
     this.name = "UsageError";
   }
 }
-
-// Timers clamp longer delays to 1 ms, so a longer duration would fire at once.
-const MAX_DELAY = 2 ** 31 - 1;
 
 /** Parse `500ms`, `2s`, `1.5m`, `1h`; a bare number is seconds. At most 2^31-1 ms (24.8 days), as timers hold. */
 function parseDuration(text: string, flag: string): number {

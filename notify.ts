@@ -13,6 +13,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Health } from "./health.ts";
+import { componentOf, MAX_DELAY } from "./protocol.ts";
 import type { HealthReport } from "./protocol.ts";
 
 const logger = getLogger(["healthsock", "notify"]);
@@ -149,9 +150,6 @@ export async function notifySystemd(
   options.signal?.addEventListener("abort", () => notifier.close(), { once: true });
   return notifier;
 }
-
-// Timers clamp longer delays to 1 ms.
-const MAX_DELAY = 2 ** 31 - 1;
 
 const INACTIVE: SystemdNotifier = {
   active: false,
@@ -432,7 +430,7 @@ function failures(report: HealthReport): string {
   const failed = Object.entries(report.checks)
     .filter(([, [result]]) => result.status === "fail")
     .map(([key, [result]]) => {
-      const name = key.slice(0, key.indexOf(":"));
+      const name = componentOf(key);
       return result.output ? `${name} (${oneLine(result.output)})` : name;
     });
   return failed.join(", ") || report.output || "fail";

@@ -122,6 +122,12 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 const latin1 = new TextDecoder("latin1");
 const encoder = new TextEncoder();
 
+/**
+ * The longest delay, in milliseconds, a timer holds: a longer one is clamped
+ * to 1 ms and fires at once, so every duration healthsock accepts is at most this.
+ */
+export const MAX_DELAY = 2 ** 31 - 1;
+
 /** The reason phrases of the statuses the server sends. */
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
   200: "OK",

@@ -10,6 +10,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Health } from "./health.ts";
 import { delay } from "./client.ts";
 import { Connection, Responder } from "./connection.ts";
+import { MAX_DELAY } from "./protocol.ts";
 import type { ConnectionHost, ConnectionLimits } from "./connection.ts";
 import { claim, release } from "./socket_file.ts";
 import type { ClaimedSocket } from "./socket_file.ts";
@@ -149,9 +150,9 @@ function resolveOptions(options: ServeOptions): Settings {
     throw new RangeError(`Cannot use mode ${settings.mode}: expected a permission mode such as 0o600`);
   }
   for (const [name, value] of Object.entries(settings)) {
-    // Timers clamp delays over 2^31-1 ms to 1 ms; no limit here needs more.
-    if (typeof value === "number" && !(value >= 0 && value <= 2 ** 31 - 1)) {
-      throw new RangeError(`Cannot use ${name} ${value}: expected a number from 0 to ${2 ** 31 - 1}`);
+    // Timers clamp longer delays to 1 ms; no limit here needs more.
+    if (typeof value === "number" && !(value >= 0 && value <= MAX_DELAY)) {
+      throw new RangeError(`Cannot use ${name} ${value}: expected a number from 0 to ${MAX_DELAY}`);
     }
   }
   return settings;
