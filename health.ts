@@ -107,6 +107,12 @@ interface Settled {
   at: number;
 }
 
+/** Started with a check, its signal aborted when the check stops: for a check that observes between its runs. */
+type Watch = (signal: AbortSignal) => void;
+
+/** The watches of built-in checks, by check function (kept out of the public definition). */
+const WATCHES = new WeakMap<CheckFunction, Watch>();
+
 class Check {
   readonly name: string;
   readonly key: string;
@@ -118,6 +124,7 @@ class Check {
   #cacheTtl: number;
   #measurement: string;
   #componentType?: string;
+  #watch?: Watch;
   #last?: Settled;
   #inflight?: Promise<CheckResult>;
   #timer?: ReturnType<typeof setTimeout>;
@@ -141,6 +148,7 @@ class Check {
     }
     this.#measurement = definition.measurement ?? "responseTime";
     this.#componentType = definition.componentType;
+    this.#watch = WATCHES.get(definition.check);
     this.key = `${name}:${this.#measurement}`;
     this.#onResult = onResult;
   }
@@ -156,9 +164,11 @@ class Check {
   }
 
   start(): void {
-    if (this.interval === undefined || this.#stop) return;
+    if (this.#stop || (this.interval === undefined && this.#watch === undefined)) return;
     const stop = new AbortController();
     this.#stop = stop;
+    this.#watch?.(stop.signal);
+    if (this.interval === undefined) return;
     const loop = async () => {
       this.#timer = undefined;
       try {
@@ -670,53 +680,137 @@ export class Health extends EventTarget {
 
 /** Options of {@linkcode eventLoopLag}. */
 export interface EventLoopLagOptions {
-  /** Fail when a timer fires this many milliseconds late. @default {100} */
+  /** Fail when the loop was held this many milliseconds past a timer's time within `window`. @default {100} */
   threshold?: number;
-  /** The timer delay sampled, in milliseconds. @default {10} */
+  /** Milliseconds between the watching timer's firings: stalls shorter than this may go unseen. @default {20} */
   sample?: number;
+  /** Report the worst lag of this many most recent milliseconds; at least `sample`. @default {5000} */
+  window?: number;
 }
 
 /**
- * A built-in check that fails when the event loop lags: it sets a short timer
- * and measures how late it fires. A `live` check reporting `lag` in ms.
+ * A built-in check of how long the event loop is held. From when it is
+ * served (`serve()` calls `Health.start()`) until the server stops, a timer
+ * fires every `sample` ms and records how late it fired; the check reports the
+ * worst lag of the last `window` ms, so a stall between two probes is not
+ * missed, and fails above `threshold`. The timer does not keep the process
+ * alive. On a Health that is not started it times one `sample` ms timer when
+ * asked. A `ready` check (a lagging loop is saturated, not dead: pass
+ * `kinds: ["live"]` to change that) reporting `lag` in ms.
  *
- * @param options The threshold and sample delay.
+ * @param options The threshold, the timer's period and the window.
  * @returns A check definition for {@linkcode Health.prototype.add}.
+ * @throws {RangeError} When an option is not a number of milliseconds from 1 to 2^31-1, or `window` is under `sample`.
  * @example
  * ```ts
  * import { eventLoopLag, Health } from "./health.ts";
- * new Health().add("eventloop", eventLoopLag({ threshold: 200 }));
+ * new Health().add("eventloop", eventLoopLag({ threshold: 200, window: 10_000 }));
  * ```
  */
 export function eventLoopLag(options: EventLoopLagOptions = {}): CheckDefinition {
-  const { threshold = 100, sample = 10 } = options;
+  const { threshold = 100, sample = 20, window = 5000 } = options;
   positive(threshold, "threshold");
   positive(sample, "sample");
+  positive(window, "window");
+  if (window < sample) {
+    throw new RangeError(`Cannot use window ${window}: expected milliseconds at least sample (${sample})`);
+  }
   positive(threshold * 2 + sample, "threshold * 2 + sample");
+  const watcher = new LagWatcher(sample, window);
+  const outcome = (lag: number, within: string): CheckOutcome => {
+    lag = Math.round(lag * 10) / 10;
+    return {
+      status: lag > threshold ? "fail" : "pass",
+      observedValue: lag,
+      observedUnit: "ms",
+      output: lag > threshold ? `event loop lag ${lag} ms${within} exceeds ${threshold} ms` : undefined,
+    };
+  };
+  const check: CheckFunction = (signal) => {
+    const worst = watcher.worst();
+    if (worst !== undefined) return outcome(worst, ` in the last ${window} ms`);
+    return lagOnce(sample, signal).then((lag) => outcome(lag, ""));
+  };
+  WATCHES.set(check, (signal) => watcher.watch(signal));
   return {
-    kinds: ["live"],
+    kinds: ["ready"],
     measurement: "lag",
     componentType: "system",
     timeout: Math.max(1000, threshold * 2 + sample),
-    check: (signal) =>
-      new Promise<CheckOutcome>((resolve, reject) => {
-        const started = performance.now();
-        const timer = setTimeout(() => {
-          signal.removeEventListener("abort", onAbort);
-          const lag = Math.max(0, Math.round((performance.now() - started - sample) * 10) / 10);
-          resolve({
-            status: lag > threshold ? "fail" : "pass",
-            observedValue: lag,
-            observedUnit: "ms",
-            output: lag > threshold ? `event loop lag ${lag} ms exceeds ${threshold} ms` : undefined,
-          });
-        }, sample);
-        const onAbort = () => {
-          clearTimeout(timer);
-          reject(signal.reason);
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-      }),
+    check,
+  };
+}
+
+/** How late one timer of `sample` ms fires, in ms. */
+function lagOnce(sample: number, signal: AbortSignal): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const started = performance.now();
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(Math.max(0, performance.now() - started - sample));
+    }, sample);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * A timer that fires every `sample` ms while anyone watches, keeping the worst
+ * lateness of the last `window` ms. Probes come when the loop is free, so a
+ * lag measured only when asked misses the stalls between them.
+ */
+class LagWatcher {
+  #sample: number;
+  #window: number;
+  #watchers = 0;
+  #timer?: ReturnType<typeof setTimeout>;
+  /** When the pending firing is due (`performance.now()`). */
+  #due = 0;
+  /** Lags with when they were seen: times rise, lags fall, so the first one in the window is the worst. */
+  #worst: { at: number; lag: number }[] = [];
+
+  constructor(sample: number, window: number) {
+    this.#sample = sample;
+    this.#window = window;
+  }
+
+  /** Watch until `signal` aborts; one timer serves every watcher. */
+  watch(signal: AbortSignal): void {
+    if (signal.aborted) return;
+    if (this.#watchers++ === 0) this.#arm(performance.now());
+    signal.addEventListener("abort", () => {
+      if (--this.#watchers > 0) return;
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#worst = [];
+    }, { once: true });
+  }
+
+  /** The worst lag in the window, the firing overdue now included; undefined when nobody watches. */
+  worst(): number | undefined {
+    if (this.#watchers === 0) return undefined;
+    const now = performance.now();
+    const worst = this.#worst;
+    while (worst.length > 0 && worst[0].at <= now - this.#window) worst.shift();
+    return Math.max(0, now - this.#due, worst[0]?.lag ?? 0);
+  }
+
+  #arm(now: number): void {
+    this.#due = now + this.#sample;
+    const timer = this.#timer = setTimeout(this.#fire, this.#sample);
+    Deno.unrefTimer(timer);
+  }
+
+  #fire = (): void => {
+    const now = performance.now();
+    const lag = Math.max(0, now - this.#due);
+    const worst = this.#worst;
+    while (worst.length > 0 && worst[worst.length - 1].lag <= lag) worst.pop();
+    worst.push({ at: now, lag });
+    this.#arm(now);
   };
 }
 
