@@ -99,6 +99,12 @@ again); one after that stops at once.
 
 Options:
   --stall-after DURATION     Stop the worker after this long, to watch /livez fail
+  --block-every DURATION     Make the worker block the main thread this often,
+                             as an app busy with synchronous work (with
+                             --block-for), e.g. --block-every 2s --block-for 1.5s
+  --block-for DURATION       How long each block lasts; less than --block-every
+  --wedge-after DURATION     Block the main thread for good after this long, as a
+                             wedged app (only SIGKILL stops it then)
   --unhealthy-after DURATION Fail the ticker check after this long without a
                              tick (default 2s)
   --ready-after DURATION     Start-up time before /readyz passes (default 1s)
@@ -150,6 +156,9 @@ const OPTIONS = {
   demo: {
     ...GLOBAL_OPTIONS,
     "stall-after": { type: "string" },
+    "block-every": { type: "string" },
+    "block-for": { type: "string" },
+    "wedge-after": { type: "string" },
     "unhealthy-after": { type: "string", default: "2s" },
     "ready-after": { type: "string", default: "1s" },
     "poll-interval": { type: "string", default: "3s" },
@@ -462,7 +471,28 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
     pollInterval: parseDuration(values["poll-interval"] as string, "--poll-interval"),
     drainDelay: parseDuration(values["drain-delay"] as string, "--drain-delay"),
     notify: Boolean(values.notify),
+    blockEvery: values["block-every"] === undefined
+      ? undefined
+      : positiveDuration(values["block-every"] as string, "--block-every"),
+    blockFor: values["block-for"] === undefined
+      ? undefined
+      : positiveDuration(values["block-for"] as string, "--block-for"),
+    wedgeAfter: values["wedge-after"] === undefined
+      ? undefined
+      : parseDuration(values["wedge-after"] as string, "--wedge-after"),
   };
+  if ((options.blockEvery === undefined) !== (options.blockFor === undefined)) {
+    const [given, missing] = options.blockEvery === undefined ? ["for", "every"] : ["every", "for"];
+    throw new UsageError(
+      `Invalid --block-${given} "${values[`block-${given}`]}": give --block-${missing} too, ` +
+        "e.g. --block-every 2s --block-for 1.5s",
+    );
+  }
+  if (options.blockFor! >= options.blockEvery!) {
+    throw new UsageError(
+      `Invalid --block-for "${values["block-for"]}": must be shorter than --block-every "${values["block-every"]}"`,
+    );
+  }
   const missing = await missingPermissions(path, true);
   if (missing) return fatal(EXIT.noPermission, missing);
   // Listen for signals before the socket exists, so a signal that arrives
