@@ -125,7 +125,6 @@ Deno.test("the demo with --block-every and --block-for blocks its main thread, s
       // Not critical: a busy loop makes /readyz warn, with the worst stall of the last 5 s.
       assert.equal(ready.status, "warn", ready.body);
       assert.match(result?.output ?? "", /^event loop lag \d+(\.\d)? ms in the last 5000 ms exceeds 250 ms$/);
-      assert.ok(lag < 1000, String(lag));
     } else {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

@@ -53,7 +53,6 @@ Deno.test("eventLoopLag reports 150 ms stalls once a second in probes made at ra
       }
     }
     assert.ok(failed >= 9, `stalls reported in ${failed} of 10 probes; lags ${lags.join(", ")} ms`);
-    assert.ok(lags.every((lag) => lag < 1000), lags.join(", "));
   } finally {
     health.stop();
   }
@@ -61,20 +60,21 @@ Deno.test("eventLoopLag reports 150 ms stalls once a second in probes made at ra
 
 Deno.test("eventLoopLag forgets a stall once it is older than its window", async () => {
   const health = new Health({ ready: true })
-    .add("eventloop", eventLoopLag({ threshold: 50, sample: 10, window: 300 }), { cacheTtl: 0 });
+    .add("eventloop", eventLoopLag({ threshold: 150, sample: 10, window: 300 }), { cacheTtl: 0 });
   health.start();
   try {
     assert.equal((await health.report("readyz")).status, "pass");
-    spin(120);
+    spin(250);
     // The probe that was waiting on the stall sees it, as does the next one.
     const during = (await health.report("readyz")).checks["eventloop:lag"][0];
     assert.equal(during.status, "fail", JSON.stringify(during));
-    assert.ok((during.observedValue as number) >= 100, String(during.observedValue));
+    assert.ok((during.observedValue as number) >= 240, String(during.observedValue));
     await pause(50);
     assert.equal((await health.report("readyz")).status, "fail");
     await pause(400);
     const after = (await health.report("readyz")).checks["eventloop:lag"][0];
     assert.equal(after.status, "pass", JSON.stringify(after));
+    assert.ok((after.observedValue as number) < 240, String(after.observedValue));
   } finally {
     health.stop();
   }
