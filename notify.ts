@@ -9,6 +9,11 @@
  * `--unstable-net` and a local path to bind; the socket is bound there and the
  * name removed at once (nothing ever answers to it).
  *
+ * A send to a socket whose queue is full waits inside Deno until the receiver
+ * reads, and closing the socket does not cancel it. So one loop sends, and
+ * nothing else (start-up, readiness, a drain, close) waits on it for more than
+ * a quarter of a second.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
@@ -105,14 +110,24 @@ export function notifyPermissionFlags(bindPath: string, notifySocket: string): s
  * - `STOPPING=1` with `STATUS=draining` when a drain starts.
  *
  * A socket that cannot be used (no permission, no `--unstable-net`, nothing
- * listening, an abstract name Deno may not address) logs one warning saying
- * what to do and leaves the notifier inactive; it never throws for that, so
- * the server keeps serving.
+ * listening, not a socket, an abstract name Deno may not address) logs one
+ * warning saying what to do and leaves the notifier inactive; it never throws
+ * for that, so the server keeps serving.
+ *
+ * Sending never holds up serving, readiness or shutdown. When systemd's queue
+ * is full (a service manager that does not read), one warning says so and the
+ * notifier keeps only the newest message of each kind waiting (the newest
+ * status, the newest ping; a trigger drops waiting pings) and drops the rest;
+ * closing waits for none of it and logs how many went unsent. A send already
+ * waiting stays pending in Deno until systemd reads or its socket goes: a
+ * program that ends with `Deno.exit` (as the CLI does) is not held by it.
  *
  * @param health The health to report.
  * @param bindPath An absolute path Deno may bind the sending socket at (Deno
- *   cannot send from an unbound one); removed right after binding, replaced if
- *   a socket was left there.
+ *   cannot send from an unbound one); removed right after binding. A socket
+ *   left there by an earlier run is replaced only when it is this user's (Deno
+ *   tells the user with `--allow-sys=uid`); anything else there is left alone
+ *   with a warning.
  * @param options The environment, cancellation and readiness polling.
  * @returns The notifier; inactive when `NOTIFY_SOCKET` is unset or unusable.
  * @throws {TypeError} When `bindPath` is not absolute.
@@ -504,7 +519,13 @@ class Notifier implements SystemdNotifier {
           result = await sent;
           this.#stalled = false;
           if (!this.#active) return;
-          logger.debug("systemd took a notification again after a wait");
+          if (this.#stalls === 1 && result === undefined) {
+            logger.info(`The notify socket "{target}" has room again; {dropped} stale message{s} dropped meanwhile`, {
+              target: printable(this.#target),
+              dropped: this.#dropped,
+              s: this.#dropped === 1 ? "" : "s",
+            });
+          }
         }
         if (result === undefined) {
           logger.debug("Told systemd {message}", { message: outgoing.text.replaceAll("\n", " ") });

@@ -184,13 +184,13 @@ Deno.test("notifier rejects a relative bind path", async () => {
   await assert.rejects(() => notifySystemd(new Health(), "app.sock.notify"), TypeError);
 });
 
-/** Log records of the notifier at warning and above, gathered while `body` runs. */
-async function warnings(body: () => Promise<void>): Promise<string[]> {
+/** Log lines of the notifier at `level` and above, gathered while `body` runs. */
+async function logged(body: () => Promise<void>, level: "info" | "warning" = "warning"): Promise<string[]> {
   const records: LogRecord[] = [];
   await configure({
     sinks: { memory: (record: LogRecord) => records.push(record) },
     loggers: [
-      { category: ["healthsock", "notify"], lowestLevel: "warning", sinks: ["memory"] },
+      { category: ["healthsock", "notify"], lowestLevel: level, sinks: ["memory"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["memory"] },
     ],
     reset: true,
@@ -210,7 +210,7 @@ Deno.test("notifier says NOTIFY_SOCKET is a directory or a regular file, not jus
   await Deno.mkdir(directory);
   await Deno.writeTextFile(file, "not a socket\n");
   for (const [target, what] of [[directory, "a directory"], [file, "a regular file"]]) {
-    const lines = await warnings(async () => {
+    const lines = await logged(async () => {
       await using notifier = await notifySystemd(new Health({ ready: true }), sock.path, {
         environment: { NOTIFY_SOCKET: target },
       });
@@ -244,7 +244,7 @@ Deno.test({
     const bindPath = `${sock.path}.notify`;
     await leaveSocket(bindPath, true);
     using systemd = receiver(`${sock.dir}/notify`);
-    const lines = await warnings(async () => {
+    const lines = await logged(async () => {
       await using notifier = await notifySystemd(new Health({ ready: true }), bindPath, {
         environment: { NOTIFY_SOCKET: systemd.path },
       });
@@ -415,4 +415,43 @@ Deno.test("demo --notify names an abstract NOTIFY_SOCKET as @name in its warning
   const { code, log } = await terminate(demo, seen);
   assert.equal(code, 0, log);
   assert.ok(!log.includes("\0"), "no NUL anywhere in the log");
+});
+
+Deno.test("notifier keeps only the newest ping while systemd's queue is full, and sends what waits once it has room", async () => {
+  await using sock = await tempSocket();
+  const notifyPath = `${sock.dir}/notify`;
+  const systemd = Deno.listenDatagram({ transport: "unixpacket", path: notifyPath });
+  try {
+    const flooded = await flood(notifyPath, sock.dir);
+    const health = new Health().add("worker", () => "pass", { kinds: ["live"] });
+    const texts: string[] = [];
+    const lines = await logged(async () => {
+      await using notifier = await within(
+        notifySystemd(health, sock.path, {
+          environment: { NOTIFY_SOCKET: notifyPath, WATCHDOG_USEC: "100000" },
+        }),
+        10_000,
+        "notifySystemd returns",
+      );
+      assert.equal(notifier.active, true, "a full queue is not an unusable socket");
+      health.markReady();
+      // Five ping periods with no room: each newer ping replaces the waiting one.
+      await pause(500);
+      for (let i = 0; i < flooded; i++) await within(systemd.receive(), 10_000, "the flood is read");
+      for (;;) {
+        const [data] = await within(systemd.receive(), 10_000, "READY=1 arrives");
+        texts.push(decoder.decode(data));
+        if (texts.at(-1)!.startsWith("READY=1")) break;
+      }
+    }, "info");
+    assert.equal(texts[0], "STATUS=starting", "the datagram that waited goes first");
+    assert.ok(texts.filter((text) => text === "WATCHDOG=1").length <= 1, texts.join(" | "));
+    assert.equal(texts.at(-1), "READY=1\nSTATUS=ready: 1 check passes");
+    const full = lines.filter((line) => /queue is full/.test(line));
+    assert.equal(full.length, 1, lines.join("\n"));
+    const room = lines.find((line) => /has room again/.test(line));
+    assert.match(room ?? lines.join("\n"), /has room again; [1-9]\d* stale messages? dropped meanwhile/);
+  } finally {
+    systemd.close();
+  }
 });
