@@ -214,14 +214,16 @@ function watchdogInterval(env: NotifyEnvironment): number | undefined {
 
 /** Bind the sending end, or warn and return undefined. */
 function open(target: string, bindPath: string): DatagramConn | undefined {
-  const where = `Cannot notify systemd at "${printable(target)}"`;
+  // Values go in as properties, never into the template, where a "{" would be taken for a placeholder.
+  const where = 'Cannot notify systemd at "{target}"';
+  const names = { target: printable(target), path: printable(bindPath) };
   if (!target.startsWith("/") && !target.startsWith("@")) {
-    logger.warn(`${where}: only a socket path or an abstract @name is supported; check NOTIFY_SOCKET`);
+    logger.warn(`${where}: only a socket path or an abstract @name is supported; check NOTIFY_SOCKET`, names);
     return undefined;
   }
   const listen = (Deno as unknown as { listenDatagram?: ListenDatagram }).listenDatagram;
   if (typeof listen !== "function") {
-    logger.warn(`${where}: Deno sends Unix datagrams only with --unstable-net; run with --unstable-net`);
+    logger.warn(`${where}: Deno sends Unix datagrams only with --unstable-net; run with --unstable-net`, names);
     return undefined;
   }
   const bind = () => listen({ transport: "unixpacket", path: bindPath });
@@ -234,7 +236,7 @@ function open(target: string, bindPath: string): DatagramConn | undefined {
       // A socket this user left when killed between bind and removal is replaced; anything else is not ours to touch.
       const notOurs = notLeftover(bindPath);
       if (notOurs) {
-        logger.warn(`${where}: "{path}" is in the way: ${notOurs}`, { path: printable(bindPath) });
+        logger.warn(`${where}: "{path}" is in the way: {why}`, { ...names, why: notOurs });
         return undefined;
       }
       Deno.removeSync(bindPath);
@@ -245,7 +247,7 @@ function open(target: string, bindPath: string): DatagramConn | undefined {
     return conn;
   } catch (error) {
     logger.warn(`${where}: cannot bind "{path}" to send from: {error}{hint}`, {
-      path: printable(bindPath),
+      ...names,
       error: printable(String(error)),
       hint: error instanceof Deno.errors.NotCapable ? `; run with ${notifyPermissionFlags(bindPath, target)}` : "",
     });
