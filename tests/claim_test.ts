@@ -453,41 +453,44 @@ async function startRepeatedly(
 
 const RACING_STARTS = 200;
 
-Deno.test({
-  name:
-    `a symbolic link that comes and goes at PATH.tmp: every start serves or is refused by name, nothing is followed${
-      canSwitchUser ? "" : " (ignored: needs root and setpriv)"
-    }`,
-  ignore: !canSwitchUser,
-  fn: async () => {
-    await using sock = await tempSocket();
-    await Deno.chmod(sock.dir, 0o1777);
-    const target = `${sock.dir}/nobody's`;
-    await Deno.mkdir(target, { mode: 0o777 });
-    await Deno.writeTextFile(`${target}/keep`, "keep me");
-    await giveToNobody(target);
-    const before = await snapshot(target);
-    await using claimer = new Claimer(sock.path);
-    assert.equal(await claimer.reply(), "ready");
-    const flipper = await Neighbour.start("flip", `${sock.path}.tmp`, target);
-    let result;
-    try {
-      result = await startRepeatedly(claimer, RACING_STARTS);
-    } finally {
-      figures("starts while another user flips a symbolic link at PATH.tmp", {
-        "links made": await flipper.stop(),
-        starts: RACING_STARTS,
-        ...Object.fromEntries(result?.tally ?? []),
-      });
-    }
-    for (const line of result.lines) {
-      if (line === "served") continue;
-      assert.match(line, /^refused (foreign|in-use) /, line);
-      assert.ok(line.includes(`Cannot listen on "${sock.path}": "${sock.path}.tmp"`), line);
-    }
-    assert.deepEqual(await snapshot(target), before, "the link's target was touched");
-  },
-});
+for (const unprivileged of [false, true]) {
+  const server = unprivileged ? "a server without privilege over files" : "a root server";
+  Deno.test({
+    name:
+      `a symbolic link that comes and goes at PATH.tmp (${server}): every start serves or is refused by name, nothing is followed${
+        canSwitchUser ? "" : " (ignored: needs root and setpriv)"
+      }`,
+    ignore: !canSwitchUser,
+    fn: async () => {
+      await using sock = await tempSocket();
+      await Deno.chmod(sock.dir, 0o1777);
+      const target = `${sock.dir}/nobody's`;
+      await Deno.mkdir(target, { mode: 0o777 });
+      await Deno.writeTextFile(`${target}/keep`, "keep me");
+      await giveToNobody(target);
+      const before = await snapshot(target);
+      await using claimer = new Claimer(sock.path, { unprivileged });
+      assert.equal(await claimer.reply(), "ready");
+      const flipper = await Neighbour.start("flip", `${sock.path}.tmp`, target);
+      let result;
+      try {
+        result = await startRepeatedly(claimer, RACING_STARTS);
+      } finally {
+        figures(`starts (${server}) while another user flips a symbolic link at PATH.tmp`, {
+          "links made": await flipper.stop(),
+          starts: RACING_STARTS,
+          ...Object.fromEntries(result?.tally ?? []),
+        });
+      }
+      for (const line of result.lines) {
+        if (line === "served") continue;
+        assert.match(line, /^refused (foreign|in-use) /, line);
+        assert.ok(line.includes(`Cannot listen on "${sock.path}": "${sock.path}.tmp"`), line);
+      }
+      assert.deepEqual(await snapshot(target), before, "the link's target was touched");
+    },
+  });
+}
 
 for (const allowAll of [false, true]) {
   Deno.test({
@@ -562,5 +565,31 @@ Deno.test({
     assert.doesNotMatch(stderr, /stale socket there/, stderr);
     assert.deepEqual(await snapshot(sock.dir), before);
     await listener.stop();
+  },
+});
+
+Deno.test({
+  name:
+    `a data directory a group member renames to PATH.tmp is refused and kept, by a root server and without privilege${
+      canSwitchUser ? "" : " (ignored: needs root and setpriv)"
+    }`,
+  ignore: !canSwitchUser,
+  fn: async () => {
+    await using sock = await tempSocket();
+    // A directory its group may write (not sticky): a member may rename what is in it.
+    await Deno.chown(sock.dir, 0, NOGROUP);
+    await Deno.chmod(sock.dir, 0o770);
+    const data = `${sock.dir}/data`;
+    await Deno.mkdir(`${data}/state`, { recursive: true, mode: 0o750 });
+    await Deno.writeTextFile(`${data}/state/db`, "the app's data");
+    await asNobodyRun(["mv", data, `${sock.path}.tmp`]);
+    const before = await snapshot(sock.dir);
+    for (const unprivileged of [false, true]) {
+      const { code, stderr } = await host(sock.path, unprivileged);
+      assert.equal(code, 1, stderr);
+      assert.match(stderr, /^host: foreign: /, stderr);
+      assert.ok(stderr.includes(`"${sock.path}.tmp" is in the way`), stderr);
+      assert.deepEqual(await snapshot(sock.dir), before, "the data directory was touched");
+    }
   },
 });
