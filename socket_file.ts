@@ -173,12 +173,13 @@ async function listenAt(path: string, mode: number, lock: HeldLock): Promise<Cla
     if (!lock.own) {
       // Opened, not made: use it only if it is what a previous run of this user leaves.
       if (!isOwnLeftover(lock.info, uid, "lock")) {
+        const name = lockPath(path);
         throw new SocketError(
           path,
           "foreign",
-          `Cannot listen on "${path}": its lock file "${lockPath(path)}" belongs to uid ${lock.info.uid}${
-            lock.info.uid === uid ? ` but is not empty` : ""
-          }, not to this server; remove it as its owner`,
+          lock.info.uid === uid
+            ? `Cannot listen on "${path}": its lock file "${name}" (owner uid ${uid}) is not empty, so no server made it; remove it as its owner`
+            : `Cannot listen on "${path}": its lock file "${name}" belongs to uid ${lock.info.uid}, not to this server's user; remove it as its owner`,
         );
       }
       lock.own = true;

@@ -319,6 +319,11 @@ function leftovers(path: string): Record<string, { name: string; uid: number; ma
         await giveToNobody(lock);
       },
     },
+    "this user's file holding data at PATH.lock": {
+      name: lock,
+      uid: 0,
+      make: () => Deno.writeTextFile(lock, "data", { mode: 0o600 }),
+    },
     "another user's lock file of mode 0666 at PATH.lock": {
       name: lock,
       uid: NOBODY,
