@@ -244,8 +244,9 @@ Deno.test("a server killed with SIGKILL leaves a stale socket that a restart rep
   const stale = await cli(sock.path, ["check"]);
   assert.equal(stale.code, 3, stale.stderr);
   assert.match(stale.stderr, /refused/);
-  // A temporary sibling stranded by a kill between bind and rename is cleaned up too.
-  await Deno.link(sock.path, `${sock.path}.tmp`);
+  // The private directory stranded by a kill between bind and rename (mode 0700, holding the socket s) is cleaned up too.
+  await Deno.mkdir(`${sock.path}.tmp`, { mode: 0o700 });
+  await Deno.link(sock.path, `${sock.path}.tmp/s`);
 
   const second = await startHost(sock.path);
   try {
