@@ -77,7 +77,9 @@ it is too busy), 5 protocol error, 64 usage error, 70 internal error.`,
   watch: `Usage: healthsock watch [options]
 
 Ask a health socket every --interval and print each answer, until Ctrl-C,
-SIGTERM or SIGHUP, or until its output is closed (exit 0).
+SIGTERM or SIGHUP, or until its output is closed (exit 0). A closed output is
+noticed at the next line printed, so with --changes under "| head -1" that is
+the next change: use --count 1 instead.
 
 Options:
   --path TARGET          Endpoint, as for check (default /healthz)
