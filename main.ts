@@ -10,7 +10,7 @@
  */
 import type { LogLevel, LogRecord } from "@logtape/logtape";
 import { parseFlags } from "./args.ts";
-import { delay, probe, ProbeError, watch } from "./client.ts";
+import { asksToWatch, delay, probe, ProbeError, watch } from "./client.ts";
 import type { ProbeResult } from "./client.ts";
 import type { Demo } from "./demo.ts";
 import { escapeText, MAX_DELAY, permissionFlags, permissionPaths, renderVerbose } from "./protocol.ts";
@@ -32,6 +32,8 @@ const EXIT = {
   busy: 4,
   protocol: 5,
   usage: 64,
+  /** A bug: never 1, which says the health is fail. */
+  internal: 70,
   noPermission: 77,
 } as const;
 
@@ -52,7 +54,7 @@ Options for every command:
   -h, --help             Show help; "healthsock <command> --help" for a command
 
 Exit codes of check and watch --count: 0 pass or warn, 1 fail, 3 unreachable,
-4 timed out or busy, 5 protocol error, 64 usage error.`;
+4 timed out or busy, 5 protocol error, 64 usage error, 70 internal error.`;
 
 const USAGE: Record<Command, string> = {
   check: `Usage: healthsock check [options]
@@ -71,11 +73,13 @@ Options:
 
 Exit codes: 0 pass or warn, 1 fail, 3 unreachable (no socket, refused,
 permission denied), 4 timed out or busy (the server is not accepting, or said
-it is too busy), 5 protocol error, 64 usage error.`,
+it is too busy), 5 protocol error, 64 usage error, 70 internal error.`,
   watch: `Usage: healthsock watch [options]
 
 Ask a health socket every --interval and print each answer, until Ctrl-C,
-SIGTERM or SIGHUP, or until its output is closed (exit 0).
+SIGTERM or SIGHUP, or until its output is closed (exit 0). A closed output is
+noticed at the next line printed, so with --changes under "| head -1" that is
+the next change: use --count 1 instead.
 
 Options:
   --path TARGET          Endpoint, as for check (default /healthz)
@@ -288,11 +292,20 @@ interface ProbeFlags {
   format: "text" | "json";
 }
 
-function probeFlags(values: Record<string, string | boolean | undefined>): ProbeFlags {
+function probeFlags(values: Record<string, string | boolean | undefined>, command: "check" | "watch"): ProbeFlags {
   const path = values.socket as string;
   const target = values.path as string;
   if (!target.startsWith("/") || /\s/.test(target)) {
     throw new UsageError(`Invalid --path "${target}": expected a path such as /readyz`);
+  }
+  if (asksToWatch(target)) {
+    // A ?watch answer never ends, so check would wait out its timeout.
+    const plain = target.replace(/([?&])watch(=[^&]*)?(&|$)/, (_, before, _value, after) => after ? before : "")
+      .replace(/[?&]$/, "");
+    throw new UsageError(
+      `Invalid --path "${target}": ${command} does not take ?watch; ` +
+        `to follow changes run 'healthsock watch --changes --path ${plain}'`,
+    );
   }
   return {
     path,
@@ -304,7 +317,7 @@ function probeFlags(values: Record<string, string | boolean | undefined>): Probe
 }
 
 async function runCheck(values: Record<string, string | boolean | undefined>): Promise<number> {
-  const flags = probeFlags(values);
+  const flags = probeFlags(values, "check");
   const missing = await missingPermissions(flags.path, false);
   if (missing) return fatal(EXIT.unreachable, missing);
   let result: ProbeResult;
@@ -360,7 +373,7 @@ const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 const SAME_SIGNAL_MS = 500;
 
 async function runWatch(values: Record<string, string | boolean | undefined>): Promise<number> {
-  const flags = probeFlags(values);
+  const flags = probeFlags(values, "watch");
   const interval = positiveDuration(values.interval as string, "--interval");
   const count = values.count === undefined ? Infinity : Number(values.count);
   if (count !== Infinity && (!Number.isInteger(count) || count <= 0)) {
@@ -412,7 +425,7 @@ async function runWatch(values: Record<string, string | boolean | undefined>): P
     }
   };
   try {
-    let streaming = Boolean(values.changes) && !flags.target.includes("watch");
+    let streaming = Boolean(values.changes);
     while (!stop.signal.aborted) {
       if (streaming) {
         // Follow the server's pushed changes; fall back to polling when it has none.
@@ -539,6 +552,14 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
   return EXIT.ok;
 }
 
+const HINT = "Run 'healthsock --help' for usage";
+
+/** A usage error is one line saying what is wrong, and where the usage is: the text itself would bury the line. */
+function usageError(command: Command, message: string): number {
+  console.error(`healthsock ${command}: ${escapeText(message)}\nRun 'healthsock ${command} --help' for usage`);
+  return EXIT.usage;
+}
+
 async function main(args: string[] = Deno.args): Promise<number> {
   const [first, ...rest] = args;
   if (first === undefined || first === "-h" || first === "--help" || first === "help") {
@@ -550,7 +571,7 @@ async function main(args: string[] = Deno.args): Promise<number> {
     return EXIT.ok;
   }
   if (!(first in OPTIONS)) {
-    console.error(`healthsock: unknown command "${first}"\n\n${GLOBAL_USAGE}`);
+    console.error(`healthsock: Unknown command "${escapeText(first)}": use check, watch or demo\n${HINT}`);
     return EXIT.usage;
   }
   const command = first as Command;
@@ -565,8 +586,7 @@ async function main(args: string[] = Deno.args): Promise<number> {
       values = parseFlags(rest, OPTIONS[command]);
     }
   } catch (error) {
-    console.error(`healthsock ${command}: ${(error as Error).message}\n\n${USAGE[command]}`);
-    return EXIT.usage;
+    return usageError(command, (error as Error).message);
   }
   if (values.help) {
     console.log(USAGE[command]);
@@ -587,12 +607,29 @@ async function main(args: string[] = Deno.args): Promise<number> {
     if (command === "watch") return await runWatch(values);
     return await runDemo(values);
   } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(`healthsock ${command}: ${error.message}\n\n${USAGE[command]}`);
-      return EXIT.usage;
-    }
+    if (error instanceof UsageError) return usageError(command, error.message);
     throw error;
   }
 }
 
-if (import.meta.main) Deno.exit(await main());
+/**
+ * An error nothing expected is a bug, not an answer: exit 70 (EX_SOFTWARE)
+ * with one line, never Deno's 1, which check's callers read as "fail".
+ */
+function crashed(error: unknown): never {
+  const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  console.error(`healthsock: Internal error (please report it): ${escapeText(message)}`);
+  Deno.exit(EXIT.internal);
+}
+
+if (import.meta.main) {
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    crashed(event.reason);
+  });
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    crashed(event.error);
+  });
+  Deno.exit(await main().catch(crashed));
+}

@@ -191,9 +191,13 @@ export function exists(path: string): Promise<boolean> {
 /** deno.json's tasks, as users run them. */
 export const TASKS: Record<string, string> = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks;
 
-/** A task's `deno` arguments with /tmp/app.sock replaced by `path` and main.ts made absolute. */
+/**
+ * A task's `deno` arguments with its socket (`$HEALTHSOCK_SOCKET`, default /tmp/app.sock) replaced by `path` and
+ * main.ts made absolute.
+ */
 export function taskArgs(task: string, path: string): string[] {
-  const [command, ...words] = TASKS[task].split(" ");
+  const [command, ...words] = TASKS[task].replace(/^export HEALTHSOCK_SOCKET=.*? && /, "")
+    .replaceAll("$HEALTHSOCK_SOCKET", path).split(" ");
   if (command !== "deno") throw new Error(`Task "${task}" does not start with deno: ${TASKS[task]}`);
   return words.map((word) => word.replaceAll("/tmp/app.sock", path).replace(/^main\.ts$/, `${ROOT}main.ts`));
 }
