@@ -21,9 +21,14 @@ export type Lifecycle = "starting" | "ready" | "draining" | "stopped";
 export interface CheckOutcome {
   /** The check's status. */
   status: HealthStatus;
-  /** What the check measured. */
+  /**
+   * What the check measured: any value JSON can encode. A string is cut to
+   * 1 KiB like `output`; an object or array whose JSON is longer than 1 KiB
+   * is reported as its JSON text, cut and marked the same way. The report
+   * keeps a copy taken when the check finished.
+   */
   observedValue?: unknown;
-  /** The unit of `observedValue`. */
+  /** The unit of `observedValue`; cut to 64 bytes in reports. */
   observedUnit?: string;
   /** Why the check did not pass; cut to 1 KiB in reports, ending `… (cut from N bytes)`. */
   output?: string;
@@ -227,11 +232,13 @@ class Check {
     this.#last = { result, at: finished };
     if (previous !== result.status) {
       const level = result.status === "fail" ? "warn" : "info";
-      logger[level]("Check {name} is {status}{reason}", {
-        name: this.name,
-        status: result.status,
-        reason: result.output ? `: ${result.output}` : "",
-      });
+      if (result.output) {
+        logger[level]("Check {name} is {status}: {output}", {
+          name: this.name,
+          status: result.status,
+          output: result.output,
+        });
+      } else logger[level]("Check {name} is {status}", { name: this.name, status: result.status });
       if (this.interval !== undefined) this.#onResult();
     }
     return result;
@@ -253,14 +260,15 @@ function normalize(value: unknown): CheckOutcome {
     const outcome: CheckOutcome = { status };
     if (observedValue !== undefined) {
       // The report is JSON: a value JSON cannot encode (BigInt, a cycle) would make it unanswerable.
+      let bounded: unknown;
       try {
-        JSON.stringify(observedValue);
+        bounded = boundValue(observedValue);
       } catch (error) {
         return { status: "fail", output: `check returned an observedValue JSON cannot encode: ${messageOf(error)}` };
       }
-      outcome.observedValue = observedValue;
+      if (bounded !== undefined) outcome.observedValue = bounded;
     }
-    if (typeof observedUnit === "string") outcome.observedUnit = observedUnit;
+    if (typeof observedUnit === "string") outcome.observedUnit = cutText(observedUnit, MAX_UNIT_BYTES);
     if (output !== undefined) outcome.output = String(output);
     const ms = time instanceof Date ? time.getTime() : typeof time === "string" ? Date.parse(time) : NaN;
     if (Number.isFinite(ms)) outcome.time = new Date(ms).toISOString(); // otherwise: when the check finished
@@ -269,24 +277,96 @@ function normalize(value: unknown): CheckOutcome {
   return { status: "fail", output: `check returned an invalid result: ${describe(value)}` };
 }
 
-/** The most bytes of a check's `output` in a report: a report stays far below what a client accepts. */
+/**
+ * The most bytes a check's `output`, or its `observedValue`, takes in a report.
+ * With {@linkcode MAX_UNIT_BYTES}, {@linkcode MAX_NAME_BYTES} and
+ * {@linkcode MAX_CHECKS} this bounds a report: about 2.7 KiB a check, 350 KiB
+ * for the most checks, all fields full, far below the 1 MiB a client accepts.
+ */
 const MAX_OUTPUT_BYTES = 1024;
+/** The most bytes of an `observedUnit` in a report: a unit is a word. */
+const MAX_UNIT_BYTES = 64;
+/** The most bytes of a check's name, measurement or component type. */
+const MAX_NAME_BYTES = 128;
+/** The most checks a {@linkcode Health} holds, so that a report of all of them stays bounded. */
+const MAX_CHECKS = 128;
 const encoder = new TextEncoder();
 
 /**
- * Cut an output longer than {@linkcode MAX_OUTPUT_BYTES} (UTF-8) to that many
- * bytes, its end replaced by `… (cut from N bytes)`, never inside a character.
+ * The bytes a text takes in a report at most, escaped: as JSON writes it, or
+ * as `?verbose` text does (DEL, C1 and the line separators as `\uXXXX`).
+ * Each UTF-16 unit costs at most 6, so `text.length * 6` bounds it. Counting
+ * stops once the cost is above `stopAbove`.
  */
+function reportCost(text: string, from = 0, until = text.length, stopAbove = Infinity): number {
+  let cost = 0;
+  for (let i = from; i < until && cost <= stopAbove; i++) cost += unitCost(text, i);
+  return cost;
+}
+
+/** The cost of the character at `i`: a surrogate pair counts once, at its first half, and its second costs 0. */
+function unitCost(text: string, i: number): number {
+  const c = text.charCodeAt(i);
+  if (c < 0x20) return c === 0x08 || c === 0x09 || c === 0x0a || c === 0x0c || c === 0x0d ? 2 : 6;
+  if (c === 0x22 || c === 0x5c) return 2;
+  if (c < 0x7f) return 1;
+  if (c <= 0x9f || c === 0x2028 || c === 0x2029) return 6;
+  if (c < 0x800) return 2;
+  if (c >= 0xd800 && c <= 0xdbff) {
+    const next = text.charCodeAt(i + 1);
+    return next >= 0xdc00 && next <= 0xdfff ? 4 : 6;
+  }
+  if (c >= 0xdc00 && c <= 0xdfff) {
+    const previous = text.charCodeAt(i - 1);
+    return previous >= 0xd800 && previous <= 0xdbff ? 0 : 6;
+  }
+  return 3;
+}
+
+/**
+ * Cut a text that takes more than `max` bytes in a report (see
+ * {@linkcode reportCost}) to at most that, its end replaced by
+ * `… (cut from N bytes)` (N its UTF-8 size), never inside a character.
+ */
+function cutText(text: string, max: number): string {
+  // Most texts need no counting.
+  if (text.length * 6 <= max || reportCost(text, 0, text.length, max) <= max) return text;
+  const mark = `… (cut from ${encoder.encode(text).length} bytes)`;
+  const room = max - reportCost(mark);
+  let cost = 0;
+  let end = 0;
+  while (end < text.length) {
+    const c = text.charCodeAt(end);
+    const pair = c >= 0xd800 && c <= 0xdbff && end + 1 < text.length;
+    const width = pair ? 2 : 1;
+    const next = cost + reportCost(text, end, end + width);
+    if (next > room) break;
+    cost = next;
+    end += width;
+  }
+  return text.slice(0, end) + mark;
+}
+
+/**
+ * What a report shows of an `observedValue`: numbers, booleans and null as
+ * they are; a string cut as an output is; an object or array copied through
+ * JSON (so later changes to it do not show), or, when its JSON takes more than
+ * {@linkcode MAX_OUTPUT_BYTES}, that JSON text cut and marked. Undefined for
+ * what JSON leaves out (a function). Throws what `JSON.stringify` throws.
+ */
+function boundValue(value: unknown): unknown {
+  if (typeof value === "string") return cutText(value, MAX_OUTPUT_BYTES);
+  if (typeof value === "number" || typeof value === "boolean" || value === null) return value;
+  const json = JSON.stringify(value);
+  if (json === undefined) return undefined;
+  // JSON text needs no more escaping: its cost is its UTF-8 size.
+  if (json.length * 3 <= MAX_OUTPUT_BYTES || encoder.encode(json).length <= MAX_OUTPUT_BYTES) return JSON.parse(json);
+  return cutText(json, MAX_OUTPUT_BYTES);
+}
+
+/** Cut a check's output to {@linkcode MAX_OUTPUT_BYTES}. */
 function cutOutput(output: string): string {
-  // A UTF-16 unit takes at most 3 bytes: most outputs need no counting.
-  if (output.length * 3 <= MAX_OUTPUT_BYTES) return output;
-  const size = encoder.encode(output).length;
-  if (size <= MAX_OUTPUT_BYTES) return output;
-  const mark = `… (cut from ${size} bytes)`;
-  const room = new Uint8Array(MAX_OUTPUT_BYTES - encoder.encode(mark).length);
-  // encodeInto stops before a character that does not fit whole.
-  const { read } = encoder.encodeInto(output, room);
-  return output.slice(0, read) + mark;
+  return cutText(output, MAX_OUTPUT_BYTES);
 }
 
 function messageOf(error: unknown): string {
@@ -376,12 +456,14 @@ export class Health extends EventTarget {
   /**
    * Register a check.
    *
-   * @param name The check's name: letters, digits, `.`, `_` and `-`.
+   * @param name The check's name: letters, digits, `.`, `_` and `-`, at most 128.
    * @param check The check function, or a definition such as a built-in check returns.
    * @param options Options; they override those of a definition.
    * @returns This registry, for chaining.
    * @throws {TypeError} When the name is invalid or taken, or a kind is unknown.
-   * @throws {RangeError} When a timeout, interval or cache time is out of range.
+   * @throws {RangeError} When a timeout, interval or cache time is out of range, the
+   * name, measurement or component type is longer than 128 bytes, or the registry
+   * holds 128 checks already (a report of them all stays far below what a client accepts).
    * @example
    * ```ts
    * import { Health } from "./health.ts";
@@ -394,10 +476,24 @@ export class Health extends EventTarget {
         `Cannot add check "${name}": use letters, digits, ".", "_" and "-", and not "${LIFECYCLE_CHECK}"`,
       );
     }
+    if (name.length > MAX_NAME_BYTES) {
+      throw new RangeError(`Cannot add check "${name.slice(0, 32)}…": its name is longer than ${MAX_NAME_BYTES} bytes`);
+    }
     if (this.#checks.has(name)) throw new TypeError(`Cannot add check "${name}": a check of that name exists`);
+    if (this.#checks.size >= MAX_CHECKS) {
+      throw new RangeError(`Cannot add check "${name}": a Health holds at most ${MAX_CHECKS} checks`);
+    }
     const definition = typeof check === "function" ? { ...options, check } : { ...check, ...options };
     if (typeof definition.check !== "function") {
       throw new TypeError(`Cannot add check "${name}": expected a function`);
+    }
+    for (const field of ["measurement", "componentType"] as const) {
+      const value = definition[field];
+      if (value !== undefined && (typeof value !== "string" || reportCost(value) > MAX_NAME_BYTES)) {
+        throw new RangeError(
+          `Cannot add check "${name}": its ${field} must be text of at most ${MAX_NAME_BYTES} bytes`,
+        );
+      }
     }
     const entry = new Check(name, definition, this.#cacheTtl, () => this.#changed());
     this.#checks.set(name, entry);

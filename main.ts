@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { LogLevel, LogRecord } from "@logtape/logtape";
+import type { LogLevel } from "@logtape/logtape";
 import { parseFlags } from "./args.ts";
 import { asksToWatch, delay, probe, ProbeError, watch } from "./client.ts";
 import type { ProbeResult } from "./client.ts";
@@ -50,7 +50,9 @@ Options for every command:
   --socket PATH          Socket path, absolute (default ${DEFAULT_SOCKET})
   --log-level LEVEL      trace, debug, info, warning, error or fatal
                          (default info; demo: debug, to show each exchange)
-  --log-format FORMAT    text or json (one JSON object a line); logs go to stderr
+  --log-format FORMAT    text or json; logs go to stderr. With json every line
+                         on stderr is a JSON object, the exit line included,
+                         but a usage error's (exit 64)
   -h, --help             Show help; "healthsock <command> --help" for a command
 
 Exit codes of check and watch --count: 0 pass or warn, 1 fail, 3 unreachable,
@@ -211,23 +213,8 @@ function endpointOf(target: string): Endpoint {
 
 const LOG_LEVELS: readonly LogLevel[] = ["trace", "debug", "info", "warning", "error", "fatal"];
 
-async function setUpLogging(level: LogLevel, format: "text" | "json"): Promise<void> {
-  const { configure, getJsonLinesFormatter, getTextFormatter } = await import("@logtape/logtape");
-  const encoder = new TextEncoder();
-  const formatter = format === "json"
-    ? getJsonLinesFormatter()
-    : getTextFormatter({ timestamp: "time", value: (v) => typeof v === "string" ? v : Deno.inspect(v) });
-  const stderr = (record: LogRecord) => {
-    Deno.stderr.writeSync(encoder.encode(formatter(record)));
-  };
-  await configure({
-    sinks: { stderr },
-    loggers: [
-      { category: ["healthsock"], lowestLevel: level, sinks: ["stderr"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
-    ],
-  });
-}
+/** The logging module, once logging is set up: the CLI's own lines follow its format. */
+let logging: typeof import("./logging.ts") | undefined;
 
 /** Fail early, with the flags to add, rather than on the first socket call. */
 async function missingPermissions(path: string, server: boolean): Promise<string | undefined> {
@@ -261,8 +248,14 @@ function settleSignals(listener: () => void): void {
 
 function ignore(): void {}
 
+/** A line of the CLI's own on stderr: `healthsock: …` in text, a JSON record with --log-format json. */
+function say(level: LogLevel, message: string, path: string): void {
+  const sentence = message[0].toUpperCase() + message.slice(1);
+  if (!logging?.notice(level, sentence, { path })) console.error(`healthsock: ${escapeText(message)}`);
+}
+
 function fatal(code: number, message: string): number {
-  console.error(`healthsock: ${escapeText(message)}`);
+  if (!logging?.notice("error", message, { exitCode: code })) console.error(`healthsock: ${escapeText(message)}`);
   return code;
 }
 
@@ -522,14 +515,14 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
     const now = performance.now();
     if (firstSignal === undefined) {
       firstSignal = now;
-      console.error(`healthsock: draining "${path}" (signal again to stop now)`);
+      say("info", `draining "${path}" (signal again to stop now)`, path);
     } else if (now - firstSignal < SAME_SIGNAL_MS || stopNow) {
       // One Ctrl-C reaches npx, deno task and this program (the terminal
       // signals the whole process group) and each wrapper passes it on again.
       return;
     } else {
       stopNow = true;
-      console.error(`healthsock: stopping "${path}" now`);
+      say("warning", `stopping "${path}" now`, path);
     }
     obey();
   };
@@ -602,7 +595,10 @@ async function main(args: string[] = Deno.args): Promise<number> {
     );
     const format = choice(values["log-format"] as string, ["text", "json"] as const, "--log-format");
     // check logs nothing of its own unless asked: it reports on stdout and stderr.
-    if (command !== "check" || values["log-level"] !== undefined) await setUpLogging(level, format);
+    if (command !== "check" || values["log-level"] !== undefined || format === "json") {
+      logging = await import("./logging.ts");
+      await logging.setUpLogging(level, format);
+    }
     if (command === "check") return await runCheck(values);
     if (command === "watch") return await runWatch(values);
     return await runDemo(values);

@@ -20,13 +20,13 @@ export type Endpoint = "healthz" | "livez" | "readyz" | "startupz";
 export interface CheckResult {
   /** The check's status. */
   status: HealthStatus;
-  /** What the check measured, when it measured something. */
+  /** What the check measured, if anything; at most 1 KiB, or text cut to that ending `… (cut from N bytes)`. */
   observedValue?: unknown;
-  /** The unit of `observedValue`. */
+  /** The unit of `observedValue`; at most 64 bytes. */
   observedUnit?: string;
   /** When the result was obtained (ISO 8601). */
   time?: string;
-  /** Why the check did not pass; withheld when the server hides details. */
+  /** Why the check did not pass, at most 1 KiB; withheld when the server hides details. */
   output?: string;
   /** The kind of component checked (e.g. `datastore`, `system`). */
   componentType?: string;
