@@ -7,8 +7,13 @@
  *
  * @module
  */
-import { isHealthReport, parseAnswer, parseTarget, permissionFlags } from "./protocol.ts";
-import type { Framing, HealthReport, HealthStatus } from "./protocol.ts";
+import { delay } from "./delay.ts";
+import { parseAnswer } from "./answer.ts";
+import { permissionFlags } from "./paths.ts";
+import { parseTarget } from "./protocol.ts";
+import type { Framing } from "./protocol.ts";
+import { isHealthReport } from "./report.ts";
+import type { HealthReport, HealthStatus } from "./report.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -226,32 +231,6 @@ export async function* watch(path: string, options: WatchOptions = {}): AsyncGen
     signal?.removeEventListener("abort", onAbort);
     onAbort();
   }
-}
-
-/**
- * Wait `ms` milliseconds, or less if `signal` aborts first: the pause between
- * polls of a client that asks again and again.
- *
- * @param ms How long to wait.
- * @param signal Ends the wait early.
- * @returns A promise that settles when the time is up or the signal aborts; never rejects.
- * @example
- * ```ts
- * import { delay } from "./client.ts";
- * await delay(3000, AbortSignal.timeout(100)); // returns after 100 ms
- * ```
- */
-export function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 function checkTarget(target: string): void {

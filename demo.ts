@@ -7,7 +7,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { delay, probe, ProbeError } from "./client.ts";
+import { probe, ProbeError } from "./client.ts";
+import { delay } from "./delay.ts";
 import { eventLoopLag, Health } from "./health.ts";
 import { serve } from "./server.ts";
 import type { HealthServer } from "./server.ts";

@@ -6,8 +6,9 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { CheckResult, Endpoint, HealthReport, HealthStatus } from "./protocol.ts";
-import { isStatus, MAX_DELAY } from "./protocol.ts";
+import { milliseconds } from "./delay.ts";
+import { isStatus } from "./report.ts";
+import type { CheckResult, Endpoint, HealthReport, HealthStatus } from "./report.ts";
 
 const logger = getLogger(["healthsock", "health"]);
 
@@ -141,9 +142,9 @@ class Check {
   constructor(name: string, definition: CheckDefinition, cacheTtl: number, onResult: () => void) {
     this.name = name;
     this.#fn = definition.check;
-    this.#timeout = positive(definition.timeout ?? 1000, "timeout");
-    this.#cacheTtl = nonNegative(definition.cacheTtl ?? cacheTtl, "cacheTtl");
-    this.interval = definition.interval === undefined ? undefined : positive(definition.interval, "interval");
+    this.#timeout = milliseconds(definition.timeout ?? 1000, "timeout");
+    this.#cacheTtl = milliseconds(definition.cacheTtl ?? cacheTtl, "cacheTtl", true);
+    this.interval = definition.interval === undefined ? undefined : milliseconds(definition.interval, "interval");
     this.critical = definition.critical ?? true;
     this.kinds = new Set(definition.kinds ?? ["ready"]);
     for (const kind of this.kinds) {
@@ -386,20 +387,6 @@ function describe(value: unknown): string {
   }
 }
 
-function positive(value: number, name: string): number {
-  if (!(value > 0 && value <= MAX_DELAY)) {
-    throw new RangeError(`Cannot use ${name} ${value}: expected milliseconds above 0 and at most ${MAX_DELAY}`);
-  }
-  return value;
-}
-
-function nonNegative(value: number, name: string): number {
-  if (!(value >= 0 && value <= MAX_DELAY)) {
-    throw new RangeError(`Cannot use ${name} ${value}: expected milliseconds from 0 to ${MAX_DELAY}`);
-  }
-  return value;
-}
-
 /**
  * A program's health: the registry of its checks and its lifecycle state.
  *
@@ -440,7 +427,7 @@ export class Health extends EventTarget {
   constructor(options: HealthOptions = {}) {
     super();
     this.#state = options.ready ? "ready" : "starting";
-    this.#cacheTtl = nonNegative(options.cacheTtl ?? 1000, "cacheTtl");
+    this.#cacheTtl = milliseconds(options.cacheTtl ?? 1000, "cacheTtl", true);
   }
 
   /** The lifecycle state. */
@@ -805,13 +792,13 @@ export interface EventLoopLagOptions {
  */
 export function eventLoopLag(options: EventLoopLagOptions = {}): CheckDefinition {
   const { threshold = 100, sample = 20, window = 5000 } = options;
-  positive(threshold, "threshold");
-  positive(sample, "sample");
-  positive(window, "window");
+  milliseconds(threshold, "threshold");
+  milliseconds(sample, "sample");
+  milliseconds(window, "window");
   if (window < sample) {
     throw new RangeError(`Cannot use window ${window}: expected milliseconds at least sample (${sample})`);
   }
-  positive(threshold * 2 + sample, "threshold * 2 + sample");
+  milliseconds(threshold * 2 + sample, "threshold * 2 + sample");
   const watcher = new LagWatcher(sample, window);
   const outcome = (lag: number, within: string): CheckOutcome => {
     lag = Math.round(lag * 10) / 10;

@@ -15,7 +15,7 @@
  */
 import { configure, getJsonLinesFormatter, getTextFormatter } from "@logtape/logtape";
 import type { LogLevel, LogRecord } from "@logtape/logtape";
-import { escapeText } from "./protocol.ts";
+import { escapeText } from "./report.ts";
 
 /** How log lines are written. */
 export type LogFormat = "text" | "json";

@@ -10,11 +10,14 @@
  */
 import type { LogLevel } from "@logtape/logtape";
 import { parseFlags } from "./args.ts";
-import { asksToWatch, delay, probe, ProbeError, watch } from "./client.ts";
+import { asksToWatch, probe, ProbeError, watch } from "./client.ts";
 import type { ProbeResult } from "./client.ts";
 import type { Demo } from "./demo.ts";
-import { escapeText, MAX_DELAY, permissionFlags, permissionPaths, renderVerbose } from "./protocol.ts";
-import type { Endpoint, Framing, HealthStatus } from "./protocol.ts";
+import { delay, MAX_DELAY } from "./delay.ts";
+import { permissionFlags, permissionPaths } from "./paths.ts";
+import type { Framing } from "./protocol.ts";
+import { escapeText, renderVerbose } from "./report.ts";
+import type { Endpoint, HealthStatus } from "./report.ts";
 
 // `check` is what probes run, many times a minute: it loads only the client,
 // protocol and args modules. Logging (an npm package), node:util's parseArgs

@@ -18,8 +18,9 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Health } from "./health.ts";
-import { componentOf, escapeText, MAX_DELAY } from "./protocol.ts";
-import type { HealthReport } from "./protocol.ts";
+import { MAX_DELAY, milliseconds } from "./delay.ts";
+import { componentOf, escapeText } from "./report.ts";
+import type { HealthReport } from "./report.ts";
 
 const logger = getLogger(["healthsock", "notify"]);
 const encoder = new TextEncoder();
@@ -151,9 +152,7 @@ export async function notifySystemd(
     throw new TypeError(`Cannot bind "${bindPath}" to notify systemd: the path must be absolute`);
   }
   const readyInterval = options.readyInterval ?? 1000;
-  if (!(readyInterval > 0 && readyInterval <= MAX_DELAY)) {
-    throw new RangeError(`Cannot use readyInterval ${readyInterval}: expected milliseconds above 0`);
-  }
+  milliseconds(readyInterval, "readyInterval");
   const env = options.environment ?? readEnvironment();
   if (env === undefined || !env.NOTIFY_SOCKET || options.signal?.aborted) return INACTIVE;
   const target = env.NOTIFY_SOCKET;

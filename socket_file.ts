@@ -35,7 +35,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { lockPath, permissionFlags, socketDirectory, temporaryPath } from "./protocol.ts";
+import { lockPath, permissionFlags, socketDirectory, temporaryPath } from "./paths.ts";
 
 const logger = getLogger(["healthsock", "server"]);
 

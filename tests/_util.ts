@@ -1,7 +1,7 @@
 // Helpers shared by the tests: temporary socket paths, raw exchanges, real
 // clients and the CLI as a subprocess.
 import { watch } from "../client.ts";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 
 export const encoder = new TextEncoder();
 export const decoder = new TextDecoder();

@@ -6,7 +6,7 @@
 // and goes) are refused, never followed, never a crash. Figures are printed for
 // the record.
 import assert from "node:assert/strict";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import { exists, hasCommand, readUntil, ROOT, run, tempSocket } from "./_util.ts";
 import { asNobody, isRoot, NOBODY, NOGROUP } from "./fixtures/hardening.ts";
 

@@ -1,7 +1,7 @@
 // The CLI as users run it: a subprocess with the scoped permissions of the tasks.
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import { serve } from "../server.ts";
 import {
   cli,

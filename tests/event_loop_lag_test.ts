@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { probe } from "../client.ts";
 import { eventLoopLag, Health } from "../health.ts";
-import { MAX_DELAY } from "../protocol.ts";
+import { MAX_DELAY } from "../delay.ts";
 import { serve } from "../server.ts";
 import { ROOT, tempSocket } from "./_util.ts";
 

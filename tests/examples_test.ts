@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { load as parseYaml } from "js-yaml";
 import { probe } from "../client.ts";
 import { notifyPermissionFlags } from "../notify.ts";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import {
   cliArgs,
   hasCommand,

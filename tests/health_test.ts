@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { Health, heapUsage } from "../health.ts";
 import type { CheckFunction } from "../health.ts";
-import type { CheckResult, HealthReport } from "../protocol.ts";
+import type { CheckResult, HealthReport } from "../report.ts";
 import { serve } from "../server.ts";
 import { probe } from "../client.ts";
 import { cli, exchange, exists, hasCommand, parseHttp, run, tempSocket } from "./_util.ts";

@@ -1,7 +1,7 @@
 // The CLI's log on stderr: one line a record, whatever a request or a check
 // puts in it, as text (control characters escaped) or as JSON objects.
 import assert from "node:assert/strict";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import { cli, readUntil, ROOT, spawnDemo, spawnDeno, tempSocket, untilReady, writeAll } from "./_util.ts";
 import type { DemoProcess } from "./_util.ts";
 

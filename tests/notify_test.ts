@@ -8,7 +8,7 @@ import type { LogRecord } from "@logtape/logtape";
 import { probe } from "../client.ts";
 import { Health } from "../health.ts";
 import { notifyPermissionFlags, notifySystemd } from "../notify.ts";
-import { lockPath } from "../protocol.ts";
+import { lockPath } from "../paths.ts";
 import { asNobody, NOBODY } from "./fixtures/hardening.ts";
 import {
   decoder,

@@ -1,7 +1,7 @@
 // The README's examples, run as written: a newcomer copies them first.
 import assert from "node:assert/strict";
 import { probe, watch } from "../client.ts";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import { ROOT, spawnDeno, tempSocket, waitForPath } from "./_util.ts";
 
 /** The first ```ts block after `heading` in README.md. */

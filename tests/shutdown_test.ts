@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { serve } from "../server.ts";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import { exists, readUntil, ROOT, tempSocket } from "./_util.ts";
 import { readAnswer, waitUntil } from "./fixtures/hardening.ts";
 
