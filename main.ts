@@ -26,7 +26,7 @@ import type { Endpoint, HealthStatus } from "./report.ts";
 
 const DEFAULT_SOCKET = "/tmp/app.sock";
 
-/** Exit codes, per design.md. Never 2: container runtimes reserve it. */
+/** Exit codes, as the README lists them. Never 2: container runtimes reserve it. */
 const EXIT = {
   ok: 0,
   fail: 1,

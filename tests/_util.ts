@@ -307,3 +307,8 @@ export function receiver(path: string): Receiver {
     },
   };
 }
+
+/** Print measured figures for the record, one line a measurement: `SUITE: LABEL: name value, …`. */
+export function figures(suite: string, label: string, values: Record<string, string | number>): void {
+  console.log(`${suite}: ${label}: ${Object.entries(values).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+}

@@ -7,7 +7,7 @@
 // the record.
 import assert from "node:assert/strict";
 import { permissionFlags } from "../paths.ts";
-import { exists, hasCommand, readUntil, ROOT, run, tempSocket } from "./_util.ts";
+import { exists, figures, hasCommand, readUntil, ROOT, run, tempSocket } from "./_util.ts";
 import { asNobody, isRoot, NOBODY, NOGROUP } from "./fixtures/hardening.ts";
 
 const DAEMON = 1;
@@ -19,10 +19,6 @@ const canSwitchUser = isRoot() && hasCommand("setpriv");
 const UNPRIVILEGED = "--bounding-set=-dac_override,-dac_read_search,-fowner";
 // perl is not among the commands the tests may run directly: it runs under setpriv.
 const hasPerl = (await run("sh", ["-c", "command -v perl"])).code === 0;
-
-function figures(label: string, values: Record<string, string | number>): void {
-  console.log(`claim: ${label}: ${Object.entries(values).map(([k, v]) => `${k} ${v}`).join(", ")}`);
-}
 
 /** A claimer fixture process (tests/fixtures/claimer.ts), driven a line at a time. */
 class Claimer implements AsyncDisposable {
@@ -95,7 +91,7 @@ Deno.test("servers starting together on a stale socket: exactly one serves, the 
       await Deno.remove(sock.path).catch(() => {});
     }
     const bothServed = outcomes.filter((round) => round.filter((line) => line === "served").length > 1).length;
-    figures(`${RACERS} servers starting at once on a stale socket`, {
+    figures("claim", `${RACERS} servers starting at once on a stale socket`, {
       rounds: ROUNDS,
       "more than one served": bothServed,
       "none served": outcomes.filter((round) => !round.includes("served")).length,
@@ -158,7 +154,7 @@ Deno.test({
     }
     const reports = seen.filter((line) => line.startsWith("report "));
     const [, tries, connected] = seen.at(-1)!.match(/^tries (\d+) connected (\d+)$/)!;
-    figures("starts with umask 000 while another user connects in a loop", {
+    figures("claim", "starts with umask 000 while another user connects in a loop", {
       starts: STARTS,
       "connection attempts": tries,
       "connections made": connected,
@@ -481,7 +477,7 @@ for (const unprivileged of [false, true]) {
       try {
         result = await startRepeatedly(claimer, RACING_STARTS);
       } finally {
-        figures(`starts (${server}) while another user flips a symbolic link at PATH.tmp`, {
+        figures("claim", `starts (${server}) while another user flips a symbolic link at PATH.tmp`, {
           "links made": await flipper.stop(),
           starts: RACING_STARTS,
           ...Object.fromEntries(result?.tally ?? []),
@@ -516,11 +512,15 @@ for (const allowAll of [false, true]) {
       try {
         result = await startRepeatedly(claimer, RACING_STARTS / 2);
       } finally {
-        figures(`starts (${allowAll ? "-A" : "scoped flags"}) while another user flips a symbolic link at PATH.lock`, {
-          "links made": await flipper.stop(),
-          starts: RACING_STARTS / 2,
-          ...Object.fromEntries(result?.tally ?? []),
-        });
+        figures(
+          "claim",
+          `starts (${allowAll ? "-A" : "scoped flags"}) while another user flips a symbolic link at PATH.lock`,
+          {
+            "links made": await flipper.stop(),
+            starts: RACING_STARTS / 2,
+            ...Object.fromEntries(result?.tally ?? []),
+          },
+        );
       }
       assert.equal(await exists(target), false, "a file was created at the link's target");
       for (const line of result.lines) {

@@ -385,7 +385,7 @@ Deno.test("check exits 4 and says the server is not accepting when its accept ba
 Deno.test("check exits 4 with a message saying the server is busy when it answers 503, in either framing", async () => {
   await using sock = await tempSocket();
   const error = JSON.stringify({ error: "Server busy: every slot is answering a request", code: 503 });
-  // What design.md says a server that cannot answer sends, after reading the request line.
+  // What a server that cannot answer sends, after reading the request line.
   await using _fake = fakeServer(sock.path, async (conn) => {
     const buf = new Uint8Array(4096);
     let text = "";

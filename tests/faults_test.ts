@@ -1,4 +1,4 @@
-// Issue 4, item 5: faults. Checks that throw, hang or return garbage; the
+// Faults: checks that throw, hang or return garbage; the
 // socket file deleted or replaced under a running server; the server killed
 // with SIGKILL and restarted; two servers on one path; listen errors turned
 // into clear messages.

@@ -1,4 +1,4 @@
-// The rules of the health model (issue 3): against Health directly and, where
+// The rules of the health model: against Health directly and, where
 // a rule is about serving, through a real server on a temporary socket.
 import assert from "node:assert/strict";
 import { Health, heapUsage } from "../health.ts";

@@ -1,4 +1,4 @@
-// Issue 4, item 2: a corpus of hostile input. For each input the answer (or
+// A corpus of hostile input. For each input the answer (or
 // close) is the documented one, and the server answers a normal probe right
 // after it.
 import assert from "node:assert/strict";
