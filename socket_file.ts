@@ -39,10 +39,18 @@ import { lockPath, permissionFlags, socketDirectory, temporaryPath } from "./pat
 
 const logger = getLogger(["healthsock", "server"]);
 
-/** Why a socket path could not be served. */
+/**
+ * Why a socket path could not be served:
+ * - `in-use`: another server serves it, or holds its lock;
+ * - `not-a-socket`: something that is not a socket is at the path;
+ * - `bad-lock`: the lock file beside the path is not a plain file a server made;
+ * - `foreign`: what is at the path or beside it is another user's, or this user's own data: left untouched;
+ * - `missing-directory`, `path-too-long`, `permission`, `not-capable`: the path cannot be bound as given.
+ */
 export type SocketErrorReason =
   | "in-use"
   | "not-a-socket"
+  | "bad-lock"
   | "foreign"
   | "missing-directory"
   | "path-too-long"
@@ -387,7 +395,7 @@ function openLock(path: string, name: string): { file: Deno.FsFile; info: Deno.F
   if (!found.isFile) {
     throw new SocketError(
       path,
-      "not-a-socket",
+      "bad-lock",
       `Cannot listen on "${path}": "${name}", its lock file, is not a regular file (a ${
         kindOf(found)
       }, owner uid ${found.uid}); remove it as its owner`,

@@ -351,7 +351,7 @@ for (const unprivileged of [true, false]) {
           const before = await snapshot(sock.dir);
           const { code, stdout, stderr } = await host(sock.path, unprivileged);
           assert.equal(code, 1, `the host should be refused; stdout ${stdout}; stderr ${stderr}`);
-          assert.match(stderr, /^host: (foreign|not-a-socket): /, stderr);
+          assert.match(stderr, /^host: (foreign|not-a-socket|bad-lock): /, stderr);
           assert.ok(stderr.includes(`Cannot listen on "${sock.path}"`), stderr);
           assert.ok(stderr.includes(`"${nameHere}"`), `the message names ${name}: ${stderr}`);
           assert.ok(stderr.includes(`uid ${uid}`), `the message names its owner, uid ${uid}: ${stderr}`);
@@ -525,7 +525,7 @@ for (const allowAll of [false, true]) {
       assert.equal(await exists(target), false, "a file was created at the link's target");
       for (const line of result.lines) {
         if (line === "served") continue;
-        assert.match(line, /^refused (not-a-socket|in-use) /, line);
+        assert.match(line, /^refused (bad-lock|in-use) /, line);
         assert.ok(line.includes(`"${sock.path}.lock"`), line);
         assert.doesNotMatch(line, /permission denied/, line);
       }
