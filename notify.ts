@@ -78,7 +78,8 @@ type ListenDatagram = (options: { transport: "unixpacket"; path: string }) => Da
  * notify socket, and the three variables.
  *
  * @param bindPath Where the notifier binds its sending end.
- * @param notifySocket The value of `NOTIFY_SOCKET` (systemd's is `/run/systemd/notify`).
+ * @param notifySocket The value of `NOTIFY_SOCKET` (systemd's is `/run/systemd/notify`); an abstract name
+ * (`@name`) can be reached only with an unscoped `--allow-net`, which is what is returned for it.
  * @returns The flags, space-separated.
  * @example
  * ```ts
@@ -88,11 +89,14 @@ type ListenDatagram = (options: { transport: "unixpacket"; path: string }) => Da
  * ```
  */
 export function notifyPermissionFlags(bindPath: string, notifySocket: string): string {
+  // Deno checks an abstract name as `net=unix:` plus a NUL byte, which no flag
+  // can list: only an unscoped --allow-net reaches it (and it is no file to write).
+  const abstract = notifySocket.startsWith("@");
   return [
     "--unstable-net",
     `--allow-read=${bindPath}`,
-    `--allow-write=${bindPath},${notifySocket}`,
-    `--allow-net=unix:${bindPath},unix:${notifySocket}`,
+    `--allow-write=${abstract ? bindPath : `${bindPath},${notifySocket}`}`,
+    abstract ? "--allow-net" : `--allow-net=unix:${bindPath},unix:${notifySocket}`,
     `--allow-env=${NOTIFY_VARIABLES.join(",")}`,
   ].join(" ");
 }

@@ -180,6 +180,15 @@ Deno.test("notifier names the flags when Deno may not use the notify socket", ()
   );
 });
 
+Deno.test("notifier names flags Deno accepts for an abstract NOTIFY_SOCKET", async () => {
+  const flags = notifyPermissionFlags("/run/app/app.sock.notify", "@sd-notify");
+  assert.doesNotMatch(flags, /unix:@/);
+  assert.match(flags, /(^| )--allow-net( |$)/);
+  // Deno refuses to start with a flag it cannot parse: these must start a program.
+  const { code, stderr } = await run("deno", ["eval", ...flags.split(" "), "Deno.exit(0)"]);
+  assert.equal(code, 0, stderr);
+});
+
 Deno.test("notifier rejects a relative bind path", async () => {
   await assert.rejects(() => notifySystemd(new Health(), "app.sock.notify"), TypeError);
 });
