@@ -8,6 +8,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Health } from "./health.ts";
+import { MAX_DELAY } from "./protocol.ts";
 import type { Endpoint } from "./protocol.ts";
 import type { HealthServer, Settings } from "./server.ts";
 import { SocketError } from "./socket_file.ts";
@@ -105,9 +106,10 @@ class WorkerHost implements HealthServer {
       // /readyz fails at once, whatever the Worker is doing.
       this.#health.markDraining();
       this.#post({ type: how });
+      // Timers cannot hold more than MAX_DELAY: a longer one would fire at once.
       const bound = how === "close"
         ? CLOSE_BOUND
-        : this.#settings.drainDelay + this.#settings.shutdownTimeout + CLOSE_BOUND;
+        : Math.min(MAX_DELAY, this.#settings.drainDelay + this.#settings.shutdownTimeout + CLOSE_BOUND);
       const timer = setTimeout(() => {
         logger.error("The health Worker for {path} did not stop within {ms} ms: ending it", {
           path: this.path,

@@ -6,7 +6,8 @@ import { Health } from "../health.ts";
 import { permissionFlags } from "../protocol.ts";
 import { serve } from "../server.ts";
 import { probe } from "../client.ts";
-import { decoder, exists, ROOT, run, tempSocket, waitForPath } from "./_util.ts";
+import { decoder, exists, receiver, ROOT, run, tempSocket, waitForPath } from "./_util.ts";
+import { notifyPermissionFlags } from "../notify.ts";
 import { waitUntil } from "./fixtures/hardening.ts";
 
 /** The busy app host, started with the scoped permissions users give a server; killed on dispose. */
@@ -16,16 +17,15 @@ interface App extends AsyncDisposable {
   lines: ReadableStreamDefaultReader<string>;
 }
 
-async function startApp(path: string, args: string[]): Promise<App> {
+async function startApp(
+  path: string,
+  args: string[],
+  options: { flags?: string[]; env?: Record<string, string> } = {},
+): Promise<App> {
+  const flags = [...permissionFlags(path, true).split(" "), ...options.flags ?? []];
   const child = new Deno.Command("deno", {
-    args: [
-      "run",
-      "--no-prompt",
-      ...permissionFlags(path, true).split(" "),
-      `${ROOT}tests/fixtures/busy_app.ts`,
-      path,
-      ...args,
-    ],
+    args: ["run", "--no-prompt", ...flags, `${ROOT}tests/fixtures/busy_app.ts`, path, ...args],
+    env: options.env,
     stdin: "null",
     stdout: "piped",
     stderr: "null",
@@ -45,6 +45,16 @@ async function startApp(path: string, args: string[]): Promise<App> {
   const { value } = await lines.read();
   assert.match(value ?? "", /^serving \d+/, "the app serves");
   return app;
+}
+
+/** Probe /readyz until it fails on the event loop: the main thread has been blocked for over a second. */
+async function untilBlocked(path: string): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  for (;;) {
+    const answer = await curl(path, "/readyz");
+    if (answer.code === 503 && answer.body.includes("event loop")) return;
+    if (performance.now() > deadline) throw new Error("/readyz never failed on the event loop");
+  }
 }
 
 interface Answer {
@@ -110,14 +120,26 @@ Deno.test("a wedged main thread: /livez answers, passes at first, then fails nam
   assert.ok(report.checks["mainloop:blocked"][0].observedValue > 2000);
 });
 
+Deno.test("a wedged main thread stops the systemd watchdog pings while /livez still answers", async () => {
+  await using sock = await tempSocket();
+  using systemd = receiver(`${sock.dir}/notify`);
+  await using _app = await startApp(sock.path, ["--wedge", "--notify"], {
+    flags: notifyPermissionFlags(`${sock.path}.notify`, systemd.path).split(" "),
+    env: { NOTIFY_SOCKET: systemd.path, WATCHDOG_USEC: "200000" },
+  });
+  await systemd.until(/^WATCHDOG=1$/);
+  // /readyz failing on the event loop means the loop has been wedged for over a second.
+  await untilBlocked(sock.path);
+  systemd.pending();
+  await assert.rejects(systemd.next(1000), /No message/, "no ping while the main thread is wedged");
+  assert.equal((await curl(sock.path, "/livez")).code, 200, "/livez answers from the Worker");
+});
+
 Deno.test("SIGTERM while the main thread is blocked drains once it turns", async () => {
   await using sock = await tempSocket();
   await using app = await startApp(sock.path, ["--block", "1500", "--every", "2000"]);
   // /readyz failing on the event loop means a block is under way.
-  for (;;) {
-    const answer = await curl(sock.path, "/readyz");
-    if (answer.code === 503 && answer.body.includes("event loop")) break;
-  }
+  await untilBlocked(sock.path);
   app.child.kill("SIGTERM");
   const { value } = await app.lines.read();
   assert.equal(value?.trim(), "stopped");
