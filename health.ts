@@ -317,6 +317,126 @@ function sameResults(a: readonly (CheckResult | undefined)[], b: readonly (Check
   return true;
 }
 
+/** The lifecycle pseudo-check's result on an endpoint, for a state entered at `since`. */
+function lifecycleResult(state: Lifecycle, since: string, endpoint: Endpoint): CheckResult {
+  const result: CheckResult = { status: "pass", observedValue: state, time: since };
+  let output: string | undefined;
+  if (state === "stopped") output = "stopped";
+  else if (endpoint === "readyz" && state !== "ready") {
+    output = state === "draining" ? "shutting down" : "starting";
+  } else if (endpoint === "startupz" && state === "starting") output = "starting";
+  if (output) {
+    result.status = "fail";
+    result.output = output;
+  }
+  return result;
+}
+
+/**
+ * Aggregate the selected checks' results and the pseudo-checks (each shown
+ * unless excluded, or when asked for alone) into a report.
+ */
+function buildReport(
+  endpoint: Endpoint,
+  only: string | undefined,
+  exclude: readonly string[],
+  entries: readonly ReportEntry[],
+  pseudo: readonly ReportEntry[],
+  known: (name: string) => boolean,
+): HealthReport {
+  const excluded = new Set(exclude);
+  const checks: Record<string, CheckResult[]> = {};
+  const failed: string[] = [];
+  const warned: string[] = [];
+  const tally = (name: string, result: CheckResult, critical: boolean) => {
+    if (result.status === "fail") (critical ? failed : warned).push(name);
+    else if (result.status === "warn") warned.push(name);
+  };
+  for (const entry of entries) {
+    let result = entry.result;
+    if (result === undefined) {
+      if (endpoint === "livez") continue;
+      result = { status: "fail", output: "no result yet", time: isoTime(Date.now()) };
+    }
+    checks[entry.key] = [result];
+    // Asked about alone, a check's own status is the answer.
+    tally(entry.name, result, entry.critical || only !== undefined);
+  }
+  for (const entry of pseudo) {
+    if (only === undefined ? excluded.has(entry.name) : only !== entry.name) continue;
+    checks[entry.key] = [entry.result!];
+    tally(entry.name, entry.result!, true);
+  }
+  const status: HealthStatus = failed.length ? "fail" : warned.length ? "warn" : "pass";
+  const report: HealthReport = { status, checks };
+  if (status !== "pass") {
+    report.output = [
+      failed.length ? `failed: ${failed.join(", ")}` : "",
+      warned.length ? `warn: ${warned.join(", ")}` : "",
+    ].filter(Boolean).join("; ");
+  }
+  const unknown = [...excluded].filter((name) => !pseudo.some((entry) => entry.name === name) && !known(name));
+  if (unknown.length) {
+    report.notes = unknown.map((name) => `cannot exclude "${name}": no check of that name`);
+  }
+  return report;
+}
+
+/**
+ * A report built from a {@linkcode HealthSnapshot}, as {@linkcode Health.prototype.evaluate}
+ * would build it from the same results, plus an optional event-loop entry
+ * ({@linkcode MAIN_LOOP_CHECK}).
+ *
+ * @param snapshot The lifecycle and latest results.
+ * @param endpoint Which checks.
+ * @param options One check, or checks to exclude.
+ * @param loop The main loop's pseudo-check result, if there is one.
+ * @returns The report.
+ * @throws {RangeError} When `check` names no check of that endpoint.
+ */
+export function reportFromSnapshot(
+  snapshot: HealthSnapshot,
+  endpoint: Endpoint,
+  options: ReportOptions = {},
+  loop?: CheckResult,
+): HealthReport {
+  const { check: only, exclude = [] } = options;
+  if (only !== undefined && !snapshotHas(snapshot, only, endpoint, loop !== undefined)) {
+    throw new RangeError(`No check named "${only}" on /${endpoint}`);
+  }
+  const kind = KINDS[endpoint];
+  const excluded = new Set(exclude);
+  const entries: ReportEntry[] = [];
+  for (const check of snapshot.checks) {
+    if (only === undefined ? excluded.has(check.name) : check.name !== only) continue;
+    if (kind !== undefined && !check.kinds.includes(kind)) continue;
+    entries.push({ name: check.name, key: check.key, critical: check.critical, result: check.result });
+  }
+  const pseudo: ReportEntry[] = [{
+    name: LIFECYCLE_CHECK,
+    key: `${LIFECYCLE_CHECK}:state`,
+    critical: true,
+    result: lifecycleResult(snapshot.state, snapshot.since, endpoint),
+  }];
+  if (loop) pseudo.push({ name: MAIN_LOOP_CHECK, key: `${MAIN_LOOP_CHECK}:blocked`, critical: true, result: loop });
+  return buildReport(endpoint, only, exclude, entries, pseudo, (name) => snapshot.checks.some((c) => c.name === name));
+}
+
+/**
+ * Whether `/ENDPOINT/NAME` exists in a snapshot, as {@linkcode Health.prototype.has} says.
+ *
+ * @param snapshot The checks.
+ * @param name The check's name.
+ * @param endpoint The endpoint.
+ * @param loop The main loop's pseudo-check is reported.
+ * @returns True when it exists.
+ */
+export function snapshotHas(snapshot: HealthSnapshot, name: string, endpoint: Endpoint, loop: boolean): boolean {
+  if (name === LIFECYCLE_CHECK || (loop && name === MAIN_LOOP_CHECK)) return true;
+  const kind = KINDS[endpoint];
+  return snapshot.checks.some((check) => check.name === name && (kind === undefined || check.kinds.includes(kind)));
+}
+
 /** Turn what a check returned into an outcome; throws only from getters of the value (caught by the caller). */
 function normalize(value: unknown): CheckOutcome {
   if (value === undefined) return { status: "pass" };
@@ -740,126 +860,6 @@ export class Health extends EventTarget {
   #changed(): void {
     this.dispatchEvent(new Event("change"));
   }
-}
-
-/** The lifecycle pseudo-check's result on an endpoint, for a state entered at `since`. */
-function lifecycleResult(state: Lifecycle, since: string, endpoint: Endpoint): CheckResult {
-  const result: CheckResult = { status: "pass", observedValue: state, time: since };
-  let output: string | undefined;
-  if (state === "stopped") output = "stopped";
-  else if (endpoint === "readyz" && state !== "ready") {
-    output = state === "draining" ? "shutting down" : "starting";
-  } else if (endpoint === "startupz" && state === "starting") output = "starting";
-  if (output) {
-    result.status = "fail";
-    result.output = output;
-  }
-  return result;
-}
-
-/**
- * Aggregate the selected checks' results and the pseudo-checks (each shown
- * unless excluded, or when asked for alone) into a report.
- */
-function buildReport(
-  endpoint: Endpoint,
-  only: string | undefined,
-  exclude: readonly string[],
-  entries: readonly ReportEntry[],
-  pseudo: readonly ReportEntry[],
-  known: (name: string) => boolean,
-): HealthReport {
-  const excluded = new Set(exclude);
-  const checks: Record<string, CheckResult[]> = {};
-  const failed: string[] = [];
-  const warned: string[] = [];
-  const tally = (name: string, result: CheckResult, critical: boolean) => {
-    if (result.status === "fail") (critical ? failed : warned).push(name);
-    else if (result.status === "warn") warned.push(name);
-  };
-  for (const entry of entries) {
-    let result = entry.result;
-    if (result === undefined) {
-      if (endpoint === "livez") continue;
-      result = { status: "fail", output: "no result yet", time: isoTime(Date.now()) };
-    }
-    checks[entry.key] = [result];
-    // Asked about alone, a check's own status is the answer.
-    tally(entry.name, result, entry.critical || only !== undefined);
-  }
-  for (const entry of pseudo) {
-    if (only === undefined ? excluded.has(entry.name) : only !== entry.name) continue;
-    checks[entry.key] = [entry.result!];
-    tally(entry.name, entry.result!, true);
-  }
-  const status: HealthStatus = failed.length ? "fail" : warned.length ? "warn" : "pass";
-  const report: HealthReport = { status, checks };
-  if (status !== "pass") {
-    report.output = [
-      failed.length ? `failed: ${failed.join(", ")}` : "",
-      warned.length ? `warn: ${warned.join(", ")}` : "",
-    ].filter(Boolean).join("; ");
-  }
-  const unknown = [...excluded].filter((name) => !pseudo.some((entry) => entry.name === name) && !known(name));
-  if (unknown.length) {
-    report.notes = unknown.map((name) => `cannot exclude "${name}": no check of that name`);
-  }
-  return report;
-}
-
-/**
- * A report built from a {@linkcode HealthSnapshot}, as {@linkcode Health.prototype.evaluate}
- * would build it from the same results, plus an optional event-loop entry
- * ({@linkcode MAIN_LOOP_CHECK}).
- *
- * @param snapshot The lifecycle and latest results.
- * @param endpoint Which checks.
- * @param options One check, or checks to exclude.
- * @param loop The main loop's pseudo-check result, if there is one.
- * @returns The report.
- * @throws {RangeError} When `check` names no check of that endpoint.
- */
-export function reportFromSnapshot(
-  snapshot: HealthSnapshot,
-  endpoint: Endpoint,
-  options: ReportOptions = {},
-  loop?: CheckResult,
-): HealthReport {
-  const { check: only, exclude = [] } = options;
-  if (only !== undefined && !snapshotHas(snapshot, only, endpoint, loop !== undefined)) {
-    throw new RangeError(`No check named "${only}" on /${endpoint}`);
-  }
-  const kind = KINDS[endpoint];
-  const excluded = new Set(exclude);
-  const entries: ReportEntry[] = [];
-  for (const check of snapshot.checks) {
-    if (only === undefined ? excluded.has(check.name) : check.name !== only) continue;
-    if (kind !== undefined && !check.kinds.includes(kind)) continue;
-    entries.push({ name: check.name, key: check.key, critical: check.critical, result: check.result });
-  }
-  const pseudo: ReportEntry[] = [{
-    name: LIFECYCLE_CHECK,
-    key: `${LIFECYCLE_CHECK}:state`,
-    critical: true,
-    result: lifecycleResult(snapshot.state, snapshot.since, endpoint),
-  }];
-  if (loop) pseudo.push({ name: MAIN_LOOP_CHECK, key: `${MAIN_LOOP_CHECK}:blocked`, critical: true, result: loop });
-  return buildReport(endpoint, only, exclude, entries, pseudo, (name) => snapshot.checks.some((c) => c.name === name));
-}
-
-/**
- * Whether `/ENDPOINT/NAME` exists in a snapshot, as {@linkcode Health.prototype.has} says.
- *
- * @param snapshot The checks.
- * @param name The check's name.
- * @param endpoint The endpoint.
- * @param loop The main loop's pseudo-check is reported.
- * @returns True when it exists.
- */
-export function snapshotHas(snapshot: HealthSnapshot, name: string, endpoint: Endpoint, loop: boolean): boolean {
-  if (name === LIFECYCLE_CHECK || (loop && name === MAIN_LOOP_CHECK)) return true;
-  const kind = KINDS[endpoint];
-  return snapshot.checks.some((check) => check.name === name && (kind === undefined || check.kinds.includes(kind)));
 }
 
 /** Options of {@linkcode eventLoopLag}. */
