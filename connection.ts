@@ -6,7 +6,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Health } from "./health.ts";
+import type { HealthSource } from "./health.ts";
 import {
   encodeHead,
   encodeResponse,
@@ -96,19 +96,19 @@ export function prepare(response: WireResponse): Prepared {
  * encodings, each kept while it is unchanged.
  */
 export class Responder {
-  #health: Health;
+  #health: HealthSource;
   #details: boolean;
   #prepared = new WeakMap<HealthReport, Map<string, Prepared>>();
   #routes = new Map<string, Route | ProtocolError>();
   #date = "";
   #dateAt = 0;
 
-  constructor(health: Health, details: boolean) {
+  constructor(health: HealthSource, details: boolean) {
     this.#health = health;
     this.#details = details;
   }
 
-  get health(): Health {
+  get health(): HealthSource {
     return this.#health;
   }
 

@@ -101,6 +101,71 @@ const KINDS: Record<Endpoint, CheckKind | undefined> = {
 /** The name of the pseudo-check that reports the lifecycle state. */
 export const LIFECYCLE_CHECK = "lifecycle";
 
+/**
+ * The name of the pseudo-check that reports how long the main thread's event
+ * loop has been blocked, in reports served from a Worker.
+ */
+export const MAIN_LOOP_CHECK = "mainloop";
+
+/**
+ * What a health server needs of the health it serves: reports, their changes
+ * (a `change` event), and the lifecycle calls a server makes.
+ * {@linkcode Health} is one; a Worker serving beside the app has its own,
+ * fed by the main thread.
+ */
+export interface HealthSource extends EventTarget {
+  /** A report, synchronous when every result is at hand; see {@linkcode Health.prototype.evaluate}. */
+  evaluate(endpoint: Endpoint, options?: ReportOptions): HealthReport | Promise<HealthReport>;
+  /** Whether `/ENDPOINT/NAME` exists. */
+  has(name: string, endpoint?: Endpoint): boolean;
+  /** Start the background checks; each call is matched by a {@linkcode HealthSource.stop}. */
+  start(): void;
+  /** Stop the background checks and abort the runs in progress. */
+  stop(): void;
+  /** Fail `/readyz` with "shutting down". */
+  markDraining(): void;
+  /** Fail every probe from now on. */
+  markStopped(): void;
+}
+
+/** One check as a {@linkcode HealthSnapshot} shows it. */
+export interface CheckSnapshot {
+  /** The check's name. */
+  name: string;
+  /** Its report key, `name:measurement`. */
+  key: string;
+  /** The probes it answers to. */
+  kinds: CheckKind[];
+  /** Whether failing fails the report. */
+  critical: boolean;
+  /** It runs in the background: answering never runs it. */
+  background: boolean;
+  /** Milliseconds a run may take. */
+  timeout: number;
+  /** Its latest result, if it has run. */
+  result?: CheckResult;
+  /** For an on-request check: the latest result is reused until this time (ms since the epoch). */
+  freshUntil?: number;
+}
+
+/** A copy of a {@linkcode Health}'s lifecycle and latest results, as plain data another thread can be sent. */
+export interface HealthSnapshot {
+  /** The lifecycle state. */
+  state: Lifecycle;
+  /** When it was entered (ISO). */
+  since: string;
+  /** The checks, in registration order. */
+  checks: CheckSnapshot[];
+}
+
+/** A result as a report lists it: which check, under which key, and whether it is critical. */
+interface ReportEntry {
+  name: string;
+  key: string;
+  critical: boolean;
+  result: CheckResult | undefined;
+}
+
 /** The checks an endpoint selects, and its last report with the results it was built from. */
 interface Plan {
   selected: Check[];
@@ -137,9 +202,9 @@ class Check {
   #stop?: AbortController;
   /** Aborts the on-request runs in progress when the health stops serving. */
   #runs = new AbortController();
-  #onResult: () => void;
+  #onResult: (changed: boolean) => void;
 
-  constructor(name: string, definition: CheckDefinition, cacheTtl: number, onResult: () => void) {
+  constructor(name: string, definition: CheckDefinition, cacheTtl: number, onResult: (changed: boolean) => void) {
     this.name = name;
     this.#fn = definition.check;
     this.#timeout = milliseconds(definition.timeout ?? 1000, "timeout");
@@ -157,6 +222,23 @@ class Check {
     this.#watch = WATCHES.get(definition.check);
     this.key = `${name}:${this.#measurement}`;
     this.#onResult = onResult;
+  }
+
+  /** The check and its latest result, as plain data. */
+  snapshot(): CheckSnapshot {
+    const snapshot: CheckSnapshot = {
+      name: this.name,
+      key: this.key,
+      kinds: [...this.kinds],
+      critical: this.critical,
+      background: this.interval !== undefined,
+      timeout: this.#timeout,
+    };
+    if (this.#last) {
+      snapshot.result = this.#last.result;
+      if (this.interval === undefined) snapshot.freshUntil = performance.timeOrigin + this.#last.at + this.#cacheTtl;
+    }
+    return snapshot;
   }
 
   /** The current result: cached, shared with concurrent callers, or a new run. */
@@ -231,7 +313,8 @@ class Check {
     if (outcome.status !== "pass") result.output = cutOutput(outcome.output ?? `check ${outcome.status}ed`);
     const previous = this.#last?.result.status;
     this.#last = { result, at: finished };
-    if (previous !== result.status) {
+    const changed = previous !== result.status;
+    if (changed) {
       const level = result.status === "fail" ? "warn" : "info";
       if (result.output) {
         logger[level]("Check {name} is {status}: {output}", {
@@ -240,8 +323,8 @@ class Check {
           output: result.output,
         });
       } else logger[level]("Check {name} is {status}", { name: this.name, status: result.status });
-      if (this.interval !== undefined) this.#onResult();
     }
+    this.#onResult(changed && this.interval !== undefined);
     return result;
   }
 }
@@ -250,6 +333,126 @@ function sameResults(a: readonly (CheckResult | undefined)[], b: readonly (Check
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/** The lifecycle pseudo-check's result on an endpoint, for a state entered at `since`. */
+function lifecycleResult(state: Lifecycle, since: string, endpoint: Endpoint): CheckResult {
+  const result: CheckResult = { status: "pass", observedValue: state, time: since };
+  let output: string | undefined;
+  if (state === "stopped") output = "stopped";
+  else if (endpoint === "readyz" && state !== "ready") {
+    output = state === "draining" ? "shutting down" : "starting";
+  } else if (endpoint === "startupz" && state === "starting") output = "starting";
+  if (output) {
+    result.status = "fail";
+    result.output = output;
+  }
+  return result;
+}
+
+/**
+ * Aggregate the selected checks' results and the pseudo-checks (each shown
+ * unless excluded, or when asked for alone) into a report.
+ */
+function buildReport(
+  endpoint: Endpoint,
+  only: string | undefined,
+  exclude: readonly string[],
+  entries: readonly ReportEntry[],
+  pseudo: readonly ReportEntry[],
+  known: (name: string) => boolean,
+): HealthReport {
+  const excluded = new Set(exclude);
+  const checks: Record<string, CheckResult[]> = {};
+  const failed: string[] = [];
+  const warned: string[] = [];
+  const tally = (name: string, result: CheckResult, critical: boolean) => {
+    if (result.status === "fail") (critical ? failed : warned).push(name);
+    else if (result.status === "warn") warned.push(name);
+  };
+  for (const entry of entries) {
+    let result = entry.result;
+    if (result === undefined) {
+      if (endpoint === "livez") continue;
+      result = { status: "fail", output: "no result yet", time: isoTime(Date.now()) };
+    }
+    checks[entry.key] = [result];
+    // Asked about alone, a check's own status is the answer.
+    tally(entry.name, result, entry.critical || only !== undefined);
+  }
+  for (const entry of pseudo) {
+    if (only === undefined ? excluded.has(entry.name) : only !== entry.name) continue;
+    checks[entry.key] = [entry.result!];
+    tally(entry.name, entry.result!, true);
+  }
+  const status: HealthStatus = failed.length ? "fail" : warned.length ? "warn" : "pass";
+  const report: HealthReport = { status, checks };
+  if (status !== "pass") {
+    report.output = [
+      failed.length ? `failed: ${failed.join(", ")}` : "",
+      warned.length ? `warn: ${warned.join(", ")}` : "",
+    ].filter(Boolean).join("; ");
+  }
+  const unknown = [...excluded].filter((name) => !pseudo.some((entry) => entry.name === name) && !known(name));
+  if (unknown.length) {
+    report.notes = unknown.map((name) => `cannot exclude "${name}": no check of that name`);
+  }
+  return report;
+}
+
+/**
+ * A report built from a {@linkcode HealthSnapshot}, as {@linkcode Health.prototype.evaluate}
+ * would build it from the same results, plus an optional event-loop entry
+ * ({@linkcode MAIN_LOOP_CHECK}).
+ *
+ * @param snapshot The lifecycle and latest results.
+ * @param endpoint Which checks.
+ * @param options One check, or checks to exclude.
+ * @param loop The main loop's pseudo-check result, if there is one.
+ * @returns The report.
+ * @throws {RangeError} When `check` names no check of that endpoint.
+ */
+export function reportFromSnapshot(
+  snapshot: HealthSnapshot,
+  endpoint: Endpoint,
+  options: ReportOptions = {},
+  loop?: CheckResult,
+): HealthReport {
+  const { check: only, exclude = [] } = options;
+  if (only !== undefined && !snapshotHas(snapshot, only, endpoint, loop !== undefined)) {
+    throw new RangeError(`No check named "${only}" on /${endpoint}`);
+  }
+  const kind = KINDS[endpoint];
+  const excluded = new Set(exclude);
+  const entries: ReportEntry[] = [];
+  for (const check of snapshot.checks) {
+    if (only === undefined ? excluded.has(check.name) : check.name !== only) continue;
+    if (kind !== undefined && !check.kinds.includes(kind)) continue;
+    entries.push({ name: check.name, key: check.key, critical: check.critical, result: check.result });
+  }
+  const pseudo: ReportEntry[] = [{
+    name: LIFECYCLE_CHECK,
+    key: `${LIFECYCLE_CHECK}:state`,
+    critical: true,
+    result: lifecycleResult(snapshot.state, snapshot.since, endpoint),
+  }];
+  if (loop) pseudo.push({ name: MAIN_LOOP_CHECK, key: `${MAIN_LOOP_CHECK}:blocked`, critical: true, result: loop });
+  return buildReport(endpoint, only, exclude, entries, pseudo, (name) => snapshot.checks.some((c) => c.name === name));
+}
+
+/**
+ * Whether `/ENDPOINT/NAME` exists in a snapshot, as {@linkcode Health.prototype.has} says.
+ *
+ * @param snapshot The checks.
+ * @param name The check's name.
+ * @param endpoint The endpoint.
+ * @param loop The main loop's pseudo-check is reported.
+ * @returns True when it exists.
+ */
+export function snapshotHas(snapshot: HealthSnapshot, name: string, endpoint: Endpoint, loop: boolean): boolean {
+  if (name === LIFECYCLE_CHECK || (loop && name === MAIN_LOOP_CHECK)) return true;
+  const kind = KINDS[endpoint];
+  return snapshot.checks.some((check) => check.name === name && (kind === undefined || check.kinds.includes(kind)));
 }
 
 /** Turn what a check returned into an outcome; throws only from getters of the value (caught by the caller). */
@@ -393,7 +596,8 @@ function describe(value: unknown): string {
  * Register checks with {@linkcode Health.prototype.add}, serve them with
  * `serve()`, and call {@linkcode Health.prototype.markReady} once start-up is
  * done. Dispatches a `change` event when the lifecycle state or the status of
- * a background check changes.
+ * a background check changes, and an `update` event when a check is added or
+ * removed or finishes a run.
  *
  * @example Register two checks
  * ```ts
@@ -458,9 +662,9 @@ export class Health extends EventTarget {
    * ```
    */
   add(name: string, check: CheckFunction | CheckDefinition, options: CheckOptions = {}): this {
-    if (!/^[A-Za-z0-9._-]+$/.test(name) || name === LIFECYCLE_CHECK) {
+    if (!/^[A-Za-z0-9._-]+$/.test(name) || name === LIFECYCLE_CHECK || name === MAIN_LOOP_CHECK) {
       throw new TypeError(
-        `Cannot add check "${name}": use letters, digits, ".", "_" and "-", and not "${LIFECYCLE_CHECK}"`,
+        `Cannot add check "${name}": use letters, digits, ".", "_" and "-", and not "${LIFECYCLE_CHECK}" or "${MAIN_LOOP_CHECK}"`,
       );
     }
     if (name.length > MAX_NAME_BYTES) {
@@ -482,9 +686,13 @@ export class Health extends EventTarget {
         );
       }
     }
-    const entry = new Check(name, definition, this.#cacheTtl, () => this.#changed());
+    const entry = new Check(name, definition, this.#cacheTtl, (changed) => {
+      if (changed) this.#changed();
+      this.dispatchEvent(new Event("update"));
+    });
     this.#checks.set(name, entry);
     this.#plans.clear();
+    this.dispatchEvent(new Event("update"));
     if (this.#running > 0) entry.start();
     return this;
   }
@@ -503,7 +711,9 @@ export class Health extends EventTarget {
   remove(name: string): boolean {
     this.#checks.get(name)?.stop();
     this.#plans.clear();
-    return this.#checks.delete(name);
+    const removed = this.#checks.delete(name);
+    if (removed) this.dispatchEvent(new Event("update"));
+    return removed;
   }
 
   /**
@@ -688,61 +898,45 @@ export class Health extends EventTarget {
     // The same results in the same state make the same report: reuse it, so
     // a server can reuse its encoding too.
     if (plan.report && sameResults(plan.results!, results)) return plan.report;
-    const excluded = new Set(exclude);
-    const checks: Record<string, CheckResult[]> = {};
-    const failed: string[] = [];
-    const warned: string[] = [];
-    const tally = (name: string, result: CheckResult, critical: boolean) => {
-      if (result.status === "fail") (critical ? failed : warned).push(name);
-      else if (result.status === "warn") warned.push(name);
+    const entries = plan.selected.map((check, i): ReportEntry => ({
+      name: check.name,
+      key: check.key,
+      critical: check.critical,
+      result: results[i],
+    }));
+    const gate = {
+      name: LIFECYCLE_CHECK,
+      key: `${LIFECYCLE_CHECK}:state`,
+      critical: true,
+      result: this.#gate(endpoint),
     };
-    plan.selected.forEach((check, i) => {
-      let result = results[i];
-      if (result === undefined) {
-        if (endpoint === "livez") return;
-        result = { status: "fail", output: "no result yet", time: isoTime(Date.now()) };
-      }
-      checks[check.key] = [result];
-      // Asked about alone, a check's own status is the answer.
-      tally(check.name, result, check.critical || only !== undefined);
-    });
-    if (only === undefined ? !excluded.has(LIFECYCLE_CHECK) : only === LIFECYCLE_CHECK) {
-      const gate = this.#gate(endpoint);
-      checks[`${LIFECYCLE_CHECK}:state`] = [gate];
-      tally(LIFECYCLE_CHECK, gate, true);
-    }
-    const status: HealthStatus = failed.length ? "fail" : warned.length ? "warn" : "pass";
-    const report: HealthReport = { status, checks };
-    if (status !== "pass") {
-      report.output = [
-        failed.length ? `failed: ${failed.join(", ")}` : "",
-        warned.length ? `warn: ${warned.join(", ")}` : "",
-      ].filter(Boolean).join("; ");
-    }
-    const unknown = [...excluded].filter((name) => name !== LIFECYCLE_CHECK && !this.#checks.has(name));
-    if (unknown.length) {
-      report.notes = unknown.map((name) => `cannot exclude "${name}": no check of that name`);
-    }
+    const report = buildReport(endpoint, only, exclude, entries, [gate], (name) => this.#checks.has(name));
     plan.results = results;
     plan.report = report;
     return report;
+  }
+
+  /**
+   * The lifecycle and the latest result of every check, without running any:
+   * what a Worker serving beside the app answers from.
+   *
+   * @returns Plain data, safe to post to another thread.
+   * @example
+   * ```ts
+   * import { Health } from "./health.ts";
+   * const health = new Health().add("db", () => "pass");
+   * console.log(health.snapshot().checks[0].result); // undefined: it has not run
+   * ```
+   */
+  snapshot(): HealthSnapshot {
+    return { state: this.#state, since: this.#stateSince, checks: [...this.#checks.values()].map((c) => c.snapshot()) };
   }
 
   /** The lifecycle pseudo-check; its `time` is when the state last changed. */
   #gate(endpoint: Endpoint): CheckResult {
     const known = this.#gates.get(endpoint);
     if (known) return known;
-    const state = this.#state;
-    const result: CheckResult = { status: "pass", observedValue: state, time: this.#stateSince };
-    let output: string | undefined;
-    if (state === "stopped") output = "stopped";
-    else if (endpoint === "readyz" && state !== "ready") {
-      output = state === "draining" ? "shutting down" : "starting";
-    } else if (endpoint === "startupz" && state === "starting") output = "starting";
-    if (output) {
-      result.status = "fail";
-      result.output = output;
-    }
+    const result = lifecycleResult(this.#state, this.#stateSince, endpoint);
     this.#gates.set(endpoint, result);
     return result;
   }
@@ -959,7 +1153,7 @@ export function heapUsage(options: HeapUsageOptions): CheckDefinition {
  * code into resident memory, and every server does it at start (the
  * lifecycle's `time`): this keeps an idle server's memory down.
  */
-function isoTime(ms: number): string {
+export function isoTime(ms: number): string {
   const days = Math.floor(ms / 86_400_000);
   let rest = ms - days * 86_400_000;
   // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).

@@ -8,6 +8,10 @@
  * (`curl --unix-socket /tmp/app.sock http://localhost/healthz`), or with
  * {@linkcode probe}. Who may ask is decided by the socket file's owner and mode.
  *
+ * `serve()` answers from a Worker beside the app, so probes are answered at
+ * once whatever the main thread does; every report then says how long the
+ * main thread's event loop has been blocked (the `mainloop` entry).
+ *
  * Run a server with `--allow-read=P,P.tmp,P.lock --allow-write=P,P.tmp,P.lock
  * --allow-net=unix:P,unix:P.tmp/s` for a socket path `P`, a client with
  * `--allow-read=P --allow-write=P --allow-net=unix:P` (see {@linkcode permissionFlags}).
@@ -32,15 +36,18 @@
  */
 export { serve, SocketError } from "./server.ts";
 export type { HealthServer, ServeOptions, SocketErrorReason } from "./server.ts";
-export { eventLoopLag, Health, heapUsage, LIFECYCLE_CHECK } from "./health.ts";
+export { eventLoopLag, Health, heapUsage, LIFECYCLE_CHECK, MAIN_LOOP_CHECK } from "./health.ts";
 export type {
   CheckDefinition,
   CheckFunction,
   CheckKind,
   CheckOptions,
   CheckOutcome,
+  CheckSnapshot,
   EventLoopLagOptions,
   HealthOptions,
+  HealthSnapshot,
+  HealthSource,
   HeapUsageOptions,
   Lifecycle,
   ReportOptions,

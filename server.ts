@@ -7,13 +7,14 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Health } from "./health.ts";
+import type { Health, HealthSource } from "./health.ts";
 import { Connection, Responder } from "./connection.ts";
 import { delay, MAX_DELAY } from "./delay.ts";
 import { MAX_HEADER_BYTES } from "./protocol.ts";
 import type { ConnectionHost, ConnectionLimits } from "./connection.ts";
 import { claim, release } from "./socket_file.ts";
 import type { ClaimedSocket } from "./socket_file.ts";
+import { serveBeside } from "./worker_host.ts";
 
 export { SocketError } from "./socket_file.ts";
 export type { SocketErrorReason } from "./socket_file.ts";
@@ -61,6 +62,23 @@ export interface ServeOptions {
   maxWatchers?: number;
   /** Milliseconds between re-evaluations of watched reports (`?watch`). @default {1000} */
   watchInterval?: number;
+  /**
+   * Where the socket is served: `"worker"`, beside the app in a Worker, so probes are answered
+   * within milliseconds whatever the main thread does; or `"main"`, on the main thread's event
+   * loop, which saves the Worker's memory (a few MiB) but leaves probes waiting while the app's
+   * synchronous work holds the loop. @default {"worker"}
+   */
+  thread?: "worker" | "main";
+  /**
+   * With `thread: "worker"`: milliseconds the main thread's event loop may go without turning
+   * before `/readyz` (and `/healthz`) fail, naming the event loop; they pass again once it turns. @default {1000}
+   */
+  readyBlockLimit?: number;
+  /**
+   * With `thread: "worker"`: milliseconds the main thread's event loop may go without turning
+   * before `/livez` (and `/startupz`) fail: busy is not dead, wedged is. @default {10000}
+   */
+  liveBlockLimit?: number;
 }
 
 /** A running health server. */
@@ -85,6 +103,12 @@ export interface HealthServer extends AsyncDisposable {
 
 /**
  * Serve a {@linkcode Health} on a Unix socket.
+ *
+ * The socket is served from a Worker by default (`thread: "worker"`), beside
+ * the app: checks still run on the thread that added them, and the Worker
+ * answers from their latest results, running an on-request check on the main
+ * thread while that thread turns. Every report then carries a `mainloop`
+ * entry saying how long the main thread's event loop has been blocked.
  *
  * The path is claimed for this server alone (a lock file `PATH.lock` is held
  * while it serves), and the socket is bound inside a private directory
@@ -121,16 +145,25 @@ export async function serve(
     throw new TypeError(`Cannot serve on "${path}": the socket path must be absolute`);
   }
   const settings = resolveOptions(options);
-  const claimed = await claim(path, settings.mode);
-  const server = new Server(health, claimed, settings);
+  const server = settings.thread === "worker"
+    ? await serveBeside(path, health, settings)
+    : startServer(health, await claim(path, settings.mode), settings);
   options.signal?.addEventListener("abort", () => server.drain(), { once: true });
   if (options.signal?.aborted) server.drain();
   return server;
 }
 
-type Settings = Required<Omit<ServeOptions, "signal">>;
+/** {@linkcode ServeOptions} with their defaults, `signal` aside. */
+export type Settings = Required<Omit<ServeOptions, "signal">>;
 
-function resolveOptions(options: ServeOptions): Settings {
+/**
+ * Fill in the defaults and check the ranges.
+ *
+ * @param options The options given.
+ * @returns The settings.
+ * @throws {RangeError} When an option is out of range.
+ */
+export function resolveOptions(options: ServeOptions): Settings {
   const settings: Settings = {
     mode: options.mode ?? 0o600,
     details: options.details ?? true,
@@ -145,7 +178,13 @@ function resolveOptions(options: ServeOptions): Settings {
     maxConnections: options.maxConnections ?? 64,
     maxWatchers: options.maxWatchers ?? 16,
     watchInterval: options.watchInterval ?? 1000,
+    thread: options.thread ?? "worker",
+    readyBlockLimit: options.readyBlockLimit ?? 1000,
+    liveBlockLimit: options.liveBlockLimit ?? 10_000,
   };
+  if (settings.thread !== "worker" && settings.thread !== "main") {
+    throw new RangeError(`Cannot use thread "${settings.thread}": expected "worker" or "main"`);
+  }
   if (!Number.isInteger(settings.mode) || settings.mode < 0 || settings.mode > 0o777) {
     throw new RangeError(`Cannot use mode ${settings.mode}: expected a permission mode such as 0o600`);
   }
@@ -156,6 +195,18 @@ function resolveOptions(options: ServeOptions): Settings {
     }
   }
   return settings;
+}
+
+/**
+ * Serve a claimed socket on this thread.
+ *
+ * @param health What to answer from.
+ * @param claimed The claimed socket.
+ * @param settings The settings.
+ * @returns The running server.
+ */
+export function startServer(health: HealthSource, claimed: ClaimedSocket, settings: Settings): HealthServer {
+  return new Server(health, claimed, settings);
 }
 
 // How long shutdown waits for connections to finish once they are closed and
@@ -174,7 +225,7 @@ class Server implements HealthServer, ConnectionHost {
   readonly limits: ConnectionLimits;
   readonly responder: Responder;
   debug = false;
-  #health: Health;
+  #health: HealthSource;
   #claimed: ClaimedSocket;
   #settings: Settings;
   /** Connections waiting for or answering a request: these count against maxConnections. */
@@ -205,7 +256,7 @@ class Server implements HealthServer, ConnectionHost {
   // Read buffers of finished connections, for the next ones.
   #buffers: Uint8Array[] = [];
 
-  constructor(health: Health, claimed: ClaimedSocket, settings: Settings) {
+  constructor(health: HealthSource, claimed: ClaimedSocket, settings: Settings) {
     this.path = claimed.path;
     this.#health = health;
     this.#claimed = claimed;

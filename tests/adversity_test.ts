@@ -37,6 +37,7 @@ Deno.test("?verbose escapes CR and LF in check outputs, in line mode and HTTP", 
     "[-]db failed: refused\\n[+]payments ok",
     "[+]cache warn: refused\\r\\rdata: [+]payments ok\\r",
     "[+]lifecycle ok",
+    "[+]mainloop ok",
     "readyz check passed",
   ];
   const line = await exchange(sock.path, "GET /readyz?verbose\n");
@@ -54,7 +55,7 @@ Deno.test("check --verbose prints one line per check whatever the checks' output
     const out = await cli(sock.path, ["check", "--path", "/readyz", ...args]);
     assert.equal(out.code, 0, out.stderr);
     const lines = out.stdout.trimEnd().split("\n");
-    assert.equal(lines.length, 4, out.stdout);
+    assert.equal(lines.length, 5, out.stdout);
     assert.equal(lines.includes("[+]payments ok"), false, out.stdout);
     assert.equal(out.stdout.includes("\r"), false);
   }
@@ -77,6 +78,7 @@ Deno.test({
       "[-]db failed: refused\\n[+]payments ok",
       "[+]cache warn: refused\\r\\rdata: [+]payments ok\\r",
       "[+]lifecycle ok",
+      "[+]mainloop ok",
       "readyz check passed",
     ]);
   },

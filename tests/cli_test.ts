@@ -73,7 +73,10 @@ Deno.test("check prints per-check lines with --verbose and the body with --forma
   await using _server = await serve(sock.path, healthy().add("cache", () => "warn", { critical: false }));
   const verbose = await cli(sock.path, ["check", "--path", "/readyz", "--verbose"]);
   assert.equal(verbose.code, 0, verbose.stderr);
-  assert.equal(verbose.stdout, "[+]db ok\n[+]cache warn: check warned\n[+]lifecycle ok\nreadyz check passed\n");
+  assert.equal(
+    verbose.stdout,
+    "[+]db ok\n[+]cache warn: check warned\n[+]lifecycle ok\n[+]mainloop ok\nreadyz check passed\n",
+  );
   const json = await cli(sock.path, ["check", "--format", "json", "--http"]);
   assert.equal(json.code, 0);
   assert.equal(JSON.parse(json.stdout).status, "warn");

@@ -151,6 +151,7 @@ Deno.test("compile task embeds main.ts and its modules, and no npm package it do
 
   const files = embeddedFiles(out.stdout + out.stderr);
   assert.deepEqual(files.filter((f) => f.endsWith(".ts")).sort(), modules.sort(), "exactly main.ts's module graph");
+  assert.ok(files.includes("worker_source.ts"), "the Worker that serves beside the app is in the binary");
   // A package shows as ".deno_compile_node_modules/HOST/NAME/*" when alone, as "NAME/VERSION/*" under that folder otherwise.
   const packages = files.filter((f) => f.endsWith("/*")).map((f) =>
     f.replace(/^\.deno_compile_node_modules\/[^/]+\//, "").replace(/\/\*$/, "").replace(/\/\d+\.\d+\.\d+[^/]*$/, "")

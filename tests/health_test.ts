@@ -363,7 +363,7 @@ Deno.test("a check whose observedValue cannot be serialised still gets an answer
   await using sock = await tempSocket();
   await using _server = await serve(sock.path, health);
   const served = await ask(sock.path, "/readyz");
-  assert.deepEqual(names(served), ["big", "loop", "lifecycle"]);
+  assert.deepEqual(names(served), ["big", "loop", "lifecycle", "mainloop"]);
 });
 
 Deno.test("a hanging check times out as fail and its signal is aborted", async () => {
@@ -601,7 +601,7 @@ Deno.test("a background check added while serving starts, and stops when removed
   assert.equal(resultOf(report, "late")?.status, "warn");
   assert.equal(report.status, "warn");
   assert.equal(health.remove("late"), true);
-  assert.deepEqual(names(await ask(sock.path, "/readyz")), ["lifecycle"]);
+  assert.deepEqual(names(await ask(sock.path, "/readyz")), ["lifecycle", "mainloop"]);
 });
 
 // --------------------------------------------------------------- lifecycle
@@ -729,7 +729,7 @@ Deno.test("?exclude leaves checks out of the report and its status", async () =>
   assert.equal((await ask(sock.path, "/readyz")).status, "fail");
   const report = await ask(sock.path, "/readyz?exclude=db&exclude=cache");
   assert.equal(report.status, "pass");
-  assert.deepEqual(names(report), ["queue", "lifecycle"]);
+  assert.deepEqual(names(report), ["queue", "lifecycle", "mainloop"]);
   assert.equal(report.notes, undefined);
   assert.deepEqual(names(await health.report("readyz", { exclude: ["queue"] })), ["db", "cache", "lifecycle"]);
 });
@@ -743,9 +743,9 @@ Deno.test("an exclude naming no check is reported in notes and as a warn: line o
   assert.equal(report.notes?.length, 1);
   assert.match(report.notes![0], /"nope"/);
   const lines = (await exchange(sock.path, "GET /readyz?verbose&exclude=nope\n")).split("\n");
-  assert.deepEqual(lines.slice(0, 2), ["[+]db ok", "[+]lifecycle ok"]);
-  assert.match(lines[2], /^warn: .*"nope"/);
-  assert.deepEqual(lines.slice(3), ["readyz check passed", ""]);
+  assert.deepEqual(lines.slice(0, 3), ["[+]db ok", "[+]lifecycle ok", "[+]mainloop ok"]);
+  assert.match(lines[3], /^warn: .*"nope"/);
+  assert.deepEqual(lines.slice(4), ["readyz check passed", ""]);
 });
 
 Deno.test("details: false withholds check outputs in JSON and text", async () => {
@@ -779,11 +779,12 @@ Deno.test("?verbose answers the text format line by line in both framings", asyn
     "[-]db failed: connection refused",
     "[+]cache ok",
     "[+]lifecycle ok",
+    "[+]mainloop ok",
     "readyz check failed",
     "",
   ]);
   const live = await exchange(sock.path, "GET /livez?verbose\n");
-  assert.deepEqual(live.split("\n"), ["[+]worker ok", "[+]lifecycle ok", "livez check passed", ""]);
+  assert.deepEqual(live.split("\n"), ["[+]worker ok", "[+]lifecycle ok", "[+]mainloop ok", "livez check passed", ""]);
   const viaHttp = parseHttp(
     await exchange(sock.path, "GET /readyz?verbose HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
   );

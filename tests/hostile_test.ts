@@ -270,7 +270,7 @@ Deno.test(
       {
         name: "https:// in line mode",
         request: "GET https://localhost/livez\n",
-        expect: report("pass", ["cache:responseTime", "lifecycle:state"]),
+        expect: report("pass", ["cache:responseTime", "lifecycle:state", "mainloop:blocked"]),
       },
       {
         name: "HTTP:// upper case",
@@ -389,7 +389,11 @@ Deno.test("pipelined HTTP requests are answered in order, then the connection cl
   );
   const responses = splitHttpHead(answer, [false, true, false, false]);
   assert.deepEqual(responses.map((r) => r.code), [200, 200, 200, 404]);
-  assert.deepEqual(Object.keys(JSON.parse(responses[0].body).checks).sort(), ["cache:responseTime", "lifecycle:state"]);
+  assert.deepEqual(Object.keys(JSON.parse(responses[0].body).checks).sort(), [
+    "cache:responseTime",
+    "lifecycle:state",
+    "mainloop:blocked",
+  ]);
   assert.equal(responses[1].body, "", "HEAD has no body");
   assert.deepEqual(Object.keys(JSON.parse(responses[2].body).checks), ["db:responseTime"]);
   assert.equal(responses[3].headers["connection"], "close");
@@ -437,7 +441,7 @@ Deno.test("a second line-mode request on one connection is not answered: one req
   await using server = await serve(sock.path, health());
   const answer = await send(sock.path, "GET /livez\nGET /readyz\n");
   assert.equal(answer.split("\n").length, 2, `one answer line expected: ${answer}`);
-  report("pass", ["cache:responseTime", "lifecycle:state"])(answer);
+  report("pass", ["cache:responseTime", "lifecycle:state", "mainloop:blocked"])(answer);
   await assertServes(server.path);
 });
 

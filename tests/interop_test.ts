@@ -35,7 +35,7 @@ Deno.test({
     assert.equal(report.status, "pass");
     assert.equal(report.checks["ticker:ticks"][0].observedValue, 49);
     const verbose = await run("socat", ["-", `UNIX-CONNECT:${sock.path}`], { stdin: "GET /livez?verbose\n" });
-    assert.equal(verbose.stdout, "[+]ticker ok\n[+]lifecycle ok\nlivez check passed\n");
+    assert.equal(verbose.stdout, "[+]ticker ok\n[+]lifecycle ok\n[+]mainloop ok\nlivez check passed\n");
   },
 });
 

@@ -15,7 +15,7 @@ Deno.test("server answers GET /healthz in line mode with the report and a newlin
   assert.ok(answer.endsWith("}\n"));
   const report = JSON.parse(answer);
   assert.equal(report.status, "pass");
-  assert.deepEqual(Object.keys(report.checks), ["db:responseTime", "lifecycle:state"]);
+  assert.deepEqual(Object.keys(report.checks), ["db:responseTime", "lifecycle:state", "mainloop:blocked"]);
 });
 
 Deno.test("server answers the seed client's unterminated GET /healthz without a close", async () => {
@@ -129,7 +129,7 @@ Deno.test("probe returns a typed result in both framings", async () => {
   }
   const verbose = await probe(sock.path, { target: "/readyz?verbose" });
   assert.equal(verbose.report, undefined);
-  assert.equal(verbose.body, "[+]db ok\n[+]lifecycle ok\nreadyz check passed");
+  assert.equal(verbose.body, "[+]db ok\n[+]lifecycle ok\n[+]mainloop ok\nreadyz check passed");
 });
 
 Deno.test("probe reports unreachable, timeout and protocol errors by kind", async () => {
@@ -295,7 +295,7 @@ Deno.test("drain waits for a request in progress before closing", async () => {
   const answer = exchange(sock.path, "GET /livez\n");
   await entered.promise;
   const drained = server.drain();
-  assert.equal(server.connections, 1);
+  assert.equal(server.connections, 1, "the request in progress is held");
   gate.resolve();
   assert.equal(JSON.parse(await answer).status, "pass");
   await drained;

@@ -281,7 +281,7 @@ Deno.test({
   async fn() {
     await using sock = await tempSocket();
     await using _server = await flippable(sock.path).then(({ server }) => server);
-    const expected = "[+]lifecycle ok\n[+]ticker excluded: ok\nlivez check passed";
+    const expected = "[+]lifecycle ok\n[+]mainloop ok\n[+]ticker excluded: ok\nlivez check passed";
     const http = await run("curl", [
       "-sS",
       "--unix-socket",

@@ -1,0 +1,230 @@
+// Serving beside the app: an app host whose main thread really spins (no mock
+// clock), in a separate process, probed by curl.
+import assert from "node:assert/strict";
+import { configure, reset } from "@logtape/logtape";
+import { Health } from "../health.ts";
+import { permissionFlags } from "../paths.ts";
+import { serve } from "../server.ts";
+import { probe } from "../client.ts";
+import { decoder, exists, receiver, ROOT, run, tempSocket, waitForPath } from "./_util.ts";
+import { notifyPermissionFlags } from "../notify.ts";
+import { waitUntil } from "./fixtures/hardening.ts";
+
+/** The busy app host, started with the scoped permissions users give a server; killed on dispose. */
+interface App extends AsyncDisposable {
+  child: Deno.ChildProcess;
+  /** Its stdout, line by line. */
+  lines: ReadableStreamDefaultReader<string>;
+}
+
+async function startApp(
+  path: string,
+  args: string[],
+  options: { flags?: string[]; env?: Record<string, string> } = {},
+): Promise<App> {
+  const flags = [...permissionFlags(path, true).split(" "), ...options.flags ?? []];
+  const child = new Deno.Command("deno", {
+    args: ["run", "--no-prompt", ...flags, `${ROOT}tests/fixtures/busy_app.ts`, path, ...args],
+    env: options.env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const app: App = {
+    child,
+    lines,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await lines.cancel().catch(() => {});
+      await child.status;
+    },
+  };
+  const { value } = await lines.read();
+  assert.match(value ?? "", /^serving \d+/, "the app serves");
+  return app;
+}
+
+/** Probe /readyz until it fails on the event loop: the main thread has been blocked for over a second. */
+async function untilBlocked(path: string): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  for (;;) {
+    const answer = await curl(path, "/readyz");
+    if (answer.code === 503 && answer.body.includes("event loop")) return;
+    if (performance.now() > deadline) throw new Error("/readyz never failed on the event loop");
+  }
+}
+
+interface Answer {
+  /** curl's exit code: 0 when the server answered within --max-time. */
+  exit: number;
+  code: number;
+  body: string;
+}
+
+/** One HTTP probe with curl, as a kubelet-style probe with a 1 s time-out. */
+async function curl(path: string, target: string): Promise<Answer> {
+  const out = await run("curl", [
+    "-s",
+    "--max-time",
+    "1",
+    "-w",
+    "\n%{http_code}",
+    "--unix-socket",
+    path,
+    `http://localhost${target}`,
+  ]);
+  const cut = out.stdout.lastIndexOf("\n");
+  return { exit: out.code, code: Number(out.stdout.slice(cut + 1)), body: out.stdout.slice(0, cut) };
+}
+
+Deno.test("probes of an app blocking its main thread are answered: /livez passes, /readyz follows the blocks", async () => {
+  await using sock = await tempSocket();
+  await using _app = await startApp(sock.path, ["--block", "1500", "--every", "2000"]);
+  const live: Answer[] = [];
+  const ready: Answer[] = [];
+  const until = performance.now() + 4500;
+  while (performance.now() < until) {
+    live.push(await curl(sock.path, "/livez"));
+    ready.push(await curl(sock.path, "/readyz"));
+  }
+  for (const answer of [...live, ...ready]) assert.equal(answer.exit, 0, "every probe is answered within 1 s");
+  assert.ok(live.every((answer) => answer.code === 200), "/livez passes while the app is busy");
+  const failed = ready.findIndex((answer) => answer.code === 503);
+  assert.ok(failed >= 0, "/readyz fails during a block");
+  assert.match(ready[failed].body, /main thread's event loop blocked for \d/);
+  assert.ok(ready.slice(failed).some((answer) => answer.code === 200), "/readyz passes again between blocks");
+});
+
+Deno.test("a wedged main thread: /livez answers, passes at first, then fails naming the event loop", async () => {
+  await using sock = await tempSocket();
+  await using _app = await startApp(sock.path, ["--wedge", "--live-limit", "2000"]);
+  const first = await curl(sock.path, "/livez");
+  assert.equal(first.exit, 0);
+  assert.equal(first.code, 200, "busy is not dead");
+  let last = first;
+  const deadline = performance.now() + 10_000;
+  while (last.code === 200 && performance.now() < deadline) {
+    last = await curl(sock.path, "/livez");
+    assert.equal(last.exit, 0, "every probe is answered");
+  }
+  assert.equal(last.code, 503, "wedged is dead");
+  const report = JSON.parse(last.body);
+  assert.equal(report.checks["mainloop:blocked"][0].status, "fail");
+  assert.match(
+    report.checks["mainloop:blocked"][0].output,
+    /event loop blocked for [\d.]+ s \(liveness fails after 2 s\)/,
+  );
+  assert.ok(report.checks["mainloop:blocked"][0].observedValue > 2000);
+});
+
+Deno.test("a wedged main thread stops the systemd watchdog pings while /livez still answers", async () => {
+  await using sock = await tempSocket();
+  using systemd = receiver(`${sock.dir}/notify`);
+  await using _app = await startApp(sock.path, ["--wedge", "--notify"], {
+    flags: notifyPermissionFlags(`${sock.path}.notify`, systemd.path).split(" "),
+    env: { NOTIFY_SOCKET: systemd.path, WATCHDOG_USEC: "200000" },
+  });
+  await systemd.until(/^WATCHDOG=1$/);
+  // /readyz failing on the event loop means the loop has been wedged for over a second.
+  await untilBlocked(sock.path);
+  systemd.pending();
+  await assert.rejects(systemd.next(1000), /No message/, "no ping while the main thread is wedged");
+  assert.equal((await curl(sock.path, "/livez")).code, 200, "/livez answers from the Worker");
+});
+
+Deno.test("SIGTERM while the main thread is blocked drains once it turns", async () => {
+  await using sock = await tempSocket();
+  await using app = await startApp(sock.path, ["--block", "1500", "--every", "2000"]);
+  // /readyz failing on the event loop means a block is under way.
+  await untilBlocked(sock.path);
+  app.child.kill("SIGTERM");
+  const { value } = await app.lines.read();
+  assert.equal(value?.trim(), "stopped");
+  assert.equal((await app.child.status).code, 0);
+  assert.equal(await exists(sock.path), false, "the socket is removed");
+});
+
+Deno.test("same-thread mode serves without the main loop entry", async () => {
+  await using sock = await tempSocket();
+  await using _app = await startApp(sock.path, ["--thread", "main"]);
+  const answer = await curl(sock.path, "/readyz");
+  assert.equal(answer.code, 200);
+  assert.deepEqual(Object.keys(JSON.parse(answer.body).checks), ["app:responseTime", "lifecycle:state"]);
+});
+
+Deno.test("an on-request check is answered from its latest result, with its time, while the main thread is blocked", async () => {
+  await using sock = await tempSocket();
+  let runs = 0;
+  const health = new Health({ ready: true }).add("db", () => {
+    runs++;
+    return "pass";
+  }, { cacheTtl: 0 });
+  await using _server = await serve(sock.path, health);
+  const fresh = await probe(sock.path, { target: "/readyz/db" });
+  assert.equal(runs, 1, "a turning main thread runs the check on request");
+  const time = fresh.report?.checks["db:responseTime"][0].time;
+  const child = new Deno.Command("curl", {
+    args: ["-s", "--max-time", "1", "--unix-socket", sock.path, "http://localhost/readyz/db"],
+    stdout: "piped",
+  }).spawn();
+  // Long enough for curl to start and ask while the loop is held, on a loaded machine too.
+  const end = performance.now() + 1000;
+  while (performance.now() < end) { /* blocked */ }
+  const { stdout } = await child.output();
+  const report = JSON.parse(decoder.decode(stdout));
+  assert.equal(report.status, "pass");
+  assert.equal(report.checks["db:responseTime"][0].time, time, "the latest result, with its time");
+  assert.equal(runs, 1);
+});
+
+/** The Worker serving `server`, to make it fail as a bug in it would. */
+function workerOf(server: unknown): Worker | undefined {
+  return (server as { worker?: Worker }).worker;
+}
+
+Deno.test("a Worker that dies is noticed: the main thread logs it and serves again", async () => {
+  await using sock = await tempSocket();
+  const records: string[] = [];
+  await configure({
+    sinks: { memory: (record) => records.push(`${record.level} ${record.rawMessage}`) },
+    loggers: [
+      { category: ["healthsock"], lowestLevel: "info", sinks: ["memory"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
+    ],
+  });
+  try {
+    await using server = await serve(sock.path, new Health({ ready: true }));
+    assert.ok(records.some((line) => line.startsWith("info Serving health on")), "the Worker's logs reach LogTape");
+    const first = workerOf(server);
+    first?.postMessage({ type: "crash" });
+    await waitUntil(() => workerOf(server) !== first && server.connections === 0, "a new Worker serves");
+    await waitForPath(sock.path);
+    assert.equal((await probe(sock.path, { target: "/readyz" })).status, "pass");
+    assert.ok(
+      records.some((line) => /^error The health Worker .* died: .*serving again/.test(line)),
+      records.join("\n"),
+    );
+  } finally {
+    await reset();
+  }
+});
+
+Deno.test("a Worker that keeps dying makes finished reject", async () => {
+  await using sock = await tempSocket();
+  const server = await serve(sock.path, new Health({ ready: true }));
+  const rejected = assert.rejects(server.finished, /health Worker .* died: .*no longer served/);
+  try {
+    for (let i = 0; i < 4; i++) {
+      const worker = workerOf(server);
+      if (!worker) break;
+      worker.postMessage({ type: "crash" });
+      await waitUntil(() => workerOf(server) !== worker, `Worker ${i + 1} is gone`);
+    }
+    await rejected;
+  } finally {
+    await server.close();
+  }
+});

@@ -1,0 +1,367 @@
+/**
+ * The messages between the main thread and the Worker that serves health
+ * beside it, and the heartbeat the Worker reads without a message: a
+ * `SharedArrayBuffer` the main thread stamps on a short timer. Pure but for
+ * the clock: no sockets, no Workers.
+ *
+ * @module
+ */
+import type { HealthSnapshot } from "./health.ts";
+import { isoTime, MAIN_LOOP_CHECK } from "./health.ts";
+import type { CheckResult, Endpoint } from "./report.ts";
+
+/** Milliseconds between the main thread's heartbeat stamps. */
+export const HEARTBEAT_PERIOD = 50;
+
+/**
+ * Milliseconds the Worker waits for a main thread that has not turned since
+ * it was asked (no heartbeat since) before it answers from the latest
+ * results: far under any probe's time-out.
+ */
+export const ASK_BOUND = 50;
+
+/**
+ * {@linkcode ASK_BOUND} for a check that has no result yet, so nothing to
+ * answer from but "no result yet": worth a longer wait, still far under a
+ * probe's time-out.
+ */
+export const FIRST_ASK_BOUND = 250;
+
+/**
+ * Milliseconds past a missed heartbeat after which a main thread that took a
+ * request (and is running its checks) counts as blocked, and the Worker
+ * answers from the latest results.
+ */
+export const STALL_BOUND = 100;
+
+/** Where the main thread's event loop stands, for the Worker. */
+export interface LoopLimits {
+  /** Milliseconds blocked after which `/readyz` and `/healthz` fail. */
+  ready: number;
+  /** Milliseconds blocked after which `/livez` and `/startupz` fail. */
+  live: number;
+}
+
+/** What the Worker needs to start serving. */
+export interface InitMessage {
+  type: "init";
+  path: string;
+  /** The server's settings (`ServeOptions` resolved, without `signal`). */
+  settings: Record<string, unknown>;
+  /** The heartbeat's memory; see {@linkcode Heartbeat}. */
+  heartbeat: SharedArrayBuffer;
+  /** The lowest LogTape level enabled for healthsock's loggers on the main thread; undefined for none. */
+  level: LogLevel | undefined;
+  snapshot: HealthSnapshot;
+}
+
+/** The latest results. `id` answers an {@linkcode EvaluateMessage}; `changed` means a status or the lifecycle changed. */
+export interface SnapshotMessage {
+  type: "snapshot";
+  snapshot: HealthSnapshot;
+  id?: number;
+  changed: boolean;
+}
+
+/** Main thread to Worker: shut down, gracefully (`drain`) or now (`close`). */
+export interface StopMessage {
+  type: "drain" | "close";
+}
+
+/** Main thread to Worker: write the number of open connections into the heartbeat's memory now. */
+export interface CountMessage {
+  type: "count";
+}
+
+/** Main thread to Worker, for tests only: throw an uncaught error, as a bug in the Worker would. */
+export interface CrashMessage {
+  type: "crash";
+}
+
+/** Messages the main thread sends. */
+export type ToWorker = InitMessage | SnapshotMessage | AckMessage | StopMessage | CountMessage | CrashMessage;
+
+/** Worker to main thread: the socket is claimed and served. */
+export interface ListeningMessage {
+  type: "listening";
+}
+
+/** Worker to main thread: the socket could not be served. */
+export interface FailedMessage {
+  type: "failed";
+  error: ErrorShape;
+}
+
+/** Worker to main thread: run the checks of a report (those due), then send a snapshot with this `id`. */
+export interface EvaluateMessage {
+  type: "evaluate";
+  id: number;
+  /** When the Worker asked ({@linkcode epochNow}); past `asked + bound` it has answered without the main thread. */
+  asked: number;
+  bound: number;
+  endpoint: Endpoint;
+  check?: string;
+  exclude: string[];
+}
+
+/** Main thread to Worker: the request was taken (the main thread is turning). */
+export interface AckMessage {
+  type: "ack";
+  id: number;
+}
+
+/** Worker to main thread: a lifecycle call of the server on the health. */
+export interface CallMessage {
+  type: "call";
+  name: "start" | "stop" | "markDraining" | "markStopped";
+}
+
+/** Worker to main thread: a log record, for the main thread's LogTape configuration. */
+export interface LogMessage {
+  type: "log";
+  category: string[];
+  level: LogLevel;
+  message: string;
+  properties: Record<string, unknown>;
+}
+
+/** Worker to main thread: the server stopped and released its socket. */
+export interface StoppedMessage {
+  type: "stopped";
+}
+
+/** Messages the Worker sends. */
+export type FromWorker =
+  | ListeningMessage
+  | FailedMessage
+  | EvaluateMessage
+  | CallMessage
+  | LogMessage
+  | StoppedMessage;
+
+/** LogTape's levels, lowest first. */
+export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
+
+/** One of LogTape's levels. */
+export type LogLevel = typeof LOG_LEVELS[number];
+
+/** An error as it crosses threads: enough to throw the same kind again. */
+export interface ErrorShape {
+  name: string;
+  message: string;
+  /** A `SocketError`'s reason. */
+  reason?: string;
+}
+
+/**
+ * An error as plain data.
+ *
+ * @param error Anything thrown.
+ * @returns Its name, message and, for a `SocketError`, reason.
+ */
+export function errorShape(error: unknown): ErrorShape {
+  if (error instanceof Error) {
+    const shape: ErrorShape = { name: error.name, message: error.message };
+    const reason = (error as { reason?: unknown }).reason;
+    if (typeof reason === "string") shape.reason = reason;
+    return shape;
+  }
+  return { name: "Error", message: String(error) };
+}
+
+/**
+ * Milliseconds since the epoch, on a clock both threads share and that does
+ * not step back: each thread's time origin plus its monotonic time.
+ *
+ * @returns The time.
+ */
+export function epochNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/**
+ * The main thread's heartbeat, in memory both threads see: the main thread
+ * stamps it every {@linkcode HEARTBEAT_PERIOD} ms; the Worker reads how long
+ * ago that was without a message, so it knows at once when the main thread's
+ * event loop stopped turning. The same memory carries the Worker's count of
+ * open connections back, written on request ({@linkcode Heartbeat.prototype.count}).
+ */
+export class Heartbeat {
+  /** The shared memory: post it to the other thread. */
+  readonly buffer: SharedArrayBuffer;
+  #stamp: BigInt64Array;
+  #connections: Int32Array;
+
+  /**
+   * Wrap shared memory, or make it.
+   *
+   * @param buffer The memory another thread made; new memory, stamped now, when absent.
+   */
+  constructor(buffer?: SharedArrayBuffer) {
+    this.buffer = buffer ?? new SharedArrayBuffer(16);
+    this.#stamp = new BigInt64Array(this.buffer, 0, 1);
+    this.#connections = new Int32Array(this.buffer, 8, 2);
+    if (!buffer) this.stamp();
+  }
+
+  /**
+   * Record that the event loop turned.
+   *
+   * @param now The time, from {@linkcode epochNow}.
+   */
+  stamp(now: number = epochNow()): void {
+    Atomics.store(this.#stamp, 0, BigInt(Math.round(now)));
+  }
+
+  /** When the loop last turned (ms since the epoch). */
+  get last(): number {
+    return Number(Atomics.load(this.#stamp, 0));
+  }
+
+  /**
+   * How long the loop has gone without turning, beyond the stamp's own period.
+   *
+   * @param now The time, from {@linkcode epochNow}.
+   * @returns Milliseconds, 0 while it turns on time.
+   */
+  blockedFor(now: number = epochNow()): number {
+    return Math.max(0, Math.round(now - this.last - HEARTBEAT_PERIOD));
+  }
+
+  /** The Worker's open connections. */
+  get connections(): number {
+    return Atomics.load(this.#connections, 0);
+  }
+
+  set connections(count: number) {
+    Atomics.store(this.#connections, 0, count);
+  }
+
+  /**
+   * The Worker's side of a count: write it, and wake the thread waiting in
+   * {@linkcode Heartbeat.prototype.count}.
+   *
+   * @param count The open connections.
+   */
+  answerCount(count: number): void {
+    Atomics.store(this.#connections, 0, count);
+    Atomics.add(this.#connections, 1, 1);
+    Atomics.notify(this.#connections, 1);
+  }
+
+  /**
+   * The main thread's side: ask for a fresh count and wait for it, at most
+   * `ms` (the last count known after that).
+   *
+   * @param ask Sends the Worker a {@linkcode CountMessage}.
+   * @param ms The longest wait.
+   * @returns The open connections.
+   */
+  count(ask: () => void, ms: number): number {
+    const answered = Atomics.load(this.#connections, 1);
+    ask();
+    Atomics.wait(this.#connections, 1, answered, ms);
+    return this.connections;
+  }
+}
+
+/**
+ * The main loop's pseudo-check ({@linkcode MAIN_LOOP_CHECK}) for an
+ * endpoint: `fail` on `/readyz` and `/healthz` once the loop has been
+ * blocked longer than `limits.ready`, on `/livez` and `/startupz` once
+ * longer than `limits.live`.
+ *
+ * @param blocked Milliseconds the loop has been blocked.
+ * @param last When it last turned (ms since the epoch).
+ * @param endpoint The endpoint.
+ * @param limits The two thresholds.
+ * @returns The result, its `observedValue` the milliseconds blocked.
+ */
+export function loopResult(blocked: number, last: number, endpoint: Endpoint, limits: LoopLimits): CheckResult {
+  const live = endpoint === "livez" || endpoint === "startupz";
+  const limit = live ? limits.live : limits.ready;
+  const result: CheckResult = {
+    status: blocked > limit ? "fail" : "pass",
+    componentType: "system",
+    observedValue: blocked,
+    observedUnit: "ms",
+    time: isoTime(Math.round(last)),
+  };
+  if (blocked > limit) {
+    result.output = `main thread's event loop blocked for ${seconds(blocked)} (${
+      live ? "liveness" : "readiness"
+    } fails after ${seconds(limit)})`;
+  }
+  return result;
+}
+
+/** A duration for people: `850 ms`, `1.5 s`. */
+function seconds(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
+}
+
+/** The checks a report needs the main thread to run. */
+export interface Due {
+  /** The longest time-out among them. */
+  timeout: number;
+  /** One of them has never run: there is no result to answer from. */
+  first: boolean;
+}
+
+/**
+ * Whether answering needs the main thread to run checks: a selected
+ * on-request check has no result, or one no longer fresh.
+ *
+ * @param snapshot The latest results.
+ * @param endpoint The endpoint.
+ * @param check One check, if asked for alone.
+ * @param exclude Checks left out.
+ * @param now The time (ms since the epoch).
+ * @returns What is due, or undefined when nothing is.
+ */
+export function dueChecks(
+  snapshot: HealthSnapshot,
+  endpoint: Endpoint,
+  check: string | undefined,
+  exclude: readonly string[],
+  now: number,
+): Due | undefined {
+  // livez → live, readyz → ready, startupz → startup
+  const kind = endpoint === "healthz" ? undefined : endpoint.slice(0, -1);
+  let due: Due | undefined;
+  for (const entry of snapshot.checks) {
+    if (entry.background) continue;
+    if (check === undefined ? exclude.includes(entry.name) : entry.name !== check) continue;
+    if (kind !== undefined && !entry.kinds.includes(kind as "live")) continue;
+    if (entry.result === undefined || entry.freshUntil === undefined || entry.freshUntil <= now) {
+      due ??= { timeout: 0, first: false };
+      due.timeout = Math.max(due.timeout, entry.timeout);
+      if (entry.result === undefined) due.first = true;
+    }
+  }
+  return due;
+}
+
+/**
+ * Whether a message posted from the Worker is one of {@linkcode FromWorker}.
+ *
+ * @param data A message's data.
+ * @returns True when it has a known `type`.
+ */
+export function isFromWorker(data: unknown): data is FromWorker {
+  const type = (data as { type?: unknown } | null)?.type;
+  return typeof type === "string" &&
+    ["listening", "failed", "evaluate", "call", "log", "stopped"].includes(type);
+}
+
+/**
+ * The lowest level a logger is enabled for.
+ *
+ * @param enabled Whether a level is enabled.
+ * @returns The level, or undefined when none is.
+ */
+export function lowestLevel(enabled: (level: LogLevel) => boolean): LogLevel | undefined {
+  return LOG_LEVELS.find(enabled);
+}
+
+export { MAIN_LOOP_CHECK };

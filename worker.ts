@@ -1,0 +1,249 @@
+/**
+ * The Worker that serves health beside the app: it claims and serves the
+ * socket (server.ts) from a {@linkcode WorkerHealth}, which answers from the
+ * main thread's latest results and the heartbeat (thread.ts). Bundled into
+ * worker_source.ts by `deno task worker`; never imported by the library.
+ *
+ * @module
+ */
+import { configure } from "@logtape/logtape";
+import type { LogRecord } from "@logtape/logtape";
+import type { HealthSnapshot, HealthSource, ReportOptions } from "./health.ts";
+import { reportFromSnapshot, snapshotHas } from "./health.ts";
+import type { Endpoint, HealthReport } from "./report.ts";
+import { startServer } from "./server.ts";
+import type { HealthServer, Settings } from "./server.ts";
+import { claim } from "./socket_file.ts";
+import {
+  ASK_BOUND,
+  dueChecks,
+  epochNow,
+  errorShape,
+  FIRST_ASK_BOUND,
+  Heartbeat,
+  HEARTBEAT_PERIOD,
+  loopResult,
+  STALL_BOUND,
+} from "./thread.ts";
+import type { Due, FromWorker, InitMessage, LoopLimits, ToWorker } from "./thread.ts";
+
+/** A request waiting for the main thread. */
+interface Pending {
+  resolve: () => void;
+  acked: boolean;
+}
+
+/**
+ * The health a Worker serves: the main thread's latest results (sent as they
+ * change), an on-request check run on the main thread while it turns, and the
+ * main loop's pseudo-check from the heartbeat.
+ */
+export class WorkerHealth extends EventTarget implements HealthSource {
+  #snapshot: HealthSnapshot;
+  #heartbeat: Heartbeat;
+  #limits: LoopLimits;
+  #post: (message: FromWorker) => void;
+  #pending = new Map<number, Pending>();
+  #id = 0;
+
+  constructor(snapshot: HealthSnapshot, heartbeat: Heartbeat, limits: LoopLimits, post: (message: FromWorker) => void) {
+    super();
+    this.#snapshot = snapshot;
+    this.#heartbeat = heartbeat;
+    this.#limits = limits;
+    this.#post = post;
+  }
+
+  /** Take the main thread's latest results. */
+  update(snapshot: HealthSnapshot, id: number | undefined, changed: boolean): void {
+    // A local drain or stop is not undone by a snapshot sent before the main thread heard of it.
+    const local = this.#snapshot.state;
+    if ((local === "draining" && snapshot.state !== "stopped") || local === "stopped") snapshot.state = local;
+    this.#snapshot = snapshot;
+    if (id !== undefined) {
+      this.#pending.get(id)?.resolve();
+      this.#pending.delete(id);
+    }
+    if (changed) this.dispatchEvent(new Event("change"));
+  }
+
+  acknowledged(id: number): void {
+    const pending = this.#pending.get(id);
+    if (pending) pending.acked = true;
+  }
+
+  evaluate(endpoint: Endpoint, options: ReportOptions = {}): HealthReport | Promise<HealthReport> {
+    const now = epochNow();
+    const due = dueChecks(this.#snapshot, endpoint, options.check, options.exclude ?? [], now);
+    // Nothing to run, or a main thread that has stopped turning: answer from the latest results now.
+    // (A stamp a little late is a loaded machine, not a blocked loop: ask, with a bound.)
+    const patience = due?.first ? FIRST_ASK_BOUND : STALL_BOUND;
+    if (due === undefined || this.#heartbeat.blockedFor(now) > patience) return this.#report(endpoint, options);
+    this.#report(endpoint, options); // throws now, as Health does, for a check that is not there
+    return this.#ask(endpoint, options, due);
+  }
+
+  has(name: string, endpoint: Endpoint = "healthz"): boolean {
+    return snapshotHas(this.#snapshot, name, endpoint, true);
+  }
+
+  start(): void {
+    this.#post({ type: "call", name: "start" });
+  }
+
+  stop(): void {
+    this.#post({ type: "call", name: "stop" });
+  }
+
+  markDraining(): void {
+    const state = this.#snapshot.state;
+    if (state === "starting" || state === "ready") this.#setState("draining");
+    this.#post({ type: "call", name: "markDraining" });
+  }
+
+  markStopped(): void {
+    if (this.#snapshot.state !== "stopped") this.#setState("stopped");
+    this.#post({ type: "call", name: "markStopped" });
+  }
+
+  #setState(state: HealthSnapshot["state"]): void {
+    this.#snapshot = { ...this.#snapshot, state, since: new Date().toISOString() };
+    this.dispatchEvent(new Event("change"));
+  }
+
+  #report(endpoint: Endpoint, options: ReportOptions): HealthReport {
+    const now = epochNow();
+    const loop = loopResult(this.#heartbeat.blockedFor(now), this.#heartbeat.last, endpoint, this.#limits);
+    return reportFromSnapshot(this.#snapshot, endpoint, options, loop);
+  }
+
+  /**
+   * Ask the main thread to run the checks due, and wait while it turns: give
+   * up when it has not turned since it was asked ({@linkcode ASK_BOUND}, or
+   * {@linkcode FIRST_ASK_BOUND} for a check that never ran), when
+   * it stops turning while the checks run ({@linkcode STALL_BOUND}), or when
+   * the checks' time-out has passed; then answer from the latest results.
+   */
+  async #ask(endpoint: Endpoint, options: ReportOptions, due: Due): Promise<HealthReport> {
+    const id = ++this.#id;
+    const asked = epochNow();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const pending: Pending = { resolve, acked: false };
+    this.#pending.set(id, pending);
+    const bound = due.first ? FIRST_ASK_BOUND : ASK_BOUND;
+    const exclude = [...(options.exclude ?? [])];
+    this.#post({ type: "evaluate", id, asked, bound, endpoint, check: options.check, exclude });
+    let answered = false;
+    promise.then(() => answered = true);
+    const limit = asked + due.timeout + HEARTBEAT_PERIOD * 2;
+    while (!answered) {
+      const tick = Promise.withResolvers<void>();
+      const timer = setTimeout(tick.resolve, 10);
+      await Promise.race([promise, tick.promise]);
+      clearTimeout(timer);
+      if (answered) break;
+      const now = epochNow();
+      const heartbeat = this.#heartbeat;
+      if (!pending.acked && now - asked > bound && heartbeat.last < asked) break;
+      if (pending.acked && now - heartbeat.last > HEARTBEAT_PERIOD + STALL_BOUND) break;
+      if (now > limit) break;
+    }
+    this.#pending.delete(id);
+    return this.#report(endpoint, options);
+  }
+}
+
+/** Send log records of healthsock's loggers to the main thread's LogTape configuration. */
+async function forwardLogs(level: InitMessage["level"], post: (message: FromWorker) => void): Promise<void> {
+  if (level === undefined) return;
+  const sink = (record: LogRecord) => {
+    const message = typeof record.rawMessage === "string" ? record.rawMessage : record.message.join("");
+    try {
+      post({
+        type: "log",
+        category: [...record.category],
+        level: record.level,
+        message,
+        properties: { ...record.properties },
+      });
+    } catch {
+      post({ type: "log", category: [...record.category], level: record.level, message, properties: {} });
+    }
+  };
+  await configure({
+    sinks: { main: sink },
+    loggers: [
+      { category: ["healthsock"], lowestLevel: level, sinks: ["main"] },
+      { category: ["logtape", "meta"], lowestLevel: "fatal", sinks: [] },
+    ],
+  });
+}
+
+/** The Worker's global scope, as far as this module uses it. */
+interface WorkerScope {
+  postMessage(message: unknown): void;
+  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+}
+
+/** Run the Worker: wait for `init`, serve, follow the main thread's messages. */
+function main(): void {
+  const scope = self as unknown as WorkerScope;
+  const post = (message: FromWorker) => scope.postMessage(message);
+  let health: WorkerHealth | undefined;
+  let server: HealthServer | undefined;
+  let heartbeat: Heartbeat | undefined;
+  let stop: "drain" | "close" | undefined;
+  const shutdown = (how: "drain" | "close") => {
+    stop = how;
+    if (!server) return;
+    const done = how === "drain" ? server.drain() : server.close();
+    done.then(() => post({ type: "stopped" }));
+  };
+  const init = async (message: InitMessage) => {
+    await forwardLogs(message.level, post);
+    const beat = heartbeat = new Heartbeat(message.heartbeat);
+    const settings = message.settings as unknown as Settings;
+    health = new WorkerHealth(message.snapshot, beat, {
+      ready: settings.readyBlockLimit,
+      live: settings.liveBlockLimit,
+    }, post);
+    let claimed;
+    try {
+      claimed = await claim(message.path, settings.mode);
+    } catch (error) {
+      post({ type: "failed", error: errorShape(error) });
+      return;
+    }
+    server = startServer(health, claimed, settings);
+    post({ type: "listening" });
+    if (stop) shutdown(stop);
+  };
+  scope.onmessage = (event: MessageEvent<ToWorker>) => {
+    const message = event.data;
+    switch (message.type) {
+      case "init":
+        init(message).catch((error) => post({ type: "failed", error: errorShape(error) }));
+        break;
+      case "snapshot":
+        health?.update(message.snapshot, message.id, message.changed);
+        break;
+      case "ack":
+        health?.acknowledged(message.id);
+        break;
+      case "drain":
+      case "close":
+        shutdown(message.type);
+        break;
+      case "count":
+        heartbeat?.answerCount(server?.connections ?? 0);
+        break;
+      case "crash":
+        setTimeout(() => {
+          throw new Error("The health Worker was told to crash");
+        });
+        break;
+    }
+  };
+}
+
+main();

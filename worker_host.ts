@@ -1,0 +1,310 @@
+/**
+ * The main thread's side of serving beside the app: starts the Worker
+ * (worker.ts, bundled into worker_source.ts), stamps the heartbeat, sends the
+ * Worker the latest results as they change, runs the checks it asks for,
+ * re-emits its logs, drives drain and close, and notices when it dies.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Health } from "./health.ts";
+import { MAX_DELAY } from "./delay.ts";
+import type { Endpoint } from "./report.ts";
+import type { HealthServer, Settings } from "./server.ts";
+import { SocketError } from "./socket_file.ts";
+import type { SocketErrorReason } from "./socket_file.ts";
+import { epochNow, Heartbeat, HEARTBEAT_PERIOD, isFromWorker, lowestLevel } from "./thread.ts";
+import type { ErrorShape, FromWorker, LogLevel, ToWorker } from "./thread.ts";
+import { WORKER_SOURCE } from "./worker_source.ts";
+
+const logger = getLogger(["healthsock", "server"]);
+
+// A blob: Worker needs no read permission: the library's files stay out of the program's grants.
+let workerUrl: string | undefined;
+
+// A Worker that dies this many times within RESPAWN_WINDOW ms is not started again: `finished` rejects.
+const RESPAWNS = 3;
+const RESPAWN_WINDOW = 60_000;
+// Milliseconds the connections getter waits for the Worker's count.
+const COUNT_BOUND = 100;
+// How long close() waits for the Worker to release the socket before it ends it.
+const CLOSE_BOUND = 3000;
+
+/**
+ * Serve `health` from a Worker: resolves once the Worker has claimed the
+ * socket, rejects with the claim's error.
+ *
+ * @param path The absolute socket path.
+ * @param health The checks and lifecycle, on this thread.
+ * @param settings The server's settings.
+ * @returns The running server.
+ */
+export async function serveBeside(path: string, health: Health, settings: Settings): Promise<HealthServer> {
+  const host = new WorkerHost(path, health, settings);
+  await host.listening;
+  return host;
+}
+
+class WorkerHost implements HealthServer {
+  readonly path: string;
+  readonly finished: Promise<void>;
+  readonly listening: Promise<void>;
+  #health: Health;
+  #settings: Settings;
+  #heartbeat = new Heartbeat();
+  #stamper: ReturnType<typeof setInterval>;
+  #worker?: Worker;
+  #starts = 0;
+  #stopping?: "drain" | "close";
+  #shutdown?: Promise<void>;
+  #ended = Promise.withResolvers<void>();
+  #finished = Promise.withResolvers<void>();
+  #listening = Promise.withResolvers<void>();
+  #served = false;
+  #deaths: number[] = [];
+  #updatePosted = false;
+
+  constructor(path: string, health: Health, settings: Settings) {
+    this.path = path;
+    this.#health = health;
+    this.#settings = settings;
+    this.finished = this.#finished.promise;
+    this.listening = this.#listening.promise;
+    this.#stamper = setInterval(() => this.#heartbeat.stamp(), HEARTBEAT_PERIOD);
+    Deno.unrefTimer(this.#stamper);
+    health.addEventListener("change", this.#onChange);
+    health.addEventListener("update", this.#onUpdate);
+    this.#spawn();
+  }
+
+  get connections(): number {
+    // The count lives in the Worker: ask, and wait for it a moment (a getter cannot await).
+    if (!this.#worker) return 0;
+    return this.#heartbeat.count(() => this.#post({ type: "count" }), COUNT_BOUND);
+  }
+
+  drain(): Promise<void> {
+    return this.#stop("drain");
+  }
+
+  close(): Promise<void> {
+    return this.#stop("close");
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** The Worker, for tests that need to make it fail. */
+  get worker(): Worker | undefined {
+    return this.#worker;
+  }
+
+  #stop(how: "drain" | "close"): Promise<void> {
+    if (this.#stopping !== "close") {
+      this.#stopping = how;
+      // /readyz fails at once, whatever the Worker is doing.
+      this.#health.markDraining();
+      this.#post({ type: how });
+      // Timers cannot hold more than MAX_DELAY: a longer one would fire at once.
+      const bound = how === "close"
+        ? CLOSE_BOUND
+        : Math.min(MAX_DELAY, this.#settings.drainDelay + this.#settings.shutdownTimeout + CLOSE_BOUND);
+      const timer = setTimeout(() => {
+        logger.error("The health Worker for {path} did not stop within {ms} ms: ending it", {
+          path: this.path,
+          ms: bound,
+        });
+        this.#end();
+      }, bound);
+      this.#ended.promise.then(() => clearTimeout(timer));
+    }
+    this.#shutdown ??= this.#ended.promise;
+    return this.#shutdown;
+  }
+
+  #spawn(): void {
+    workerUrl ??= URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
+    const worker = this.#worker = new Worker(workerUrl, { type: "module" });
+    worker.onmessage = (event: MessageEvent) => {
+      if (worker === this.#worker && isFromWorker(event.data)) this.#receive(event.data);
+    };
+    worker.onerror = (event: ErrorEvent) => {
+      // Handled here: an error left unhandled in a Worker would end the program without a word of why.
+      event.preventDefault();
+      if (worker === this.#worker) this.#died(event.message);
+    };
+    const level = lowestLevel((level) => logger.isEnabledFor(level));
+    worker.postMessage(
+      {
+        type: "init",
+        path: this.path,
+        settings: { ...this.#settings },
+        heartbeat: this.#heartbeat.buffer,
+        level,
+        snapshot: this.#health.snapshot(),
+      } satisfies ToWorker,
+    );
+  }
+
+  #post(message: ToWorker): void {
+    try {
+      this.#worker?.postMessage(message);
+    } catch (error) {
+      logger.error("Cannot send to the health Worker for {path}: {error}", { path: this.path, error: String(error) });
+    }
+  }
+
+  #onChange = () => this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), changed: true });
+
+  // Results come in bursts (every check of a report at once): send one snapshot per burst.
+  #onUpdate = () => {
+    if (this.#updatePosted) return;
+    this.#updatePosted = true;
+    queueMicrotask(() => {
+      this.#updatePosted = false;
+      this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), changed: false });
+    });
+  };
+
+  #receive(message: FromWorker): void {
+    switch (message.type) {
+      case "listening":
+        this.#served = true;
+        this.#listening.resolve();
+        break;
+      case "failed": {
+        const error = rebuild(this.path, message.error);
+        this.#end();
+        if (this.#served) {
+          logger.error("The health Worker for {path} cannot serve again: {error}", {
+            path: this.path,
+            error: String(error),
+          });
+          this.#finished.reject(error);
+        } else {
+          this.#listening.reject(error);
+          this.#finished.resolve();
+        }
+        break;
+      }
+      case "evaluate":
+        // Taken too late, after a block: the Worker has answered without us; a run now would be wasted.
+        if (epochNow() - message.asked > message.bound) {
+          this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), id: message.id, changed: false });
+          break;
+        }
+        this.#post({ type: "ack", id: message.id });
+        this.#evaluate(message.id, message.endpoint, message.check, message.exclude);
+        break;
+      case "call":
+        this.#call(message.name);
+        break;
+      case "log":
+        log(message.category, message.level, message.message, message.properties);
+        break;
+      case "stopped":
+        this.#health.markStopped();
+        this.#end();
+        this.#finished.resolve();
+        break;
+    }
+  }
+
+  async #evaluate(id: number, endpoint: Endpoint, check: string | undefined, exclude: string[]): Promise<void> {
+    try {
+      await this.#health.evaluate(endpoint, { check, exclude });
+    } catch { /* the Worker builds the answer, and its error, from the snapshot */ }
+    this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), id, changed: false });
+  }
+
+  #call(name: "start" | "stop" | "markDraining" | "markStopped"): void {
+    if (name === "start") {
+      this.#starts++;
+      this.#health.start();
+    } else if (name === "stop") {
+      if (this.#starts === 0) return;
+      this.#starts--;
+      this.#health.stop();
+    } else {
+      this.#health[name]();
+    }
+  }
+
+  /** The Worker died: say so, and serve again, or make `finished` reject. */
+  #died(why: string): void {
+    this.#worker?.terminate();
+    this.#worker = undefined;
+    this.#balance();
+    const now = performance.now();
+    this.#deaths = [...this.#deaths.filter((at) => now - at < RESPAWN_WINDOW), now];
+    if (!this.#served) {
+      this.#end();
+      this.#listening.reject(new Error(`Cannot serve health on "${this.path}": the Worker died: ${why}`));
+      this.#finished.resolve();
+      return;
+    }
+    if (this.#stopping || this.#deaths.length > RESPAWNS) {
+      logger.error("The health Worker for {path} died: {error}; health is no longer served", {
+        path: this.path,
+        error: why,
+      });
+      this.#end();
+      this.#finished.reject(
+        new Error(`The health Worker for "${this.path}" died: ${why}; health is no longer served`),
+      );
+      return;
+    }
+    logger.error("The health Worker for {path} died: {error}; serving again", { path: this.path, error: why });
+    this.#spawn();
+  }
+
+  /** Match every start() the Worker's server made, so the background checks stop. */
+  #balance(): void {
+    for (; this.#starts > 0; this.#starts--) this.#health.stop();
+  }
+
+  #end(): void {
+    clearInterval(this.#stamper);
+    this.#health.removeEventListener("change", this.#onChange);
+    this.#health.removeEventListener("update", this.#onUpdate);
+    this.#worker?.terminate();
+    this.#worker = undefined;
+    this.#balance();
+    this.#heartbeat.connections = 0;
+    this.#ended.resolve();
+  }
+}
+
+/** The Worker's error, thrown again on this thread as the same kind. */
+function rebuild(path: string, shape: ErrorShape): Error {
+  if (shape.name === "SocketError" && shape.reason !== undefined) {
+    return new SocketError(path, shape.reason as SocketErrorReason, shape.message);
+  }
+  const errors = Deno.errors as unknown as Record<string, new (message: string) => Error>;
+  if (Object.hasOwn(errors, shape.name)) return new errors[shape.name](shape.message);
+  if (shape.name === "TypeError") return new TypeError(shape.message);
+  if (shape.name === "RangeError") return new RangeError(shape.message);
+  const error = new Error(shape.message);
+  error.name = shape.name;
+  return error;
+}
+
+/** Re-emit a Worker's log record through this thread's LogTape configuration. */
+function log(category: string[], level: LogLevel, message: string, properties: Record<string, unknown>): void {
+  const target = getLogger(category);
+  switch (level) {
+    case "trace":
+      return target.trace(message, properties);
+    case "debug":
+      return target.debug(message, properties);
+    case "info":
+      return target.info(message, properties);
+    case "warning":
+      return target.warn(message, properties);
+    case "error":
+      return target.error(message, properties);
+    case "fatal":
+      return target.fatal(message, properties);
+  }
+}
