@@ -1,5 +1,5 @@
-// Issue 4, item 4: load and starvation. Figures are printed for the record
-// (console.log); the assertions are about behaviour, never timings.
+// Load and starvation. Figures are printed for the record (console.log); the
+// assertions are about behaviour, never timings.
 import assert from "node:assert/strict";
 import { probe } from "../client.ts";
 import { Health } from "../health.ts";
@@ -73,16 +73,17 @@ Deno.test(
   guarded(async () => {
     await using sock = await tempSocket();
     const health = new Health({ ready: true }).add("db", () => "pass");
-    // Default maxConnections (64); a short requestTimeout so the flood expires.
-    await using server = await serve(sock.path, health, { requestTimeout: 1500 });
+    // maxConnections 64; a short requestTimeout so the flood expires.
+    await using server = await serve(sock.path, health, { maxConnections: 64, requestTimeout: 1500 });
     const idle = await connectMany(sock.path, IDLE);
     try {
-      // Each newcomer took the place of the longest-waiting: the oldest were closed without a word.
+      // Each newcomer took the place of the longest-waiting (once it had had a moment to send a request):
+      // the oldest were closed without a word.
       const evicted = await Promise.all(idle.slice(0, IDLE - 64).map((conn) => readAnswer(conn)));
-      // Closed without a report: at once to make room, or (on a slow machine) at requestTimeout with a 408.
+      // Closed without a report: to make room, or (on a slow machine) at requestTimeout with a 408.
       const closed = evicted.filter((text) => text === "" || text.includes('"code":408')).length;
       assert.equal(closed, IDLE - 64, "every connection over the cap was closed without a report");
-      assert.equal(server.connections, 64);
+      assert.ok(server.connections <= 64, `${server.connections} held`);
       const started = performance.now();
       const result = await probe(sock.path, { timeout: 10_000 });
       const answeredMs = performance.now() - started;
