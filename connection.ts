@@ -216,6 +216,8 @@ export class Connection {
   deadline = 0;
   /** One more than the sweep count when the pending write began; 0 when no write is pending. */
   stalledSince = 0;
+  /** The server's count of waiting turns when it was accepted. */
+  turn = 0;
   #state: ConnectionState = "waiting";
   #host: ConnectionHost;
   #chunk: Uint8Array | undefined;

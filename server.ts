@@ -73,7 +73,7 @@ export interface ServeOptions {
    * stream whose client has left makes room (a line-mode client that shut its
    * sending side is written to, to find out); while every follower still
    * reads, the newcomer gets a 503 "busy". Whoever can connect can hold these
-   * slots. Earlier versions defaulted to 16. @default {1024}
+   * slots. Earlier versions defaulted to 16. @default {256}
    */
   maxWatchers?: number;
   /** Milliseconds between re-evaluations of watched reports (`?watch`). @default {1000} */
@@ -162,7 +162,7 @@ function resolveOptions(options: ServeOptions): Settings {
     maxConnections: options.maxConnections ?? 16384,
     // maxConnections bounded answers too, before there was maxAnswering: a program that set it keeps that.
     maxAnswering: options.maxAnswering ?? options.maxConnections ?? 64,
-    maxWatchers: options.maxWatchers ?? 1024,
+    maxWatchers: options.maxWatchers ?? 256,
     watchInterval: options.watchInterval ?? 1000,
   };
   if (!Number.isInteger(settings.mode) || settings.mode < 0 || settings.mode > 0o777) {
@@ -241,6 +241,8 @@ class Server implements HealthServer, ConnectionHost {
    * failed accept.
    */
   #descriptorCap = Infinity;
+  /** Turns the accept loop has waited at a hard limit: see #ripe. */
+  #turns = 0;
   /** Connections served or refused and not yet ended: shutdown waits for these. */
   #live = 0;
   /** Resolved when #live next reaches 0, for a shutdown waiting on it. */
@@ -486,9 +488,10 @@ class Server implements HealthServer, ConnectionHost {
   }
 
   /**
-   * Accept every connection as it comes: never wait. Room is made as each
-   * arrives (#admit), so a flood only ever closes its own oldest members and
-   * the accept queue stays short enough for a probe to get through.
+   * Accept every connection as it comes. Room is made as each arrives
+   * (#admit), so a flood only ever closes its own oldest members and the
+   * accept queue stays short enough for a probe to get through; accepting
+   * waits only at a hard limit, for a connection that may be closed.
    */
   async #acceptLoop(): Promise<void> {
     const { listener } = this.#claimed;
@@ -501,18 +504,25 @@ class Server implements HealthServer, ConnectionHost {
       // and a probe must not be closed unread. Below these limits (up to
       // maxConnections, which defaults to thousands) accepting never waits.
       while (this.#live >= this.#descriptorCap || this.#held() >= ceiling) {
+        const now = performance.now();
         const oldest = first(this.#waiting);
         if (oldest === undefined) break; // every one answering: newcomers are told so
-        const now = performance.now();
-        const wait = oldest.waitingFrom + GRACE - now;
-        if (wait > 0) await delay(Math.max(1, wait), this.#hurry.signal);
-        else if (this.#live < this.#descriptorCap) this.#evict(now, true);
-        else {
+        if (this.#live < this.#descriptorCap) {
+          if (this.#ripe(oldest, now)) {
+            this.#evict(now, true);
+            continue;
+          }
+        } else {
           // A closed connection's descriptor is freed a turn later, when its
           // pending read is cancelled: make room for a few newcomers at a time.
-          for (let i = 0; i < DESCRIPTOR_MARGIN && this.#evict(now, false); i++) { /* one each */ }
-          await delay(0, this.#hurry.signal);
+          for (let i = 0; i < DESCRIPTOR_MARGIN; i++) {
+            const victim = first(this.#waiting);
+            if (victim === undefined || !this.#ripe(victim, now)) break;
+            this.#evict(now, true);
+          }
         }
+        await delay(Math.max(0, oldest.waitingFrom + GRACE - now), this.#hurry.signal);
+        this.#turns++;
         if (this.#closing) return;
       }
       let conn: Deno.UnixConn;
@@ -520,11 +530,13 @@ class Server implements HealthServer, ConnectionHost {
         conn = await listener.accept();
       } catch (error) {
         if (this.#closing || error instanceof Deno.errors.BadResource) return;
-        if (outOfDescriptors(error) && this.#live > DESCRIPTOR_MARGIN) {
+        if (outOfDescriptors(error)) {
           // From now on hold fewer, counting every connection not yet ended
           // (a closed one frees its descriptor a turn later).
           this.#note("descriptors");
-          this.#descriptorCap = this.#live - DESCRIPTOR_MARGIN;
+          if (this.#live > DESCRIPTOR_MARGIN) this.#descriptorCap = this.#live - DESCRIPTOR_MARGIN;
+          // Nothing of ours to close: wait for the program to free some.
+          if (this.#waiting.size === 0) await delay(100, this.#hurry.signal);
         } else {
           logger.error("Cannot accept a connection on {path}: {error}", { path: this.path, error: String(error) });
           await delay(100, this.#hurry.signal);
@@ -538,9 +550,19 @@ class Server implements HealthServer, ConnectionHost {
 
   /**
    * Close the connection that has waited longest without a complete request,
-   * if it has had its grace (or `force`: descriptors ran out). Returns whether
-   * one was closed.
+   * if it has had its grace (or `force`d: at a hard limit, see #ripe).
+   * Returns whether one was closed.
    */
+  /**
+   * Whether a connection may be closed at a hard limit: it was accepted
+   * GRACE ago and at least two turns of the accept loop's waiting ago (each
+   * lets the event loop poll reads), so a request that was there has been
+   * read, however busy the loop.
+   */
+  #ripe(connection: Connection, now: number): boolean {
+    return now - connection.waitingFrom >= GRACE && this.#turns - connection.turn >= 2;
+  }
+
   #evict(now: number, force: boolean): boolean {
     const victim = first(this.#waiting);
     if (victim === undefined || (!force && now - victim.waitingFrom < GRACE)) return false;
@@ -554,14 +576,16 @@ class Server implements HealthServer, ConnectionHost {
    * Take a new connection. At the cap, make room by closing the connection
    * that has waited longest without a complete request (an idle or half-sent
    * one cannot hold a probe off); while every waiting connection is younger
-   * than its grace, the newcomer is taken over the cap (up to twice the cap),
-   * and the sweeper closes the excess once it is old enough. When every
+   * than its grace, the newcomer is taken over the cap (up to a ceiling the
+   * accept loop keeps), and the sweeper closes the longest-waiting once it is
+   * past its grace. When every
    * connection is answering, the newcomer is told the server is busy, in its
    * own request's framing.
    */
   #admit(conn: Deno.UnixConn): void {
     this.#wake();
     const connection = new Connection(conn, this, ++this.#order);
+    connection.turn = this.#turns;
     const { maxConnections } = this.#settings;
     if (this.#held() >= maxConnections) {
       const now = performance.now();

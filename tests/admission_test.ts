@@ -229,12 +229,12 @@ Deno.test({
       for (let i = 0; (await cli(sock.path, ["check", "--path", "/livez"])).code !== 0; i++) {
         assert.ok(i < 100, "the demo starts");
       }
-      await using idle = flooder(sock.path, "idle", 600, 30);
+      await using idle = flooder(sock.path, "idle", 400, 30);
       await idle.ready;
       const { failures, passed } = await probe(sock.path, 5);
       const flood = await idle.stop();
-      figures("600 idle flooders against 256 descriptors", { opened: flood.opened, "probes passed": `${passed}/10` });
-      assert.ok(flood.opened > 600, "descriptors ran out, and the server closed connections to make room");
+      figures("400 idle flooders against 256 descriptors", { opened: flood.opened, "probes passed": `${passed}/10` });
+      assert.ok(flood.opened > 400, "descriptors ran out, and the server closed connections to make room");
       assert.deepEqual(failures, [], "every probe passes");
     } finally {
       demo.kill("SIGKILL");
