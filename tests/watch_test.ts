@@ -265,7 +265,7 @@ Deno.test("a watch stream whose client left ends: its evaluations stop and drain
   const health = new Health({ ready: true }).add("counted", () => {
     runs++;
     return "pass";
-  }, { cacheTtl: 0 });
+  }, { cacheTtl: 0, kinds: ["live"] });
   const server = await serve(sock.path, health, { maxWatchers: 4, watchInterval: 10, shutdownTimeout: 60_000 });
   try {
     // Clients that ask to follow, read the first report and close both sides at once, from another process.
@@ -320,8 +320,10 @@ Deno.test("watch streams of one route share each evaluation", async () => {
     for (let i = 0; i < 20; i++) {
       const conn = await Deno.connect({ transport: "unix", path: sock.path });
       conns.push(conn);
-      await writeAll(conn, encoder.encode("GET /livez?watch\n"));
+      await writeAll(conn, encoder.encode("GET /readyz?watch\n"));
       await readUntilMatch(conn, /\n/);
+      // Followers arrive at different moments (a timer each would fire at different moments too).
+      await new Promise((resolve) => setTimeout(resolve, 5));
     }
     await waitUntil(() => server.connections === 20, "20 followers");
     const before = runs;
