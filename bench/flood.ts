@@ -3,8 +3,9 @@
  * (`tests/fixtures/flooder.ts`) against a server in another (the demo, run
  * as users run it). Prints markdown tables for RESULTS.md and the README:
  *
- * 1. probes answered of 20 (`curl -m 1` and `check --timeout 1s`) under
- *    reconnecting idle, half-sent and complete-never-read floods;
+ * 1. probes answered of 20 (`curl -m 1` and `check --timeout 1s`, spread over
+ *    more than the 5 s in which the flood is closed) under reconnecting idle,
+ *    half-sent and complete-never-read floods;
  * 2. requests per second of well-behaved clients (connect, `GET /livez`,
  *    read, close, again), by the number of clients;
  * 3. what closed watch streams cost (the demo's CPU and memory with N of them);
@@ -182,9 +183,11 @@ if (only.has("probes")) {
       await new Promise((resolve) => setTimeout(resolve, 1000));
       const curls = [];
       const checks = [];
+      // Spread over more than requestTimeout (5 s), so that the flood is closed and reconnects meanwhile.
       for (let i = 0; i < 20; i++) {
         curls.push(await curl(demo.path));
         checks.push(await check(demo.path, "1s"));
+        await new Promise((resolve) => setTimeout(resolve, 300));
       }
       const figures = await flooder.stop();
       await demo.stop();
