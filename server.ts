@@ -187,6 +187,10 @@ const LAST_WAIT = 1000;
 // closed to make room: a probe writes its request as it connects, and this is
 // ample time for the server to read it. Accepting never waits for it.
 const GRACE = 50;
+// The same at a hard limit (out of descriptors, or the ceiling over the cap),
+// where a connection closed unread is a probe lost: longer, for a client that
+// was descheduled between connecting and writing on a busy machine.
+const HARD_GRACE = 100;
 // Newcomers being told the server is busy, at most (or maxConnections if larger).
 const MAX_REFUSED = 256;
 // Descriptors kept free once accepting ran out of them (for the app and for newcomers being let in).
@@ -472,6 +476,8 @@ class Server implements HealthServer, ConnectionHost {
         this.#note("stalled");
       }
     }
+    // The program's own use of descriptors changes: let the learnt limit creep up until accepting fails again.
+    if (this.#descriptorCap !== Infinity) this.#descriptorCap++;
     // Newcomers let in at the cap while the others were young take their places now.
     const { maxConnections } = this.#settings;
     while (this.#owed > 0 && this.#held() >= maxConnections && this.#evict(now, false)) this.#owed--;
@@ -524,7 +530,7 @@ class Server implements HealthServer, ConnectionHost {
             this.#evict(now, true);
           }
         }
-        await delay(Math.max(0, oldest.waitingFrom + GRACE - now), this.#hurry.signal);
+        await delay(Math.max(0, oldest.waitingFrom + HARD_GRACE - now), this.#hurry.signal);
         this.#turns++;
         if (this.#closing) return;
       }
@@ -558,12 +564,12 @@ class Server implements HealthServer, ConnectionHost {
    */
   /**
    * Whether a connection may be closed at a hard limit: it was accepted
-   * GRACE ago and at least two turns of the accept loop's waiting ago (each
+   * HARD_GRACE ago and at least two turns of the accept loop's waiting ago (each
    * lets the event loop poll reads), so a request that was there has been
    * read, however busy the loop.
    */
   #ripe(connection: Connection, now: number): boolean {
-    return now - connection.waitingFrom >= GRACE && this.#turns - connection.turn >= 2;
+    return now - connection.waitingFrom >= HARD_GRACE && this.#turns - connection.turn >= 2;
   }
 
   #evict(now: number, force: boolean): boolean {
