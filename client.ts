@@ -7,8 +7,13 @@
  *
  * @module
  */
-import { isHealthReport, parseAnswer, permissionFlags } from "./protocol.ts";
-import type { Framing, HealthReport, HealthStatus } from "./protocol.ts";
+import { delay } from "./delay.ts";
+import { parseAnswer } from "./answer.ts";
+import { permissionFlags } from "./paths.ts";
+import { parseTarget } from "./protocol.ts";
+import type { Framing } from "./protocol.ts";
+import { isHealthReport } from "./report.ts";
+import type { HealthReport, HealthStatus } from "./report.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -97,6 +102,7 @@ export class ProbeError extends Error {
  * @param path The socket path.
  * @param options Target, framing, timeout and cancellation.
  * @returns The answer, whatever its status (`fail` included).
+ * @throws {TypeError} When `target` asks for a `?watch` stream, which {@linkcode watch} follows.
  * @throws {ProbeError} When the socket is unreachable (`unreachable`), the
  * exchange takes longer than `timeout` (`timeout`), the server does not accept
  * the connection in that time or answers 503 with an error (`busy`), or the
@@ -112,6 +118,10 @@ export class ProbeError extends Error {
 export async function probe(path: string, options: ProbeOptions = {}): Promise<ProbeResult> {
   const { target = "/healthz", framing = "line", timeout = 5000, maxBytes = 1 << 20 } = options;
   checkTarget(target);
+  if (asksToWatch(target)) {
+    // The answer to ?watch never ends: waiting for its end would always time out.
+    throw new TypeError(`Cannot probe "${target}": a ?watch target streams; follow it with watch() instead`);
+  }
   const signal = combine(timeout, options.signal);
   const conn = await connect(path, signal);
   try {
@@ -223,36 +233,21 @@ export async function* watch(path: string, options: WatchOptions = {}): AsyncGen
   }
 }
 
-/**
- * Wait `ms` milliseconds, or less if `signal` aborts first: the pause between
- * polls of a client that asks again and again.
- *
- * @param ms How long to wait.
- * @param signal Ends the wait early.
- * @returns A promise that settles when the time is up or the signal aborts; never rejects.
- * @example
- * ```ts
- * import { delay } from "./client.ts";
- * await delay(3000, AbortSignal.timeout(100)); // returns after 100 ms
- * ```
- */
-export function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
-
 function checkTarget(target: string): void {
   if (!target.startsWith("/") || /[\s\0]/.test(target)) {
     throw new TypeError(`Cannot request "${target}": a target starts with "/" and has no spaces`);
   }
+}
+
+/**
+ * Whether `target` asks for a `?watch` stream, as the server reads it.
+ *
+ * @param target A request target such as `/livez?watch`.
+ * @returns True when its query turns `watch` on.
+ */
+export function asksToWatch(target: string): boolean {
+  const route = parseTarget(target);
+  return "watch" in route && route.watch;
 }
 
 function combine(timeout: number, signal: AbortSignal | undefined): AbortSignal {
@@ -279,7 +274,7 @@ async function connect(path: string, signal: AbortSignal): Promise<Deno.UnixConn
       if (error instanceof ProbeError) throw error;
       // A full accept backlog (EAGAIN) clears as soon as the server accepts
       // again: try until the timeout, then say the server is not accepting.
-      if (!(error instanceof Deno.errors.WouldBlock)) throw unreachable(error, path);
+      if (!(error instanceof Deno.errors.WouldBlock)) throw await unreachable(error, path);
       await delay(BACKLOG_RETRY_MS, signal);
       if (signal.aborted) throw notAccepting(signal, path, error);
     }
@@ -297,42 +292,71 @@ function notAccepting(signal: AbortSignal, path: string, cause: unknown): ProbeE
   );
 }
 
-function unreachable(error: unknown, path: string): ProbeError {
+async function unreachable(error: unknown, path: string): Promise<ProbeError> {
   const options = { cause: error };
+  const cannot = (why: string) => new ProbeError("unreachable", path, `Cannot connect to "${path}": ${why}`, options);
   if (error instanceof Deno.errors.NotCapable) {
-    return new ProbeError(
-      "unreachable",
-      path,
-      `Cannot connect to "${path}": Deno lacks permission; run with ${permissionFlags(path, false)}`,
-      options,
-    );
+    return cannot(`Deno lacks permission; run with ${permissionFlags(path, false)}`);
   }
   if (error instanceof Deno.errors.NotFound) {
-    return new ProbeError(
-      "unreachable",
-      path,
-      `Cannot connect to "${path}": no socket there; is the server running?`,
-      options,
-    );
+    const directory = path.slice(0, path.lastIndexOf("/")) || "/";
+    switch (await directoryState(directory)) {
+      case "missing":
+        return cannot(
+          `the directory "${directory}" does not exist; check the path, or start the server that creates it`,
+        );
+      case "not-a-directory":
+        return cannot(`"${directory}" is not a directory; check the path`);
+      case "present":
+        return cannot("no socket there; is the server running?");
+      default:
+        return cannot(`no socket there, or no directory "${directory}"; is the server running, and is the path right?`);
+    }
+  }
+  if (error instanceof Deno.errors.NotADirectory) {
+    return cannot("a part of the path is a file, not a directory; check the path");
   }
   if (error instanceof Deno.errors.ConnectionRefused) {
-    return new ProbeError(
-      "unreachable",
-      path,
-      `Cannot connect to "${path}": connection refused; the socket is stale or its server stopped`,
-      options,
-    );
+    const kind = await kindOf(path);
+    if (kind) return cannot(`${kind} is there, not a socket; check the path`);
+    return cannot("connection refused; the socket is stale or its server stopped");
   }
   if (error instanceof Deno.errors.PermissionDenied) {
-    return new ProbeError(
-      "unreachable",
-      path,
-      `Cannot connect to "${path}": permission denied; check that this user may write the socket (its owner, group and mode) and search its directory`,
-      options,
+    return cannot(
+      "permission denied; check that this user may write the socket (its owner, group and mode) and search its directory",
     );
   }
-  const message = error instanceof Error ? error.message : String(error);
-  return new ProbeError("unreachable", path, `Cannot connect to "${path}": ${message}`, options);
+  return cannot(error instanceof Error ? error.message : String(error));
+}
+
+/** What is at `path` when it is not a socket ("a regular file", "a directory"…), or undefined for a socket or nothing. */
+async function kindOf(path: string): Promise<string | undefined> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch {
+    return undefined;
+  }
+  if (info.isFile) return "a regular file";
+  if (info.isDirectory) return "a directory";
+  if (info.isFifo) return "a named pipe (FIFO)";
+  if (info.isCharDevice || info.isBlockDevice) return "a device";
+  return undefined;
+}
+
+/**
+ * Whether the socket's directory exists, when Deno may look (a client granted
+ * only the socket path may not: then "unknown", and the message names both).
+ */
+async function directoryState(directory: string): Promise<"present" | "missing" | "not-a-directory" | "unknown"> {
+  if ((await Deno.permissions.query({ name: "read", path: directory })).state !== "granted") return "unknown";
+  try {
+    return (await Deno.stat(directory)).isDirectory ? "present" : "not-a-directory";
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "missing";
+    if (error instanceof Deno.errors.NotADirectory) return "not-a-directory";
+    return "unknown";
+  }
 }
 
 /** Settle with `work`, or reject with a timeout/cancel ProbeError when `signal` aborts first. */

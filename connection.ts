@@ -12,15 +12,14 @@ import {
   encodeResponse,
   errorResponse,
   HEALTH_JSON,
-  httpStatus,
   isUnterminatedLine,
   parseRequest,
   parseTarget,
-  renderVerbose,
   sniffFraming,
-  withholdDetails,
 } from "./protocol.ts";
-import type { Framing, HealthReport, ParseResult, ProtocolError, Request, Response, Route } from "./protocol.ts";
+import type { Framing, ParseResult, ProtocolError, Route, WireRequest, WireResponse } from "./protocol.ts";
+import { httpStatus, renderVerbose, withholdDetails } from "./report.ts";
+import type { HealthReport } from "./report.ts";
 
 const logger = getLogger(["healthsock", "server"]);
 const encoder = new TextEncoder();
@@ -83,7 +82,7 @@ export interface ConnectionHost {
 
 /** A response with its bytes encoded once for both framings, reused while its report is unchanged. */
 export interface Prepared {
-  response: Response;
+  response: WireResponse;
   /** The whole line-mode answer: the body and `\n`. */
   line: Uint8Array;
   /** The HTTP body. */
@@ -100,7 +99,7 @@ interface HttpAnswers {
 }
 
 /** Encode a response once for both framings. */
-export function prepare(response: Response): Prepared {
+export function prepare(response: WireResponse): Prepared {
   return { response, line: encoder.encode(response.body + "\n"), body: encoder.encode(response.body) };
 }
 
@@ -136,7 +135,7 @@ export class Responder {
   }
 
   /** The answer to a request: synchronous when the report is at hand, as it is for most probes. */
-  answer(request: Request, route: Route | ProtocolError): Prepared | Promise<Prepared> {
+  answer(request: WireRequest, route: Route | ProtocolError): Prepared | Promise<Prepared> {
     if ("code" in route) return prepare(errorResponse({ ...route, framing: request.framing }));
     const missing = this.unknownCheck(route, request.framing);
     if (missing) return missing;
@@ -168,7 +167,7 @@ export class Responder {
     let prepared = variants?.get(variant);
     if (!prepared) {
       const shown = this.#details ? report : withholdDetails(report);
-      let response: Response;
+      let response: WireResponse;
       if (verbose) {
         // kube-apiserver lists each excluded check, so a reader sees the exclusion took effect.
         const excluded = exclude.filter((name) => this.#health.has(name, endpoint));
@@ -527,7 +526,7 @@ export class Connection {
    * previous one was written, so a slow reader gets fewer reports, never a
    * growing buffer.
    */
-  async #watch(request: Request, route: Route): Promise<void> {
+  async #watch(request: WireRequest, route: Route): Promise<void> {
     const host = this.#host;
     const responder = host.responder;
     const http = request.framing === "http";

@@ -1,11 +1,14 @@
 /**
  * The demo application, after the seed: a worker that ticks at random 0–500 ms
- * intervals, its health server, and a client polling it, in one process.
+ * intervals, its health server, and a client polling it, in one process. The
+ * worker can be made busy (blocking the main thread now and then) or wedged
+ * (blocking it for good), to watch busy and dead told apart.
  *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { delay, probe, ProbeError } from "./client.ts";
+import { probe, ProbeError } from "./client.ts";
+import { delay } from "./delay.ts";
 import { eventLoopLag, Health } from "./health.ts";
 import { serve } from "./server.ts";
 import type { HealthServer } from "./server.ts";
@@ -19,6 +22,12 @@ export interface DemoOptions {
   mode?: number;
   /** Stop the worker this many milliseconds after start, to watch `/livez` turn to fail. @default {undefined} */
   stallAfter?: number;
+  /** Every this many milliseconds the worker blocks the main thread for `blockFor`, as an app's synchronous work does. @default {undefined} */
+  blockEvery?: number;
+  /** Milliseconds each block holds the main thread; less than `blockEvery`. @default {undefined} */
+  blockFor?: number;
+  /** The worker blocks the main thread for good this many milliseconds after serving starts. @default {undefined} */
+  wedgeAfter?: number;
   /** Milliseconds between the demo client's polls; 0 turns the client off. @default {3000} */
   pollInterval?: number;
   /** The ticker check fails when the worker has not ticked for this many milliseconds. @default {2000} */
@@ -56,11 +65,13 @@ export interface Demo extends AsyncDisposable {
  * Its checks: `ticker` (`live`: fails when the worker has not ticked for
  * `unhealthyAfter`; reports the tick count and the time of the last tick),
  * `started` (`ready` and `startup`: passes once the worker has ticked) and
- * `eventloop` (`live`, built in). It calls `markReady()` after `readyAfter`.
+ * `eventloop` (`ready`, built in, not critical: a recent stall makes `/readyz`
+ * warn). It calls `markReady()` after `readyAfter`.
  *
  * @param path The absolute socket path.
- * @param options Timing, mode and stall.
+ * @param options Timing, mode, stall, blocks and wedge.
  * @returns The running demo.
+ * @throws {RangeError} When one of `blockEvery` and `blockFor` is given alone, or `blockFor` is not less than it.
  * @throws {SocketError} When the path cannot be served.
  * @example
  * ```ts
@@ -78,7 +89,15 @@ export async function startDemo(path: string, options: DemoOptions = {}): Promis
     readyAfter = 1000,
     drainDelay = 1000,
     notify = false,
+    blockEvery,
+    blockFor,
+    wedgeAfter,
   } = options;
+  if ((blockEvery !== undefined || blockFor !== undefined) && !(blockFor! > 0 && blockFor! < blockEvery!)) {
+    throw new RangeError(
+      `Cannot block the main thread for ${blockFor} ms every ${blockEvery} ms: give both, blockFor above 0 and less than blockEvery`,
+    );
+  }
   let ticks = 0;
   let lastTick = Date.now();
   let tickTimer: ReturnType<typeof setTimeout> | undefined;
@@ -113,7 +132,7 @@ export async function startDemo(path: string, options: DemoOptions = {}): Promis
       kinds: ["ready", "startup"],
       cacheTtl: 0,
     })
-    .add("eventloop", eventLoopLag({ threshold: 250 }));
+    .add("eventloop", eventLoopLag({ threshold: 250 }), { critical: false });
 
   let server: HealthServer;
   try {
@@ -135,12 +154,29 @@ export async function startDemo(path: string, options: DemoOptions = {}): Promis
     }
   }
   const readyTimer = setTimeout(() => health.markReady(), readyAfter);
+  // The worker's synchronous work: it counts as a tick once done (busy is not dead).
+  const block = () => {
+    logger.info("Worker busy for {ms} ms: the main thread is blocked", { ms: blockFor });
+    spin(blockFor!);
+    ticks++;
+    lastTick = Date.now();
+    blockTimer = setTimeout(block, blockEvery! - blockFor!);
+  };
+  let blockTimer = blockEvery === undefined ? undefined : setTimeout(block, blockEvery - blockFor!);
+  const wedgeTimer = wedgeAfter === undefined ? undefined : setTimeout(() => {
+    logger.warn("Worker wedged on purpose after {ms} ms: the main thread never turns again; only SIGKILL stops it", {
+      ms: wedgeAfter,
+    });
+    for (;;) spin(1000);
+  }, wedgeAfter);
 
   const polling = new AbortController();
   const poller = pollInterval > 0 ? poll(path, pollInterval, polling.signal) : Promise.resolve();
   const finished = server.finished.then(async () => {
     clearTimeout(tickTimer);
     clearTimeout(readyTimer);
+    clearTimeout(blockTimer);
+    clearTimeout(wedgeTimer);
     polling.abort();
     await Promise.all([poller, notifier?.close()]);
   });
@@ -164,6 +200,14 @@ export async function startDemo(path: string, options: DemoOptions = {}): Promis
     },
   };
   return demo;
+}
+
+/** Hold the main thread for `ms`, as a big `JSON.parse`, a sort or a render does. */
+function spin(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    // Busy: no timer, no I/O, no signal handler runs meanwhile.
+  }
 }
 
 /** The demo's client: ask every `interval` and log what came back. */

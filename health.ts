@@ -6,8 +6,9 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { CheckResult, Endpoint, HealthReport, HealthStatus } from "./protocol.ts";
-import { isStatus, MAX_DELAY } from "./protocol.ts";
+import { milliseconds } from "./delay.ts";
+import { isStatus } from "./report.ts";
+import type { CheckResult, Endpoint, HealthReport, HealthStatus } from "./report.ts";
 
 const logger = getLogger(["healthsock", "health"]);
 
@@ -21,9 +22,14 @@ export type Lifecycle = "starting" | "ready" | "draining" | "stopped";
 export interface CheckOutcome {
   /** The check's status. */
   status: HealthStatus;
-  /** What the check measured. */
+  /**
+   * What the check measured: any value JSON can encode. A string is cut to
+   * 1 KiB like `output`; an object or array whose JSON is longer than 1 KiB
+   * is reported as its JSON text, cut and marked the same way. The report
+   * keeps a copy taken when the check finished.
+   */
   observedValue?: unknown;
-  /** The unit of `observedValue`. */
+  /** The unit of `observedValue`; cut to 64 bytes in reports. */
   observedUnit?: string;
   /** Why the check did not pass; cut to 1 KiB in reports, ending `… (cut from N bytes)`. */
   output?: string;
@@ -107,6 +113,12 @@ interface Settled {
   at: number;
 }
 
+/** Started with a check, its signal aborted when the check stops: for a check that observes between its runs. */
+type Watch = (signal: AbortSignal) => void;
+
+/** The watches of built-in checks, by check function (kept out of the public definition). */
+const WATCHES = new WeakMap<CheckFunction, Watch>();
+
 class Check {
   readonly name: string;
   readonly key: string;
@@ -118,6 +130,7 @@ class Check {
   #cacheTtl: number;
   #measurement: string;
   #componentType?: string;
+  #watch?: Watch;
   #last?: Settled;
   #inflight?: Promise<CheckResult>;
   #timer?: ReturnType<typeof setTimeout>;
@@ -129,9 +142,9 @@ class Check {
   constructor(name: string, definition: CheckDefinition, cacheTtl: number, onResult: () => void) {
     this.name = name;
     this.#fn = definition.check;
-    this.#timeout = positive(definition.timeout ?? 1000, "timeout");
-    this.#cacheTtl = nonNegative(definition.cacheTtl ?? cacheTtl, "cacheTtl");
-    this.interval = definition.interval === undefined ? undefined : positive(definition.interval, "interval");
+    this.#timeout = milliseconds(definition.timeout ?? 1000, "timeout");
+    this.#cacheTtl = milliseconds(definition.cacheTtl ?? cacheTtl, "cacheTtl", true);
+    this.interval = definition.interval === undefined ? undefined : milliseconds(definition.interval, "interval");
     this.critical = definition.critical ?? true;
     this.kinds = new Set(definition.kinds ?? ["ready"]);
     for (const kind of this.kinds) {
@@ -141,6 +154,7 @@ class Check {
     }
     this.#measurement = definition.measurement ?? "responseTime";
     this.#componentType = definition.componentType;
+    this.#watch = WATCHES.get(definition.check);
     this.key = `${name}:${this.#measurement}`;
     this.#onResult = onResult;
   }
@@ -156,9 +170,11 @@ class Check {
   }
 
   start(): void {
-    if (this.interval === undefined || this.#stop) return;
+    if (this.#stop || (this.interval === undefined && this.#watch === undefined)) return;
     const stop = new AbortController();
     this.#stop = stop;
+    this.#watch?.(stop.signal);
+    if (this.interval === undefined) return;
     const loop = async () => {
       this.#timer = undefined;
       try {
@@ -217,11 +233,13 @@ class Check {
     this.#last = { result, at: finished };
     if (previous !== result.status) {
       const level = result.status === "fail" ? "warn" : "info";
-      logger[level]("Check {name} is {status}{reason}", {
-        name: this.name,
-        status: result.status,
-        reason: result.output ? `: ${result.output}` : "",
-      });
+      if (result.output) {
+        logger[level]("Check {name} is {status}: {output}", {
+          name: this.name,
+          status: result.status,
+          output: result.output,
+        });
+      } else logger[level]("Check {name} is {status}", { name: this.name, status: result.status });
       if (this.interval !== undefined) this.#onResult();
     }
     return result;
@@ -243,14 +261,15 @@ function normalize(value: unknown): CheckOutcome {
     const outcome: CheckOutcome = { status };
     if (observedValue !== undefined) {
       // The report is JSON: a value JSON cannot encode (BigInt, a cycle) would make it unanswerable.
+      let bounded: unknown;
       try {
-        JSON.stringify(observedValue);
+        bounded = boundValue(observedValue);
       } catch (error) {
         return { status: "fail", output: `check returned an observedValue JSON cannot encode: ${messageOf(error)}` };
       }
-      outcome.observedValue = observedValue;
+      if (bounded !== undefined) outcome.observedValue = bounded;
     }
-    if (typeof observedUnit === "string") outcome.observedUnit = observedUnit;
+    if (typeof observedUnit === "string") outcome.observedUnit = cutText(observedUnit, MAX_UNIT_BYTES);
     if (output !== undefined) outcome.output = String(output);
     const ms = time instanceof Date ? time.getTime() : typeof time === "string" ? Date.parse(time) : NaN;
     if (Number.isFinite(ms)) outcome.time = new Date(ms).toISOString(); // otherwise: when the check finished
@@ -259,24 +278,96 @@ function normalize(value: unknown): CheckOutcome {
   return { status: "fail", output: `check returned an invalid result: ${describe(value)}` };
 }
 
-/** The most bytes of a check's `output` in a report: a report stays far below what a client accepts. */
+/**
+ * The most bytes a check's `output`, or its `observedValue`, takes in a report.
+ * With {@linkcode MAX_UNIT_BYTES}, {@linkcode MAX_NAME_BYTES} and
+ * {@linkcode MAX_CHECKS} this bounds a report: about 2.7 KiB a check, 350 KiB
+ * for the most checks, all fields full, far below the 1 MiB a client accepts.
+ */
 const MAX_OUTPUT_BYTES = 1024;
+/** The most bytes of an `observedUnit` in a report: a unit is a word. */
+const MAX_UNIT_BYTES = 64;
+/** The most bytes of a check's name, measurement or component type. */
+const MAX_NAME_BYTES = 128;
+/** The most checks a {@linkcode Health} holds, so that a report of all of them stays bounded. */
+const MAX_CHECKS = 128;
 const encoder = new TextEncoder();
 
 /**
- * Cut an output longer than {@linkcode MAX_OUTPUT_BYTES} (UTF-8) to that many
- * bytes, its end replaced by `… (cut from N bytes)`, never inside a character.
+ * The bytes a text takes in a report at most, escaped: as JSON writes it, or
+ * as `?verbose` text does (DEL, C1 and the line separators as `\uXXXX`).
+ * Each UTF-16 unit costs at most 6, so `text.length * 6` bounds it. Counting
+ * stops once the cost is above `stopAbove`.
  */
+function reportCost(text: string, from = 0, until = text.length, stopAbove = Infinity): number {
+  let cost = 0;
+  for (let i = from; i < until && cost <= stopAbove; i++) cost += unitCost(text, i);
+  return cost;
+}
+
+/** The cost of the character at `i`: a surrogate pair counts once, at its first half, and its second costs 0. */
+function unitCost(text: string, i: number): number {
+  const c = text.charCodeAt(i);
+  if (c < 0x20) return c === 0x08 || c === 0x09 || c === 0x0a || c === 0x0c || c === 0x0d ? 2 : 6;
+  if (c === 0x22 || c === 0x5c) return 2;
+  if (c < 0x7f) return 1;
+  if (c <= 0x9f || c === 0x2028 || c === 0x2029) return 6;
+  if (c < 0x800) return 2;
+  if (c >= 0xd800 && c <= 0xdbff) {
+    const next = text.charCodeAt(i + 1);
+    return next >= 0xdc00 && next <= 0xdfff ? 4 : 6;
+  }
+  if (c >= 0xdc00 && c <= 0xdfff) {
+    const previous = text.charCodeAt(i - 1);
+    return previous >= 0xd800 && previous <= 0xdbff ? 0 : 6;
+  }
+  return 3;
+}
+
+/**
+ * Cut a text that takes more than `max` bytes in a report (see
+ * {@linkcode reportCost}) to at most that, its end replaced by
+ * `… (cut from N bytes)` (N its UTF-8 size), never inside a character.
+ */
+function cutText(text: string, max: number): string {
+  // Most texts need no counting.
+  if (text.length * 6 <= max || reportCost(text, 0, text.length, max) <= max) return text;
+  const mark = `… (cut from ${encoder.encode(text).length} bytes)`;
+  const room = max - reportCost(mark);
+  let cost = 0;
+  let end = 0;
+  while (end < text.length) {
+    const c = text.charCodeAt(end);
+    const pair = c >= 0xd800 && c <= 0xdbff && end + 1 < text.length;
+    const width = pair ? 2 : 1;
+    const next = cost + reportCost(text, end, end + width);
+    if (next > room) break;
+    cost = next;
+    end += width;
+  }
+  return text.slice(0, end) + mark;
+}
+
+/**
+ * What a report shows of an `observedValue`: numbers, booleans and null as
+ * they are; a string cut as an output is; an object or array copied through
+ * JSON (so later changes to it do not show), or, when its JSON takes more than
+ * {@linkcode MAX_OUTPUT_BYTES}, that JSON text cut and marked. Undefined for
+ * what JSON leaves out (a function). Throws what `JSON.stringify` throws.
+ */
+function boundValue(value: unknown): unknown {
+  if (typeof value === "string") return cutText(value, MAX_OUTPUT_BYTES);
+  if (typeof value === "number" || typeof value === "boolean" || value === null) return value;
+  const json = JSON.stringify(value);
+  if (json === undefined) return undefined;
+  // JSON text needs no more escaping: its cost is its UTF-8 size.
+  if (json.length * 3 <= MAX_OUTPUT_BYTES || encoder.encode(json).length <= MAX_OUTPUT_BYTES) return JSON.parse(json);
+  return cutText(json, MAX_OUTPUT_BYTES);
+}
+
+/** Cut a check's output to {@linkcode MAX_OUTPUT_BYTES}. */
 function cutOutput(output: string): string {
-  // A UTF-16 unit takes at most 3 bytes: most outputs need no counting.
-  if (output.length * 3 <= MAX_OUTPUT_BYTES) return output;
-  const size = encoder.encode(output).length;
-  if (size <= MAX_OUTPUT_BYTES) return output;
-  const mark = `… (cut from ${size} bytes)`;
-  const room = new Uint8Array(MAX_OUTPUT_BYTES - encoder.encode(mark).length);
-  // encodeInto stops before a character that does not fit whole.
-  const { read } = encoder.encodeInto(output, room);
-  return output.slice(0, read) + mark;
+  return cutText(output, MAX_OUTPUT_BYTES);
 }
 
 function messageOf(error: unknown): string {
@@ -294,20 +385,6 @@ function describe(value: unknown): string {
   } catch {
     return Object.prototype.toString.call(value);
   }
-}
-
-function positive(value: number, name: string): number {
-  if (!(value > 0 && value <= MAX_DELAY)) {
-    throw new RangeError(`Cannot use ${name} ${value}: expected milliseconds above 0 and at most ${MAX_DELAY}`);
-  }
-  return value;
-}
-
-function nonNegative(value: number, name: string): number {
-  if (!(value >= 0 && value <= MAX_DELAY)) {
-    throw new RangeError(`Cannot use ${name} ${value}: expected milliseconds from 0 to ${MAX_DELAY}`);
-  }
-  return value;
 }
 
 /**
@@ -350,7 +427,7 @@ export class Health extends EventTarget {
   constructor(options: HealthOptions = {}) {
     super();
     this.#state = options.ready ? "ready" : "starting";
-    this.#cacheTtl = nonNegative(options.cacheTtl ?? 1000, "cacheTtl");
+    this.#cacheTtl = milliseconds(options.cacheTtl ?? 1000, "cacheTtl", true);
   }
 
   /** The lifecycle state. */
@@ -366,12 +443,14 @@ export class Health extends EventTarget {
   /**
    * Register a check.
    *
-   * @param name The check's name: letters, digits, `.`, `_` and `-`.
+   * @param name The check's name: letters, digits, `.`, `_` and `-`, at most 128.
    * @param check The check function, or a definition such as a built-in check returns.
    * @param options Options; they override those of a definition.
    * @returns This registry, for chaining.
    * @throws {TypeError} When the name is invalid or taken, or a kind is unknown.
-   * @throws {RangeError} When a timeout, interval or cache time is out of range.
+   * @throws {RangeError} When a timeout, interval or cache time is out of range, the
+   * name, measurement or component type is longer than 128 bytes, or the registry
+   * holds 128 checks already (a report of them all stays far below what a client accepts).
    * @example
    * ```ts
    * import { Health } from "./health.ts";
@@ -384,10 +463,24 @@ export class Health extends EventTarget {
         `Cannot add check "${name}": use letters, digits, ".", "_" and "-", and not "${LIFECYCLE_CHECK}"`,
       );
     }
+    if (name.length > MAX_NAME_BYTES) {
+      throw new RangeError(`Cannot add check "${name.slice(0, 32)}…": its name is longer than ${MAX_NAME_BYTES} bytes`);
+    }
     if (this.#checks.has(name)) throw new TypeError(`Cannot add check "${name}": a check of that name exists`);
+    if (this.#checks.size >= MAX_CHECKS) {
+      throw new RangeError(`Cannot add check "${name}": a Health holds at most ${MAX_CHECKS} checks`);
+    }
     const definition = typeof check === "function" ? { ...options, check } : { ...check, ...options };
     if (typeof definition.check !== "function") {
       throw new TypeError(`Cannot add check "${name}": expected a function`);
+    }
+    for (const field of ["measurement", "componentType"] as const) {
+      const value = definition[field];
+      if (value !== undefined && (typeof value !== "string" || reportCost(value) > MAX_NAME_BYTES)) {
+        throw new RangeError(
+          `Cannot add check "${name}": its ${field} must be text of at most ${MAX_NAME_BYTES} bytes`,
+        );
+      }
     }
     const entry = new Check(name, definition, this.#cacheTtl, () => this.#changed());
     this.#checks.set(name, entry);
@@ -670,53 +763,137 @@ export class Health extends EventTarget {
 
 /** Options of {@linkcode eventLoopLag}. */
 export interface EventLoopLagOptions {
-  /** Fail when a timer fires this many milliseconds late. @default {100} */
+  /** Fail when the loop was held this many milliseconds past a timer's time within `window`. @default {100} */
   threshold?: number;
-  /** The timer delay sampled, in milliseconds. @default {10} */
+  /** Milliseconds between the watching timer's firings: stalls shorter than this may go unseen. @default {20} */
   sample?: number;
+  /** Report the worst lag of this many most recent milliseconds; at least `sample`. @default {5000} */
+  window?: number;
 }
 
 /**
- * A built-in check that fails when the event loop lags: it sets a short timer
- * and measures how late it fires. A `live` check reporting `lag` in ms.
+ * A built-in check of how long the event loop is held. From when it is
+ * served (`serve()` calls `Health.start()`) until the server stops, a timer
+ * fires every `sample` ms and records how late it fired; the check reports the
+ * worst lag of the last `window` ms, so a stall between two probes is not
+ * missed, and fails above `threshold`. The timer does not keep the process
+ * alive. On a Health that is not started it times one `sample` ms timer when
+ * asked. A `ready` check (a lagging loop is saturated, not dead: pass
+ * `kinds: ["live"]` to change that) reporting `lag` in ms.
  *
- * @param options The threshold and sample delay.
+ * @param options The threshold, the timer's period and the window.
  * @returns A check definition for {@linkcode Health.prototype.add}.
+ * @throws {RangeError} When an option is not a number of milliseconds from 1 to 2^31-1, or `window` is under `sample`.
  * @example
  * ```ts
  * import { eventLoopLag, Health } from "./health.ts";
- * new Health().add("eventloop", eventLoopLag({ threshold: 200 }));
+ * new Health().add("eventloop", eventLoopLag({ threshold: 200, window: 10_000 }));
  * ```
  */
 export function eventLoopLag(options: EventLoopLagOptions = {}): CheckDefinition {
-  const { threshold = 100, sample = 10 } = options;
-  positive(threshold, "threshold");
-  positive(sample, "sample");
-  positive(threshold * 2 + sample, "threshold * 2 + sample");
+  const { threshold = 100, sample = 20, window = 5000 } = options;
+  milliseconds(threshold, "threshold");
+  milliseconds(sample, "sample");
+  milliseconds(window, "window");
+  if (window < sample) {
+    throw new RangeError(`Cannot use window ${window}: expected milliseconds at least sample (${sample})`);
+  }
+  milliseconds(threshold * 2 + sample, "threshold * 2 + sample");
+  const watcher = new LagWatcher(sample, window);
+  const outcome = (lag: number, within: string): CheckOutcome => {
+    lag = Math.round(lag * 10) / 10;
+    return {
+      status: lag > threshold ? "fail" : "pass",
+      observedValue: lag,
+      observedUnit: "ms",
+      output: lag > threshold ? `event loop lag ${lag} ms${within} exceeds ${threshold} ms` : undefined,
+    };
+  };
+  const check: CheckFunction = (signal) => {
+    const worst = watcher.worst();
+    if (worst !== undefined) return outcome(worst, ` in the last ${window} ms`);
+    return lagOnce(sample, signal).then((lag) => outcome(lag, ""));
+  };
+  WATCHES.set(check, (signal) => watcher.watch(signal));
   return {
-    kinds: ["live"],
+    kinds: ["ready"],
     measurement: "lag",
     componentType: "system",
     timeout: Math.max(1000, threshold * 2 + sample),
-    check: (signal) =>
-      new Promise<CheckOutcome>((resolve, reject) => {
-        const started = performance.now();
-        const timer = setTimeout(() => {
-          signal.removeEventListener("abort", onAbort);
-          const lag = Math.max(0, Math.round((performance.now() - started - sample) * 10) / 10);
-          resolve({
-            status: lag > threshold ? "fail" : "pass",
-            observedValue: lag,
-            observedUnit: "ms",
-            output: lag > threshold ? `event loop lag ${lag} ms exceeds ${threshold} ms` : undefined,
-          });
-        }, sample);
-        const onAbort = () => {
-          clearTimeout(timer);
-          reject(signal.reason);
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-      }),
+    check,
+  };
+}
+
+/** How late one timer of `sample` ms fires, in ms. */
+function lagOnce(sample: number, signal: AbortSignal): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const started = performance.now();
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(Math.max(0, performance.now() - started - sample));
+    }, sample);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * A timer that fires every `sample` ms while anyone watches, keeping the worst
+ * lateness of the last `window` ms. Probes come when the loop is free, so a
+ * lag measured only when asked misses the stalls between them.
+ */
+class LagWatcher {
+  #sample: number;
+  #window: number;
+  #watchers = 0;
+  #timer?: ReturnType<typeof setTimeout>;
+  /** When the pending firing is due (`performance.now()`). */
+  #due = 0;
+  /** Lags with when they were seen: times rise, lags fall, so the first one in the window is the worst. */
+  #worst: { at: number; lag: number }[] = [];
+
+  constructor(sample: number, window: number) {
+    this.#sample = sample;
+    this.#window = window;
+  }
+
+  /** Watch until `signal` aborts; one timer serves every watcher. */
+  watch(signal: AbortSignal): void {
+    if (signal.aborted) return;
+    if (this.#watchers++ === 0) this.#arm(performance.now());
+    signal.addEventListener("abort", () => {
+      if (--this.#watchers > 0) return;
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#worst = [];
+    }, { once: true });
+  }
+
+  /** The worst lag in the window, the firing overdue now included; undefined when nobody watches. */
+  worst(): number | undefined {
+    if (this.#watchers === 0) return undefined;
+    const now = performance.now();
+    const worst = this.#worst;
+    while (worst.length > 0 && worst[0].at <= now - this.#window) worst.shift();
+    return Math.max(0, now - this.#due, worst[0]?.lag ?? 0);
+  }
+
+  #arm(now: number): void {
+    this.#due = now + this.#sample;
+    const timer = this.#timer = setTimeout(this.#fire, this.#sample);
+    Deno.unrefTimer(timer);
+  }
+
+  #fire = (): void => {
+    const now = performance.now();
+    const lag = Math.max(0, now - this.#due);
+    const worst = this.#worst;
+    while (worst.length > 0 && worst[worst.length - 1].lag <= lag) worst.pop();
+    worst.push({ at: now, lag });
+    this.#arm(now);
   };
 }
 

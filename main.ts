@@ -8,13 +8,16 @@
  *
  * @module
  */
-import type { LogLevel, LogRecord } from "@logtape/logtape";
+import type { LogLevel } from "@logtape/logtape";
 import { parseFlags } from "./args.ts";
-import { delay, probe, ProbeError, watch } from "./client.ts";
+import { asksToWatch, probe, ProbeError, watch } from "./client.ts";
 import type { ProbeResult } from "./client.ts";
 import type { Demo } from "./demo.ts";
-import { escapeText, MAX_DELAY, permissionFlags, permissionPaths, renderVerbose } from "./protocol.ts";
-import type { Endpoint, Framing, HealthStatus } from "./protocol.ts";
+import { delay, MAX_DELAY } from "./delay.ts";
+import { permissionFlags, permissionPaths } from "./paths.ts";
+import type { Framing } from "./protocol.ts";
+import { escapeText, renderVerbose } from "./report.ts";
+import type { Endpoint, HealthStatus } from "./report.ts";
 
 // `check` is what probes run, many times a minute: it loads only the client,
 // protocol and args modules. Logging (an npm package), node:util's parseArgs
@@ -23,7 +26,7 @@ import type { Endpoint, Framing, HealthStatus } from "./protocol.ts";
 
 const DEFAULT_SOCKET = "/tmp/app.sock";
 
-/** Exit codes, per design.md. Never 2: container runtimes reserve it. */
+/** Exit codes, as the README lists them. Never 2: container runtimes reserve it. */
 const EXIT = {
   ok: 0,
   fail: 1,
@@ -32,6 +35,8 @@ const EXIT = {
   busy: 4,
   protocol: 5,
   usage: 64,
+  /** A bug: never 1, which says the health is fail. */
+  internal: 70,
   noPermission: 77,
 } as const;
 
@@ -48,11 +53,13 @@ Options for every command:
   --socket PATH          Socket path, absolute (default ${DEFAULT_SOCKET})
   --log-level LEVEL      trace, debug, info, warning, error or fatal
                          (default info; demo: debug, to show each exchange)
-  --log-format FORMAT    text or json (one JSON object a line); logs go to stderr
+  --log-format FORMAT    text or json; logs go to stderr. With json every line
+                         on stderr is a JSON object, the exit line included,
+                         but a usage error's (exit 64)
   -h, --help             Show help; "healthsock <command> --help" for a command
 
 Exit codes of check and watch --count: 0 pass or warn, 1 fail, 3 unreachable,
-4 timed out or busy, 5 protocol error, 64 usage error.`;
+4 timed out or busy, 5 protocol error, 64 usage error, 70 internal error.`;
 
 const USAGE: Record<Command, string> = {
   check: `Usage: healthsock check [options]
@@ -71,11 +78,13 @@ Options:
 
 Exit codes: 0 pass or warn, 1 fail, 3 unreachable (no socket, refused,
 permission denied), 4 timed out or busy (the server is not accepting, or said
-it is too busy), 5 protocol error, 64 usage error.`,
+it is too busy), 5 protocol error, 64 usage error, 70 internal error.`,
   watch: `Usage: healthsock watch [options]
 
 Ask a health socket every --interval and print each answer, until Ctrl-C,
-SIGTERM or SIGHUP, or until its output is closed (exit 0).
+SIGTERM or SIGHUP, or until its output is closed (exit 0). A closed output is
+noticed at the next line printed, so with --changes under "| head -1" that is
+the next change: use --count 1 instead.
 
 Options:
   --path TARGET          Endpoint, as for check (default /healthz)
@@ -99,6 +108,12 @@ again); one after that stops at once.
 
 Options:
   --stall-after DURATION     Stop the worker after this long, to watch /livez fail
+  --block-every DURATION     Make the worker block the main thread this often,
+                             as an app busy with synchronous work (with
+                             --block-for), e.g. --block-every 2s --block-for 1.5s
+  --block-for DURATION       How long each block lasts; less than --block-every
+  --wedge-after DURATION     Block the main thread for good after this long, as a
+                             wedged app (only SIGKILL stops it then)
   --unhealthy-after DURATION Fail the ticker check after this long without a
                              tick (default 2s)
   --ready-after DURATION     Start-up time before /readyz passes (default 1s)
@@ -150,6 +165,9 @@ const OPTIONS = {
   demo: {
     ...GLOBAL_OPTIONS,
     "stall-after": { type: "string" },
+    "block-every": { type: "string" },
+    "block-for": { type: "string" },
+    "wedge-after": { type: "string" },
     "unhealthy-after": { type: "string", default: "2s" },
     "ready-after": { type: "string", default: "1s" },
     "poll-interval": { type: "string", default: "3s" },
@@ -198,23 +216,8 @@ function endpointOf(target: string): Endpoint {
 
 const LOG_LEVELS: readonly LogLevel[] = ["trace", "debug", "info", "warning", "error", "fatal"];
 
-async function setUpLogging(level: LogLevel, format: "text" | "json"): Promise<void> {
-  const { configure, getJsonLinesFormatter, getTextFormatter } = await import("@logtape/logtape");
-  const encoder = new TextEncoder();
-  const formatter = format === "json"
-    ? getJsonLinesFormatter()
-    : getTextFormatter({ timestamp: "time", value: (v) => typeof v === "string" ? v : Deno.inspect(v) });
-  const stderr = (record: LogRecord) => {
-    Deno.stderr.writeSync(encoder.encode(formatter(record)));
-  };
-  await configure({
-    sinks: { stderr },
-    loggers: [
-      { category: ["healthsock"], lowestLevel: level, sinks: ["stderr"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
-    ],
-  });
-}
+/** The logging module, once logging is set up: the CLI's own lines follow its format. */
+let logging: typeof import("./logging.ts") | undefined;
 
 /** Fail early, with the flags to add, rather than on the first socket call. */
 async function missingPermissions(path: string, server: boolean): Promise<string | undefined> {
@@ -248,8 +251,14 @@ function settleSignals(listener: () => void): void {
 
 function ignore(): void {}
 
+/** A line of the CLI's own on stderr: `healthsock: …` in text, a JSON record with --log-format json. */
+function say(level: LogLevel, message: string, path: string): void {
+  const sentence = message[0].toUpperCase() + message.slice(1);
+  if (!logging?.notice(level, sentence, { path })) console.error(`healthsock: ${escapeText(message)}`);
+}
+
 function fatal(code: number, message: string): number {
-  console.error(`healthsock: ${escapeText(message)}`);
+  if (!logging?.notice("error", message, { exitCode: code })) console.error(`healthsock: ${escapeText(message)}`);
   return code;
 }
 
@@ -279,11 +288,20 @@ interface ProbeFlags {
   format: "text" | "json";
 }
 
-function probeFlags(values: Record<string, string | boolean | undefined>): ProbeFlags {
+function probeFlags(values: Record<string, string | boolean | undefined>, command: "check" | "watch"): ProbeFlags {
   const path = values.socket as string;
   const target = values.path as string;
   if (!target.startsWith("/") || /\s/.test(target)) {
     throw new UsageError(`Invalid --path "${target}": expected a path such as /readyz`);
+  }
+  if (asksToWatch(target)) {
+    // A ?watch answer never ends, so check would wait out its timeout.
+    const plain = target.replace(/([?&])watch(=[^&]*)?(&|$)/, (_, before, _value, after) => after ? before : "")
+      .replace(/[?&]$/, "");
+    throw new UsageError(
+      `Invalid --path "${target}": ${command} does not take ?watch; ` +
+        `to follow changes run 'healthsock watch --changes --path ${plain}'`,
+    );
   }
   return {
     path,
@@ -295,7 +313,7 @@ function probeFlags(values: Record<string, string | boolean | undefined>): Probe
 }
 
 async function runCheck(values: Record<string, string | boolean | undefined>): Promise<number> {
-  const flags = probeFlags(values);
+  const flags = probeFlags(values, "check");
   const missing = await missingPermissions(flags.path, false);
   if (missing) return fatal(EXIT.unreachable, missing);
   let result: ProbeResult;
@@ -351,7 +369,7 @@ const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 const SAME_SIGNAL_MS = 500;
 
 async function runWatch(values: Record<string, string | boolean | undefined>): Promise<number> {
-  const flags = probeFlags(values);
+  const flags = probeFlags(values, "watch");
   const interval = positiveDuration(values.interval as string, "--interval");
   const count = values.count === undefined ? Infinity : Number(values.count);
   if (count !== Infinity && (!Number.isInteger(count) || count <= 0)) {
@@ -403,7 +421,7 @@ async function runWatch(values: Record<string, string | boolean | undefined>): P
     }
   };
   try {
-    let streaming = Boolean(values.changes) && !flags.target.includes("watch");
+    let streaming = Boolean(values.changes);
     while (!stop.signal.aborted) {
       if (streaming) {
         // Follow the server's pushed changes; fall back to polling when it has none.
@@ -462,7 +480,28 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
     pollInterval: parseDuration(values["poll-interval"] as string, "--poll-interval"),
     drainDelay: parseDuration(values["drain-delay"] as string, "--drain-delay"),
     notify: Boolean(values.notify),
+    blockEvery: values["block-every"] === undefined
+      ? undefined
+      : positiveDuration(values["block-every"] as string, "--block-every"),
+    blockFor: values["block-for"] === undefined
+      ? undefined
+      : positiveDuration(values["block-for"] as string, "--block-for"),
+    wedgeAfter: values["wedge-after"] === undefined
+      ? undefined
+      : parseDuration(values["wedge-after"] as string, "--wedge-after"),
   };
+  if ((options.blockEvery === undefined) !== (options.blockFor === undefined)) {
+    const [given, missing] = options.blockEvery === undefined ? ["for", "every"] : ["every", "for"];
+    throw new UsageError(
+      `Invalid --block-${given} "${values[`block-${given}`]}": give --block-${missing} too, ` +
+        "e.g. --block-every 2s --block-for 1.5s",
+    );
+  }
+  if (options.blockFor! >= options.blockEvery!) {
+    throw new UsageError(
+      `Invalid --block-for "${values["block-for"]}": must be shorter than --block-every "${values["block-every"]}"`,
+    );
+  }
   const missing = await missingPermissions(path, true);
   if (missing) return fatal(EXIT.noPermission, missing);
   // Listen for signals before the socket exists, so a signal that arrives
@@ -479,14 +518,14 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
     const now = performance.now();
     if (firstSignal === undefined) {
       firstSignal = now;
-      console.error(`healthsock: draining "${path}" (signal again to stop now)`);
+      say("info", `draining "${path}" (signal again to stop now)`, path);
     } else if (now - firstSignal < SAME_SIGNAL_MS || stopNow) {
       // One Ctrl-C reaches npx, deno task and this program (the terminal
       // signals the whole process group) and each wrapper passes it on again.
       return;
     } else {
       stopNow = true;
-      console.error(`healthsock: stopping "${path}" now`);
+      say("warning", `stopping "${path}" now`, path);
     }
     obey();
   };
@@ -509,6 +548,14 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
   return EXIT.ok;
 }
 
+const HINT = "Run 'healthsock --help' for usage";
+
+/** A usage error is one line saying what is wrong, and where the usage is: the text itself would bury the line. */
+function usageError(command: Command, message: string): number {
+  console.error(`healthsock ${command}: ${escapeText(message)}\nRun 'healthsock ${command} --help' for usage`);
+  return EXIT.usage;
+}
+
 async function main(args: string[] = Deno.args): Promise<number> {
   const [first, ...rest] = args;
   if (first === undefined || first === "-h" || first === "--help" || first === "help") {
@@ -520,7 +567,7 @@ async function main(args: string[] = Deno.args): Promise<number> {
     return EXIT.ok;
   }
   if (!(first in OPTIONS)) {
-    console.error(`healthsock: unknown command "${first}"\n\n${GLOBAL_USAGE}`);
+    console.error(`healthsock: Unknown command "${escapeText(first)}": use check, watch or demo\n${HINT}`);
     return EXIT.usage;
   }
   const command = first as Command;
@@ -535,8 +582,7 @@ async function main(args: string[] = Deno.args): Promise<number> {
       values = parseFlags(rest, OPTIONS[command]);
     }
   } catch (error) {
-    console.error(`healthsock ${command}: ${(error as Error).message}\n\n${USAGE[command]}`);
-    return EXIT.usage;
+    return usageError(command, (error as Error).message);
   }
   if (values.help) {
     console.log(USAGE[command]);
@@ -552,17 +598,37 @@ async function main(args: string[] = Deno.args): Promise<number> {
     );
     const format = choice(values["log-format"] as string, ["text", "json"] as const, "--log-format");
     // check logs nothing of its own unless asked: it reports on stdout and stderr.
-    if (command !== "check" || values["log-level"] !== undefined) await setUpLogging(level, format);
+    if (command !== "check" || values["log-level"] !== undefined || format === "json") {
+      logging = await import("./logging.ts");
+      await logging.setUpLogging(level, format);
+    }
     if (command === "check") return await runCheck(values);
     if (command === "watch") return await runWatch(values);
     return await runDemo(values);
   } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(`healthsock ${command}: ${error.message}\n\n${USAGE[command]}`);
-      return EXIT.usage;
-    }
+    if (error instanceof UsageError) return usageError(command, error.message);
     throw error;
   }
 }
 
-if (import.meta.main) Deno.exit(await main());
+/**
+ * An error nothing expected is a bug, not an answer: exit 70 (EX_SOFTWARE)
+ * with one line, never Deno's 1, which check's callers read as "fail".
+ */
+function crashed(error: unknown): never {
+  const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  console.error(`healthsock: Internal error (please report it): ${escapeText(message)}`);
+  Deno.exit(EXIT.internal);
+}
+
+if (import.meta.main) {
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    crashed(event.reason);
+  });
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    crashed(event.error);
+  });
+  Deno.exit(await main().catch(crashed));
+}

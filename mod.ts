@@ -47,7 +47,9 @@ export type {
 } from "./health.ts";
 export { probe, ProbeError, watch } from "./client.ts";
 export type { ProbeErrorKind, ProbeOptions, ProbeResult, WatchOptions } from "./client.ts";
-export { permissionFlags, renderVerbose } from "./protocol.ts";
-export type { CheckResult, Endpoint, Framing, HealthReport, HealthStatus, VerboseOptions } from "./protocol.ts";
+export { permissionFlags } from "./paths.ts";
+export { renderVerbose } from "./report.ts";
+export type { CheckResult, Endpoint, HealthReport, HealthStatus, VerboseOptions } from "./report.ts";
+export type { Framing } from "./protocol.ts";
 export { NOTIFY_VARIABLES, notifyPermissionFlags, notifySystemd } from "./notify.ts";
 export type { NotifyEnvironment, NotifyOptions, SystemdNotifier } from "./notify.ts";

@@ -9,12 +9,18 @@
  * `--unstable-net` and a local path to bind; the socket is bound there and the
  * name removed at once (nothing ever answers to it).
  *
+ * A send to a socket whose queue is full waits inside Deno until the receiver
+ * reads, and closing the socket does not cancel it. So one loop sends, and
+ * nothing else (start-up, readiness, a drain, close) waits on it for more than
+ * a quarter of a second.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import type { Health } from "./health.ts";
-import { componentOf, MAX_DELAY } from "./protocol.ts";
-import type { HealthReport } from "./protocol.ts";
+import { MAX_DELAY, milliseconds } from "./delay.ts";
+import { componentOf, escapeText } from "./report.ts";
+import type { HealthReport } from "./report.ts";
 
 const logger = getLogger(["healthsock", "notify"]);
 const encoder = new TextEncoder();
@@ -72,7 +78,8 @@ type ListenDatagram = (options: { transport: "unixpacket"; path: string }) => Da
  * notify socket, and the three variables.
  *
  * @param bindPath Where the notifier binds its sending end.
- * @param notifySocket The value of `NOTIFY_SOCKET` (systemd's is `/run/systemd/notify`).
+ * @param notifySocket The value of `NOTIFY_SOCKET` (systemd's is `/run/systemd/notify`); an abstract name
+ * (`@name`) can be reached only with an unscoped `--allow-net`, which is what is returned for it.
  * @returns The flags, space-separated.
  * @example
  * ```ts
@@ -82,11 +89,14 @@ type ListenDatagram = (options: { transport: "unixpacket"; path: string }) => Da
  * ```
  */
 export function notifyPermissionFlags(bindPath: string, notifySocket: string): string {
+  // Deno checks an abstract name as `net=unix:` plus a NUL byte, which no flag
+  // can list: only an unscoped --allow-net reaches it (and it is no file to write).
+  const abstract = notifySocket.startsWith("@");
   return [
     "--unstable-net",
     `--allow-read=${bindPath}`,
-    `--allow-write=${bindPath},${notifySocket}`,
-    `--allow-net=unix:${bindPath},unix:${notifySocket}`,
+    `--allow-write=${abstract ? bindPath : `${bindPath},${notifySocket}`}`,
+    abstract ? "--allow-net" : `--allow-net=unix:${bindPath},unix:${notifySocket}`,
     `--allow-env=${NOTIFY_VARIABLES.join(",")}`,
   ].join(" ");
 }
@@ -105,14 +115,24 @@ export function notifyPermissionFlags(bindPath: string, notifySocket: string): s
  * - `STOPPING=1` with `STATUS=draining` when a drain starts.
  *
  * A socket that cannot be used (no permission, no `--unstable-net`, nothing
- * listening, an abstract name Deno may not address) logs one warning saying
- * what to do and leaves the notifier inactive; it never throws for that, so
- * the server keeps serving.
+ * listening, not a socket, an abstract name Deno may not address) logs one
+ * warning saying what to do and leaves the notifier inactive; it never throws
+ * for that, so the server keeps serving.
+ *
+ * Sending never holds up serving, readiness or shutdown. When systemd's queue
+ * is full (a service manager that does not read), one warning says so and the
+ * notifier keeps only the newest message of each kind waiting (the newest
+ * status, the newest ping; a trigger drops waiting pings) and drops the rest;
+ * closing waits for none of it and logs how many went unsent. A send already
+ * waiting stays pending in Deno until systemd reads or its socket goes: a
+ * program that ends with `Deno.exit` (as the CLI does) is not held by it.
  *
  * @param health The health to report.
  * @param bindPath An absolute path Deno may bind the sending socket at (Deno
- *   cannot send from an unbound one); removed right after binding, replaced if
- *   a socket was left there.
+ *   cannot send from an unbound one); removed right after binding. A socket
+ *   left there by an earlier run is replaced only when it is this user's (Deno
+ *   tells the user with `--allow-sys=uid`); anything else there is left alone
+ *   with a warning.
  * @param options The environment, cancellation and readiness polling.
  * @returns The notifier; inactive when `NOTIFY_SOCKET` is unset or unusable.
  * @throws {TypeError} When `bindPath` is not absolute.
@@ -136,9 +156,7 @@ export async function notifySystemd(
     throw new TypeError(`Cannot bind "${bindPath}" to notify systemd: the path must be absolute`);
   }
   const readyInterval = options.readyInterval ?? 1000;
-  if (!(readyInterval > 0 && readyInterval <= MAX_DELAY)) {
-    throw new RangeError(`Cannot use readyInterval ${readyInterval}: expected milliseconds above 0`);
-  }
+  milliseconds(readyInterval, "readyInterval");
   const env = options.environment ?? readEnvironment();
   if (env === undefined || !env.NOTIFY_SOCKET || options.signal?.aborted) return INACTIVE;
   const target = env.NOTIFY_SOCKET;
@@ -199,14 +217,16 @@ function watchdogInterval(env: NotifyEnvironment): number | undefined {
 
 /** Bind the sending end, or warn and return undefined. */
 function open(target: string, bindPath: string): DatagramConn | undefined {
-  const where = `Cannot notify systemd at "${target}"`;
+  // Values go in as properties, never into the template, where a "{" would be taken for a placeholder.
+  const where = 'Cannot notify systemd at "{target}"';
+  const names = { target: printable(target), path: printable(bindPath) };
   if (!target.startsWith("/") && !target.startsWith("@")) {
-    logger.warn(`${where}: only a socket path or an abstract @name is supported; check NOTIFY_SOCKET`);
+    logger.warn(`${where}: only a socket path or an abstract @name is supported; check NOTIFY_SOCKET`, names);
     return undefined;
   }
   const listen = (Deno as unknown as { listenDatagram?: ListenDatagram }).listenDatagram;
   if (typeof listen !== "function") {
-    logger.warn(`${where}: Deno sends Unix datagrams only with --unstable-net; run with --unstable-net`);
+    logger.warn(`${where}: Deno sends Unix datagrams only with --unstable-net; run with --unstable-net`, names);
     return undefined;
   }
   const bind = () => listen({ transport: "unixpacket", path: bindPath });
@@ -215,8 +235,13 @@ function open(target: string, bindPath: string): DatagramConn | undefined {
     try {
       conn = bind();
     } catch (error) {
-      // A name left by a process killed between bind and removal.
-      if (!(error instanceof Deno.errors.AddrInUse) || !Deno.lstatSync(bindPath).isSocket) throw error;
+      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+      // A socket this user left when killed between bind and removal is replaced; anything else is not ours to touch.
+      const notOurs = notLeftover(bindPath);
+      if (notOurs) {
+        logger.warn(`${where}: "{path}" is in the way: {why}`, { ...names, why: notOurs });
+        return undefined;
+      }
       Deno.removeSync(bindPath);
       conn = bind();
     }
@@ -225,12 +250,65 @@ function open(target: string, bindPath: string): DatagramConn | undefined {
     return conn;
   } catch (error) {
     logger.warn(`${where}: cannot bind "{path}" to send from: {error}{hint}`, {
-      path: bindPath,
-      error: String(error),
+      ...names,
+      error: printable(String(error)),
       hint: error instanceof Deno.errors.NotCapable ? `; run with ${notifyPermissionFlags(bindPath, target)}` : "",
     });
     return undefined;
   }
+}
+
+/**
+ * Why what is at `path` is not a socket an earlier run of this program left
+ * there, or undefined when it is: a socket owned by this process's user (root
+ * included: root removes only root's).
+ */
+function notLeftover(path: string): string | undefined {
+  const found = Deno.lstatSync(path);
+  const uid = ownUid();
+  if (!found.isSocket) {
+    return `it is ${kindOf(found)}, which this program never leaves there; remove it or choose another socket path`;
+  }
+  if (uid === undefined) {
+    return "a socket an earlier run may have left, which cannot be told apart from another user's without " +
+      "--allow-sys=uid; remove it if it is this program's, or run with --allow-sys=uid";
+  }
+  if (found.uid !== uid) {
+    return `it is a socket of uid ${found.uid}, not this user's (uid ${uid}), and is left alone; remove it as its owner or choose another socket path`;
+  }
+  return undefined;
+}
+
+/** This process's user, when Deno may tell (`--allow-sys=uid`); it is never asked for. */
+function ownUid(): number | undefined {
+  if (Deno.permissions.querySync({ name: "sys", kind: "uid" }).state !== "granted") return undefined;
+  return Deno.uid() ?? undefined;
+}
+
+/** "a directory", "a regular file", … */
+function kindOf(info: Deno.FileInfo): string {
+  if (info.isDirectory) return "a directory";
+  if (info.isFile) return "a regular file";
+  if (info.isSymlink) return "a symbolic link";
+  if (info.isSocket) return "a socket";
+  if (info.isFifo) return "a FIFO";
+  return "a device";
+}
+
+/** How long a datagram may wait for room in systemd's queue before nothing waits for it any more. */
+const SEND_BOUND = 250;
+
+/**
+ * What a message says, for dropping what a newer one makes stale: an older
+ * ping or status line, or any ping once the watchdog fires.
+ */
+type Kind = "status" | "ping" | "ready" | "trigger" | "stopping";
+
+interface Outgoing {
+  kind: Kind;
+  text: string;
+  /** Resolved once sent, failed, dropped, or waiting longer than {@linkcode SEND_BOUND}. */
+  done: PromiseWithResolvers<void>;
 }
 
 class Notifier implements SystemdNotifier {
@@ -245,7 +323,13 @@ class Notifier implements SystemdNotifier {
   #active = true;
   #closed = false;
   #done = Promise.withResolvers<void>();
-  #sending: Promise<void> = Promise.resolve();
+  #queue: Outgoing[] = [];
+  #sending = false;
+  #lastSent: Promise<void> = Promise.resolve();
+  /** A send is waiting for room in systemd's queue. */
+  #stalled = false;
+  #stalls = 0;
+  #dropped = 0;
   #updating?: Promise<void>;
   #again = false;
   #readySent = false;
@@ -281,10 +365,11 @@ class Notifier implements SystemdNotifier {
 
   /** Send the first message, which shows whether the socket can be used at all, then follow the health. */
   async start(): Promise<void> {
-    await this.#send(["STATUS=starting"]);
+    // Bounded: a socket whose queue is full is usable, and readiness must not wait for it.
+    await this.#send(["STATUS=starting"], "status");
     if (!this.active) return;
-    logger.info("Notifying systemd at {target}{watchdog}", {
-      target: this.#target,
+    logger.info(`Notifying systemd at "{target}"{watchdog}`, {
+      target: printable(this.#target),
       watchdog: this.watchdogInterval === undefined ? "" : ` (watchdog ping every ${this.watchdogInterval} ms)`,
     });
     this.#health.addEventListener("change", this.#onChange);
@@ -301,19 +386,34 @@ class Notifier implements SystemdNotifier {
       this.#health.removeEventListener("change", this.#onChange);
       clearInterval(this.#watchdog);
       clearTimeout(this.#readyTimer);
-      // Let what was already decided reach systemd (a drain's STOPPING=1), then close.
-      Promise.allSettled([this.#updating, this.#pinging]).then(() => this.#sending).finally(() => {
-        try {
-          this.#conn.close();
-        } catch { /* closed */ }
-        this.#done.resolve();
-      });
+      // Let what was already decided reach systemd (a drain's STOPPING=1), but never wait on a full queue.
+      Promise.allSettled([this.#updating, this.#pinging])
+        .then(() => this.#stalled ? undefined : within(this.#lastSent, SEND_BOUND))
+        .finally(() => this.#finish());
     }
     return this.finished;
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  #finish(): void {
+    const unsent = this.#dropped + this.#queue.length + (this.#stalled ? 1 : 0);
+    for (const outgoing of this.#queue.splice(0)) outgoing.done.resolve();
+    if (unsent > 0 && this.#active) {
+      logger.warn(`Stopped notifying systemd at "{target}" with {unsent} message{s} it had no room for`, {
+        target: printable(this.#target),
+        unsent,
+        s: unsent === 1 ? "" : "s",
+      });
+    }
+    this.#active = false;
+    try {
+      // A send still waiting for room is not cancelled by this (Deno cannot): it ends when systemd reads or goes.
+      this.#conn.close();
+    } catch { /* closed */ }
+    this.#done.resolve();
   }
 
   /** Follow the lifecycle; runs one at a time, once more when a change came in meanwhile. */
@@ -339,7 +439,7 @@ class Notifier implements SystemdNotifier {
     if (state === "draining" || state === "stopped") {
       if (!this.#stoppingSent) {
         this.#stoppingSent = true;
-        await this.#send(["STOPPING=1", "STATUS=draining"]);
+        this.#send(["STOPPING=1", "STATUS=draining"], "stopping");
       }
       if (state === "stopped") this.close();
       return;
@@ -351,11 +451,12 @@ class Notifier implements SystemdNotifier {
     if (ready.status === "fail") {
       // On-request checks announce no change: look again in a while.
       this.#readyTimer = setTimeout(() => this.#update(), this.#readyInterval);
-      await this.#setStatus(`starting: /readyz fails (${ready.output ?? "fail"})`);
+      this.#setStatus(`starting: /readyz fails (${ready.output ?? "fail"})`);
       return;
     }
     this.#readySent = true;
-    await this.#send(["READY=1", `STATUS=${summary(await this.#health.evaluate("healthz"))}`]);
+    const healthz = await this.#health.evaluate("healthz");
+    this.#send(["READY=1", `STATUS=${summary(healthz)}`], "ready");
   }
 
   /** One watchdog period: ping while /livez passes; on the first failure, trigger and stop. */
@@ -365,45 +466,135 @@ class Notifier implements SystemdNotifier {
       const live = await this.#health.evaluate("livez");
       if (this.#closed || this.#watchdog === undefined) return;
       if (live.status !== "fail") {
-        await this.#send(["WATCHDOG=1"]);
+        this.#send(["WATCHDOG=1"], "ping");
         return;
       }
       clearInterval(this.#watchdog);
       this.#watchdog = undefined;
       const failed = failures(live);
       logger.error("Telling systemd the watchdog fired: /livez fails ({failed})", { failed });
-      await this.#send(["WATCHDOG=trigger", `STATUS=live check failed: ${failed}`]);
+      this.#send(["WATCHDOG=trigger", `STATUS=live check failed: ${failed}`], "trigger");
     })().catch((error) => {
       logger.error("Cannot evaluate /livez for systemd: {error}", { error: String(error) });
     }).finally(() => this.#pinging = undefined);
   }
 
-  async #setStatus(text: string): Promise<void> {
+  #setStatus(text: string): void {
     if (text === this.#lastStatus) return;
-    await this.#send([`STATUS=${text}`]);
+    this.#send([`STATUS=${text}`], "status");
   }
 
-  /** Send one datagram, in order after those before it; a failure warns once and stops the notifier. */
-  #send(lines: string[]): Promise<void> {
+  /**
+   * Queue one datagram, in order after those before it, dropping what it
+   * makes stale. Nothing waits on systemd: the promise settles once the
+   * datagram is sent, fails or is dropped, or after {@linkcode SEND_BOUND} ms.
+   */
+  #send(lines: string[], kind: Kind): Promise<void> {
     const status = lines.find((line) => line.startsWith("STATUS="));
     if (status) this.#lastStatus = status.slice("STATUS=".length);
-    const message = lines.map(oneLine).join("\n");
-    this.#sending = this.#sending.then(async () => {
-      if (!this.#active) return;
-      try {
-        await this.#conn.send(encoder.encode(message), { transport: "unixpacket", path: this.#address });
-        logger.debug("Told systemd {message}", { message: message.replaceAll("\n", " ") });
-      } catch (error) {
-        this.#active = false;
-        logger.warn("Cannot notify systemd at {target}: {error}; {hint}", {
-          target: this.#target,
-          error: String(error),
-          hint: hint(error, this.#target, this.#bindPath),
-        });
-        this.close();
+    if (!this.#active) return Promise.resolve();
+    const stale: Kind[] = kind === "ping" || kind === "status" ? [kind] : kind === "trigger" ? ["ping"] : [];
+    if (stale.length > 0) {
+      this.#queue = this.#queue.filter((queued) => {
+        if (!stale.includes(queued.kind)) return true;
+        this.#dropped++;
+        queued.done.resolve();
+        return false;
+      });
+    }
+    const outgoing: Outgoing = { kind, text: lines.map(oneLine).join("\n"), done: Promise.withResolvers<void>() };
+    this.#queue.push(outgoing);
+    this.#lastSent = outgoing.done.promise;
+    if (!this.#sending) void this.#drain();
+    return within(outgoing.done.promise, SEND_BOUND);
+  }
+
+  /** Send what is queued, one datagram at a time; the only code that waits for systemd. */
+  async #drain(): Promise<void> {
+    this.#sending = true;
+    try {
+      while (this.#active && this.#queue.length > 0) {
+        const outgoing = this.#queue.shift()!;
+        const sent = this.#conn.send(encoder.encode(outgoing.text), { transport: "unixpacket", path: this.#address })
+          .then(() => undefined, (error: unknown) => error ?? new Error("Send failed"));
+        let result = await within(sent, SEND_BOUND, "waiting");
+        if (result === "waiting") {
+          this.#stall();
+          outgoing.done.resolve();
+          result = await sent;
+          this.#stalled = false;
+          if (!this.#active) return;
+          if (this.#stalls === 1 && result === undefined) {
+            logger.info(`The notify socket "{target}" has room again; {dropped} stale message{s} dropped meanwhile`, {
+              target: printable(this.#target),
+              dropped: this.#dropped,
+              s: this.#dropped === 1 ? "" : "s",
+            });
+          }
+        }
+        if (result === undefined) {
+          logger.debug("Told systemd {message}", { message: outgoing.text.replaceAll("\n", " ") });
+        } else {
+          this.#fail(result);
+        }
+        outgoing.done.resolve();
       }
+    } finally {
+      this.#sending = false;
+    }
+  }
+
+  /** A send waits for room in systemd's queue: say so once, and let nothing else wait for it. */
+  #stall(): void {
+    this.#stalled = true;
+    if (this.#stalls++ > 0) {
+      logger.debug("systemd's queue is full again");
+      return;
+    }
+    logger.warn(
+      `Cannot notify systemd at "{target}" now: its queue is full (a message waited {ms} ms); serving goes on, and ` +
+        "only the newest message of each kind waits for room while the rest are dropped",
+      { target: printable(this.#target), ms: SEND_BOUND },
+    );
+  }
+
+  /** A send failed: warn once and stop the notifier. */
+  #fail(error: unknown): void {
+    this.#active = false;
+    logger.warn(`Cannot notify systemd at "{target}": {error}; {hint}`, {
+      target: printable(this.#target),
+      error: describe(error, this.#target),
+      hint: hint(error, this.#target, this.#bindPath),
     });
-    return this.#sending;
+    this.close();
+  }
+}
+
+/**
+ * `promise`, or `otherwise` once `ms` pass first. The timer is cleared either
+ * way, so nothing outlives the wait.
+ */
+function within<T, U = undefined>(promise: Promise<T>, ms: number, otherwise?: U): Promise<T | U> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<U>((resolve) => timer = setTimeout(() => resolve(otherwise as U), ms));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/** A send's error, saying what NOTIFY_SOCKET is when the kernel only says "refused". */
+function describe(error: unknown, target: string): string {
+  if (!(error instanceof Deno.errors.ConnectionRefused)) return printable(String(error));
+  if (target.startsWith("@")) return "nothing listens on that abstract name (connection refused)";
+  if (Deno.permissions.querySync({ name: "read", path: target }).state !== "granted") {
+    return `it is not a socket, or nothing listens on it (connection refused; with --allow-read=${
+      printable(target)
+    } this message says which)`;
+  }
+  try {
+    const info = Deno.statSync(target);
+    if (info.isSocket) return "it is a socket nothing listens on (connection refused)";
+    return `it is ${kindOf(info)}, not a socket (connection refused)`;
+  } catch (statError) {
+    return `connection refused, and it cannot be looked at: ${printable(String(statError))}`;
   }
 }
 
@@ -414,6 +605,14 @@ function hint(error: unknown, target: string, bindPath: string): string {
       : `run with ${notifyPermissionFlags(bindPath, target)}`;
   }
   return "check NOTIFY_SOCKET and that this user may write to it; serving goes on without systemd notifications";
+}
+
+/**
+ * Text for a log line: an abstract socket's NUL shown as sd_notify(3) writes
+ * it ("@name"), any other control character escaped.
+ */
+function printable(text: string): string {
+  return escapeText(text.replaceAll("\0", "@"));
 }
 
 /** `ready: 3 checks pass`, or what does not. */

@@ -1,51 +1,21 @@
 /**
- * The healthsock wire protocol, shared by the server and the client.
+ * The healthsock wire protocol, shared by the server and the client: read a
+ * request in either framing (a bare line, or HTTP/1.x), route its target, and
+ * encode a response in the request's framing.
  *
  * Pure: bytes in, values out. Nothing here touches a socket, a timer or the
  * file system, so every rule of the protocol is testable without I/O.
  *
  * @module
  */
-
-/** The status of a health report or of one check, after draft-inadarei-api-health-check. */
-export type HealthStatus = "pass" | "warn" | "fail";
+import { ENDPOINTS } from "./report.ts";
+import type { Endpoint } from "./report.ts";
 
 /** How a request was framed: a bare line (socat, nc) or HTTP/1.x (curl). */
 export type Framing = "line" | "http";
 
-/** The endpoints a request can target. */
-export type Endpoint = "healthz" | "livez" | "readyz" | "startupz";
-
-/** One entry of a report's `checks`: the result of one check. */
-export interface CheckResult {
-  /** The check's status. */
-  status: HealthStatus;
-  /** What the check measured, when it measured something. */
-  observedValue?: unknown;
-  /** The unit of `observedValue`. */
-  observedUnit?: string;
-  /** When the result was obtained (ISO 8601). */
-  time?: string;
-  /** Why the check did not pass; withheld when the server hides details. */
-  output?: string;
-  /** The kind of component checked (e.g. `datastore`, `system`). */
-  componentType?: string;
-}
-
-/** A health report: the body of a `/healthz`-style answer (`application/health+json`). */
-export interface HealthReport {
-  /** The aggregated status. */
-  status: HealthStatus;
-  /** Results keyed `"component:measurement"`, each an array of one result. */
-  checks: Record<string, CheckResult[]>;
-  /** A summary of what failed, for `warn` and `fail`. */
-  output?: string;
-  /** Remarks about the request itself, such as an exclusion that matched nothing. */
-  notes?: string[];
-}
-
 /** A request read off the socket. */
-export interface Request {
+export interface WireRequest {
   /** The method, as sent (`GET`, `HEAD`). */
   method: string;
   /** The request target, as sent. */
@@ -72,7 +42,7 @@ export interface ProtocolError {
 export type ParseResult =
   | { kind: "incomplete" }
   | { kind: "empty" }
-  | { kind: "request"; request: Request; size: number }
+  | { kind: "request"; request: WireRequest; size: number }
   | { kind: "error"; error: ProtocolError };
 
 /** Options for {@linkcode parseRequest}. */
@@ -108,12 +78,7 @@ export interface Route {
 
 const LF = 0x0a;
 const CR = 0x0d;
-const ENDPOINTS: ReadonlySet<string> = new Set([
-  "healthz",
-  "livez",
-  "readyz",
-  "startupz",
-]);
+const KNOWN_ENDPOINTS: ReadonlySet<string> = new Set(ENDPOINTS);
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HTTP_VERSION = /^HTTP\/\d\.\d$/;
 /** An HTTP version as a word anywhere in a line: whoever sent it speaks HTTP. */
@@ -122,11 +87,8 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 const latin1 = new TextDecoder("latin1");
 const encoder = new TextEncoder();
 
-/**
- * The longest delay, in milliseconds, a timer holds: a longer one is clamped
- * to 1 ms and fires at once, so every duration healthsock accepts is at most this.
- */
-export const MAX_DELAY = 2 ** 31 - 1;
+/** The largest request line plus headers a server accepts by default, in bytes. */
+export const MAX_HEADER_BYTES = 8192;
 
 /** The reason phrases of the statuses the server sends. */
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
@@ -170,7 +132,7 @@ export function parseRequest(
   bytes: Uint8Array,
   options: ParseOptions = {},
 ): ParseResult {
-  const { final = false, maxHeaderBytes = 8192 } = options;
+  const { final = false, maxHeaderBytes = MAX_HEADER_BYTES } = options;
   // Robustness (RFC 9112 §2.2): ignore empty lines before the request line.
   let start = 0;
   while (start < bytes.length && (bytes[start] === LF || bytes[start] === CR)) {
@@ -221,7 +183,7 @@ function parseHttp(
   headStart: number,
   options: ParseOptions,
 ): ParseResult {
-  const { final = false, maxHeaderBytes = 8192 } = options;
+  const { final = false, maxHeaderBytes = MAX_HEADER_BYTES } = options;
   if (version !== "HTTP/1.1" && version !== "HTTP/1.0") {
     return error(505, `HTTP version "${version}" is not supported; use HTTP/1.1`, "http");
   }
@@ -320,7 +282,8 @@ function error(code: number, message: string, framing: Framing): ParseResult {
   return { kind: "error", error: { code, message, framing } };
 }
 
-function truncate(text: string, max = 64): string {
+/** The start of a text quoted in a message: at most `max` characters, and an ellipsis when cut. */
+export function truncate(text: string, max = 64): string {
   return text.length > max ? text.slice(0, max) + "…" : text;
 }
 
@@ -393,7 +356,7 @@ export function parseTarget(target: string): Route | ProtocolError {
       return { code: 400, message: `Invalid percent-encoding in "${truncate(path)}"`, framing: "line" };
     }
   }
-  if (segments.length === 0 || segments.length > 2 || !ENDPOINTS.has(segments[0])) {
+  if (segments.length === 0 || segments.length > 2 || !KNOWN_ENDPOINTS.has(segments[0])) {
     return {
       code: 404,
       message: `Unknown target "${truncate(path)}": try /healthz, /livez, /readyz or /startupz`,
@@ -432,134 +395,8 @@ function flag(params: URLSearchParams, name: string): boolean {
   return value !== null && value !== "0" && value !== "false";
 }
 
-/**
- * The HTTP status for a report's status: `pass` and `warn` → 200, `fail` → 503.
- *
- * @param status The report's status.
- * @returns 200 or 503.
- * @example
- * ```ts
- * import { httpStatus } from "./protocol.ts";
- * httpStatus("warn"); // 200
- * ```
- */
-export function httpStatus(status: HealthStatus): 200 | 503 {
-  return status === "fail" ? 503 : 200;
-}
-
-/** Options of {@linkcode renderVerbose}. */
-export interface VerboseOptions {
-  /** Checks the request excluded: each is listed as `[+]NAME excluded: ok`, as kube-apiserver does. @default {[]} */
-  excluded?: readonly string[];
-}
-
-/**
- * Render a report as the `?verbose` text: one `[+]name ok` or
- * `[-]name failed: reason` line per check, then `NAME check passed|failed`.
- *
- * A failing check without an `output` shows `reason withheld`: the server
- * strips outputs when it hides details.
- *
- * Guarantee: the text has no CR, and its only LFs separate these lines. Check
- * names, outputs and notes pass through {@linkcode escapeText}, so no check
- * can forge a `[+]name ok` line here, nor an extra event in a `?watch` event
- * stream, whose `data:` lines are this text's lines.
- *
- * @param report The report.
- * @param endpoint The endpoint, named in the last line.
- * @param options Checks that were excluded, to list as such.
- * @returns The text, without a final newline.
- * @example
- * ```ts
- * import { renderVerbose } from "./protocol.ts";
- * renderVerbose({ status: "pass", checks: { "db:responseTime": [{ status: "pass" }] } }, "readyz");
- * // "[+]db ok\nreadyz check passed"
- * ```
- */
-export function renderVerbose(report: HealthReport, endpoint: Endpoint, options: VerboseOptions = {}): string {
-  const lines: string[] = [];
-  for (const [key, results] of Object.entries(report.checks)) {
-    const name = escapeText(componentOf(key));
-    for (const result of results) {
-      const why = result.output === undefined ? "reason withheld" : escapeText(String(result.output));
-      if (result.status === "pass") lines.push(`[+]${name} ok`);
-      else if (result.status === "warn") lines.push(`[+]${name} warn: ${why}`);
-      else lines.push(`[-]${name} failed: ${why}`);
-    }
-  }
-  for (const name of options.excluded ?? []) lines.push(`[+]${escapeText(name)} excluded: ok`);
-  for (const note of report.notes ?? []) lines.push(`warn: ${escapeText(String(note))}`);
-  lines.push(`${endpoint} check ${report.status === "fail" ? "failed" : "passed"}`);
-  return lines.join("\n");
-}
-
-// C0 controls but tab, DEL, C1 controls (NEL among them) and the Unicode line and paragraph separators.
-// deno-lint-ignore no-control-regex -- matching control characters is the point
-const UNSAFE = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/g;
-
-/**
- * Make a value safe to put in one line of text: CR and LF become the two
- * characters `\r` and `\n`; other control characters (but tab), NEL and the
- * Unicode line and paragraph separators become `\uXXXX`. A backslash is left
- * as it is, so the text stays readable (`C:\new` is not doubled) but is not
- * reversible: it is for people and line-based readers, not for parsing back.
- *
- * @param text Any text, such as a check's output.
- * @returns The text without any character that a reader could take for a line break, or a terminal for a command.
- * @example
- * ```ts
- * import { escapeText } from "./protocol.ts";
- * escapeText("refused\n[+]payments ok"); // "refused\\n[+]payments ok"
- * ```
- */
-export function escapeText(text: string): string {
-  UNSAFE.lastIndex = 0;
-  if (!UNSAFE.test(text)) return text;
-  return text.replace(
-    UNSAFE,
-    (c) => c === "\n" ? "\\n" : c === "\r" ? "\\r" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
-}
-
-/**
- * The component part of a `"component:measurement"` key.
- *
- * @param key A key of a report's `checks`.
- * @returns The check's name.
- * @example
- * ```ts
- * import { componentOf } from "./protocol.ts";
- * componentOf("db:responseTime"); // "db"
- * ```
- */
-export function componentOf(key: string): string {
-  const colon = key.lastIndexOf(":");
-  return colon > 0 ? key.slice(0, colon) : key;
-}
-
-/**
- * Remove the `output` of failing and warning checks, for servers that do not
- * tell callers why a check failed (`details: false`).
- *
- * @param report The report.
- * @returns A copy without check outputs.
- * @example
- * ```ts
- * import { withholdDetails } from "./protocol.ts";
- * withholdDetails({ status: "fail", checks: { "db:x": [{ status: "fail", output: "secret" }] } });
- * ```
- */
-export function withholdDetails(report: HealthReport): HealthReport {
-  const checks: Record<string, CheckResult[]> = {};
-  for (const [key, results] of Object.entries(report.checks)) {
-    checks[key] = results.map(({ output: _output, ...rest }) => rest);
-  }
-  const { output: _output, ...rest } = report;
-  return { ...rest, checks };
-}
-
 /** A response ready to be written in either framing. */
-export interface Response {
+export interface WireResponse {
   /** The HTTP status code. */
   code: number;
   /** The content type of the body. */
@@ -583,7 +420,7 @@ export interface Response {
  * // '{"error":"Unknown target","code":404}'
  * ```
  */
-export function errorResponse(error: ProtocolError): Response {
+export function errorResponse(error: ProtocolError): WireResponse {
   return {
     code: error.code,
     contentType: "application/json",
@@ -618,7 +455,7 @@ export interface EncodeOptions {
  * ```
  */
 export function encodeResponse(
-  response: Response,
+  response: WireResponse,
   framing: Framing,
   options: EncodeOptions = {},
 ): Uint8Array {
@@ -647,7 +484,7 @@ export function encodeResponse(
  * encodeHead({ code: 503, contentType: "application/health+json", body: "" }, 0);
  * ```
  */
-export function encodeHead(response: Response, length: number, options: EncodeOptions = {}): Uint8Array {
+export function encodeHead(response: WireResponse, length: number, options: EncodeOptions = {}): Uint8Array {
   let head = `HTTP/1.1 ${response.code} ${STATUS_TEXT[response.code] ?? "Unknown"}\r\n` +
     `Content-Type: ${response.contentType}\r\n` +
     `Content-Length: ${length}\r\n` +
@@ -658,222 +495,4 @@ export function encodeHead(response: Response, length: number, options: EncodeOp
     head += `${name}: ${value}\r\n`;
   }
   return encoder.encode(head + "\r\n");
-}
-
-/** An answer read by a client, before it is judged. */
-export interface Answer {
-  /** The HTTP status; in line mode 200/503 from the report, or the error's code. */
-  code: number;
-  /** The body. */
-  body: string;
-  /** The report, when the body is one. */
-  report?: HealthReport;
-  /** The status: the report's, or from the last line of `?verbose` text. */
-  status?: HealthStatus;
-  /** The error message, when the server answered an error object. */
-  error?: string;
-}
-
-/**
- * Read a complete answer, as a client does once the server has closed or the
- * announced length has arrived.
- *
- * @param bytes The bytes received.
- * @param framing The framing the request was sent in.
- * @returns The answer, or a string saying why it is not one.
- * @example
- * ```ts
- * import { parseAnswer } from "./protocol.ts";
- * const answer = parseAnswer(new TextEncoder().encode('{"status":"pass","checks":{}}\n'), "line");
- * if (typeof answer !== "string") console.log(answer.status); // "pass"
- * ```
- */
-export function parseAnswer(bytes: Uint8Array, framing: Framing): Answer | string {
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch {
-    return "The answer is not valid UTF-8";
-  }
-  let code: number | undefined;
-  // A server over its connection limit answers HTTP whatever was asked.
-  if (framing === "http" || text.startsWith("HTTP/1.")) {
-    const head = /^HTTP\/1\.[01] (\d{3})[^\r\n]*\r?\n([\s\S]*?)\r?\n\r?\n/.exec(text);
-    if (!head) return `The answer is not an HTTP response: "${truncate(text.trim())}"`;
-    code = Number(head[1]);
-    const length = /^content-length:\s*(\d+)\s*$/im.exec(head[2]);
-    const body = bytes.subarray(encoder.encode(head[0]).length);
-    if (length && body.length < Number(length[1])) {
-      return `The answer ended after ${body.length} of its ${length[1]} bytes`;
-    }
-    try {
-      text = utf8.decode(length ? body.subarray(0, Number(length[1])) : body);
-    } catch {
-      return "The answer's body is not valid UTF-8";
-    }
-  } else {
-    if (!text.endsWith("\n")) return "The answer ended before its final newline";
-    text = text.slice(0, -1);
-  }
-  return judgeBody(text, code);
-}
-
-function judgeBody(body: string, code: number | undefined): Answer | string {
-  if (body.startsWith("{")) {
-    let value: unknown;
-    try {
-      value = JSON.parse(body);
-    } catch {
-      return `The answer is not valid JSON: "${truncate(body)}"`;
-    }
-    if (isHealthReport(value)) {
-      return { code: code ?? httpStatus(value.status), body, report: value, status: value.status };
-    }
-    const object = value as Record<string, unknown>;
-    if (typeof object?.error === "string" && typeof object.code === "number") {
-      return { code: code ?? object.code, body, error: object.error };
-    }
-    return `The answer is JSON but not a health report: "${truncate(body)}"`;
-  }
-  const last = /(\S+) check (passed|failed)$/.exec(body);
-  if (last && ENDPOINTS.has(last[1])) {
-    const status: HealthStatus = last[2] === "passed" ? "pass" : "fail";
-    return { code: code ?? httpStatus(status), body, status };
-  }
-  return `The answer is not a health report: "${truncate(body)}"`;
-}
-
-/**
- * Whether a value has the shape of a health report: a `status` of
- * `pass`/`warn`/`fail` and a `checks` object of arrays.
- *
- * @param value Any value, such as parsed JSON.
- * @returns True for a report.
- * @example
- * ```ts
- * import { isHealthReport } from "./protocol.ts";
- * isHealthReport({ status: "pass", checks: {} }); // true
- * ```
- */
-export function isHealthReport(value: unknown): value is HealthReport {
-  if (typeof value !== "object" || value === null) return false;
-  const { status, checks } = value as Record<string, unknown>;
-  if (!isStatus(status) || typeof checks !== "object" || checks === null) return false;
-  return Object.values(checks).every((results) => Array.isArray(results) && results.every((r) => isStatus(r?.status)));
-}
-
-/**
- * Whether a value is a health status.
- *
- * @param value Any value.
- * @returns True for `pass`, `warn` and `fail`.
- * @example
- * ```ts
- * import { isStatus } from "./protocol.ts";
- * isStatus("warn"); // true
- * ```
- */
-export function isStatus(value: unknown): value is HealthStatus {
-  return value === "pass" || value === "warn" || value === "fail";
-}
-
-/**
- * The Deno permission flags a program needs to use a socket path: read, write
- * and `net=unix:` for the path; a server also needs its lock file
- * (`PATH.lock`) and the private directory it binds in (`PATH.tmp`, binding
- * `PATH.tmp/s` before renaming the socket onto the path).
- *
- * @param path The absolute socket path.
- * @param server Include the server's lock file and temporary names.
- * @returns The flags, space-separated.
- * @example
- * ```ts
- * import { permissionFlags } from "./protocol.ts";
- * permissionFlags("/tmp/app.sock", false);
- * // "--allow-read=/tmp/app.sock --allow-write=/tmp/app.sock --allow-net=unix:/tmp/app.sock"
- * ```
- */
-export function permissionFlags(path: string, server: boolean): string {
-  const { files, sockets } = permissionPaths(path, server);
-  return [
-    `--allow-read=${files.join(",")}`,
-    `--allow-write=${files.join(",")}`,
-    `--allow-net=${sockets.map((p) => `unix:${p}`).join(",")}`,
-  ].join(" ");
-}
-
-/** The names a program needs permission for; see {@linkcode permissionPaths}. */
-export interface PermissionPaths {
-  /** Read and write. */
-  files: string[];
-  /** `net=unix:`. */
-  sockets: string[];
-}
-
-/**
- * The names behind {@linkcode permissionFlags}: the files to read and write
- * and the sockets to reach, for a client or a server of `path`.
- *
- * @param path The absolute socket path.
- * @param server Include the server's lock file and temporary names.
- * @returns The files and the sockets.
- * @example
- * ```ts
- * import { permissionPaths } from "./protocol.ts";
- * permissionPaths("/tmp/app.sock", true).sockets; // ["/tmp/app.sock", "/tmp/app.sock.tmp/s"]
- * ```
- */
-export function permissionPaths(path: string, server: boolean): PermissionPaths {
-  return server
-    ? { files: [path, socketDirectory(path), lockPath(path)], sockets: [path, temporaryPath(path)] }
-    : { files: [path], sockets: [path] };
-}
-
-/**
- * The name a server binds its socket at before renaming it onto `path`:
- * `PATH.tmp/s`, inside a directory only the server's user can enter, so no
- * one else can connect before the socket has its mode.
- *
- * @param path The socket path.
- * @returns The temporary socket name.
- * @example
- * ```ts
- * import { temporaryPath } from "./protocol.ts";
- * temporaryPath("/tmp/app.sock"); // "/tmp/app.sock.tmp/s"
- * ```
- */
-export function temporaryPath(path: string): string {
-  return `${socketDirectory(path)}/s`;
-}
-
-/**
- * The private directory a server binds in while it claims `path`; it exists
- * only during start-up.
- *
- * @param path The socket path.
- * @returns `path` with `.tmp` appended.
- * @example
- * ```ts
- * import { socketDirectory } from "./protocol.ts";
- * socketDirectory("/tmp/app.sock"); // "/tmp/app.sock.tmp"
- * ```
- */
-export function socketDirectory(path: string): string {
-  return `${path}.tmp`;
-}
-
-/**
- * The lock file a server holds while it serves `path`, so that two servers
- * never both claim it.
- *
- * @param path The socket path.
- * @returns `path` with `.lock` appended.
- * @example
- * ```ts
- * import { lockPath } from "./protocol.ts";
- * lockPath("/tmp/app.sock"); // "/tmp/app.sock.lock"
- * ```
- */
-export function lockPath(path: string): string {
-  return `${path}.lock`;
 }

@@ -8,10 +8,11 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Health } from "./health.ts";
-import { delay } from "./client.ts";
 import { Connection, Responder } from "./connection.ts";
-import { MAX_DELAY } from "./protocol.ts";
-import type { HealthReport, Route } from "./protocol.ts";
+import { delay, MAX_DELAY } from "./delay.ts";
+import { MAX_HEADER_BYTES } from "./protocol.ts";
+import type { Route } from "./protocol.ts";
+import type { HealthReport } from "./report.ts";
 import type { ConnectionHost, ConnectionLimits } from "./connection.ts";
 import { claim, release } from "./socket_file.ts";
 import type { ClaimedSocket } from "./socket_file.ts";
@@ -156,7 +157,7 @@ function resolveOptions(options: ServeOptions): Settings {
     details: options.details ?? true,
     drainDelay: options.drainDelay ?? 0,
     shutdownTimeout: options.shutdownTimeout ?? 5000,
-    maxHeaderBytes: options.maxHeaderBytes ?? 8192,
+    maxHeaderBytes: options.maxHeaderBytes ?? MAX_HEADER_BYTES,
     requestTimeout: options.requestTimeout ?? 5000,
     idleTimeout: options.idleTimeout ?? 5000,
     lineQuiet: options.lineQuiet ?? 50,

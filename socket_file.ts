@@ -16,17 +16,41 @@
  *   closes, whatever file is there by then: that name is `PATH.tmp/s`, which no
  *   longer exists, never the public path.
  *
+ * The kernel keeps the name a socket was bound at: `ss -xlp`, `lsof` and
+ * `curl -v` show the listening socket as `PATH.tmp/s`, not `PATH`, and no
+ * rename changes that. Binding at `PATH` itself would avoid it, but would
+ * either serve with the umask's mode for a moment or need the caller's umask
+ * changed for the whole process, and could not replace a stale socket
+ * atomically; so the temporary name stays, and is what to look for.
+ *
+ * Touch nothing this server did not create. A leftover beside the path is
+ * removed only when it is provably a previous run's: owned by this server's
+ * user (checked for root too) and exactly what a run leaves (an empty lock
+ * file; an empty directory of mode 0700, or one holding only the socket
+ * `s`). Nothing is removed recursively. Anything else is refused, named with
+ * its owner, untouched. The lock file is never opened through a symbolic
+ * link: it is created with `O_EXCL`, or opened and compared (device and
+ * inode) with what `lstat` found, and refused when they differ.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { lockPath, permissionFlags, socketDirectory, temporaryPath } from "./protocol.ts";
+import { lockPath, permissionFlags, socketDirectory, temporaryPath } from "./paths.ts";
 
 const logger = getLogger(["healthsock", "server"]);
 
-/** Why a socket path could not be served. */
+/**
+ * Why a socket path could not be served:
+ * - `in-use`: another server serves it, or holds its lock;
+ * - `not-a-socket`: something that is not a socket is at the path;
+ * - `bad-lock`: the lock file beside the path is not a plain file a server made;
+ * - `foreign`: what is at the path or beside it is another user's, or this user's own data: left untouched;
+ * - `missing-directory`, `path-too-long`, `permission`, `not-capable`: the path cannot be bound as given.
+ */
 export type SocketErrorReason =
   | "in-use"
   | "not-a-socket"
+  | "bad-lock"
   | "foreign"
   | "missing-directory"
   | "path-too-long"
@@ -72,7 +96,18 @@ export class SocketError extends Error {
 
 // sun_path holds 108 bytes on Linux, including the terminating NUL.
 const MAX_SOCKET_PATH = 107;
+// How often a name beside the path may change under a claim before it gives up.
+const ATTEMPTS = 5;
 const encoder = new TextEncoder();
+
+/** The lock file, as {@linkcode claim} holds it. */
+interface HeldLock {
+  file: Deno.FsFile;
+  /** What the open descriptor refers to. */
+  info: Deno.FileInfo;
+  /** Made by this claim, or proven to be a previous run's: then, and only then, it is removed at the end. */
+  own: boolean;
+}
 
 /** A claimed socket path: the listener, and what {@linkcode release} needs to give it back. */
 export interface ClaimedSocket {
@@ -84,7 +119,9 @@ export interface ClaimedSocket {
   dev: number;
   ino: number | null;
   /** The lock file, held while the server runs. */
-  lock: Deno.FsFile;
+  lock: HeldLock;
+  /** This process's user, as the files it made show it (`Deno.uid()` needs `--allow-sys`), for {@linkcode isOwnLeftover}. */
+  uid: number;
 }
 
 /**
@@ -123,18 +160,38 @@ export async function claim(path: string, mode: number): Promise<ClaimedSocket> 
 }
 
 /** With the lock held: nobody else is claiming, so whatever is here is a live foreign server or stale. */
-async function listenAt(path: string, mode: number, lock: Deno.FsFile): Promise<ClaimedSocket> {
+async function listenAt(path: string, mode: number, lock: HeldLock): Promise<ClaimedSocket> {
   const existing = refuseNonSocket(path);
-  if (existing && await answers(path)) {
-    throw new SocketError(path, "in-use", `Cannot listen on "${path}": another process is serving it`);
+  if (existing) {
+    const state = await answers(path);
+    if (state === "live") {
+      throw new SocketError(path, "in-use", `Cannot listen on "${path}": another process is serving it`);
+    }
+    if (state === "denied") {
+      throw new SocketError(
+        path,
+        "foreign",
+        `Cannot listen on "${path}": the socket there belongs to uid ${existing.uid} and this user cannot connect to it, so it may be serving; remove it as that user if it is stale`,
+      );
+    }
   }
   const dir = socketDirectory(path);
-  // A server that died while claiming left it; with the lock held it is nobody's now.
-  clearAway(path, dir);
-  // mkdir applies the umask, which can only take bits away from 0700.
-  Deno.mkdirSync(dir, { mode: 0o700 });
+  const uid = makeDirectory(path, dir, lock.own ? lock.info.uid! : undefined);
   try {
-    const { uid } = Deno.lstatSync(dir); // this process's user, without asking for --allow-sys
+    if (!lock.own) {
+      // Opened, not made: use it only if it is what a previous run of this user leaves.
+      if (!isOwnLeftover(lock.info, uid, "lock")) {
+        const name = lockPath(path);
+        throw new SocketError(
+          path,
+          "foreign",
+          lock.info.uid === uid
+            ? `Cannot listen on "${path}": its lock file "${name}" (owner uid ${uid}) is not empty, so no server made it; remove it as its owner`
+            : `Cannot listen on "${path}": its lock file "${name}" belongs to uid ${lock.info.uid}, not to this server's user; remove it as its owner`,
+        );
+      }
+      lock.own = true;
+    }
     if (existing && existing.uid !== uid) {
       throw new SocketError(
         path,
@@ -149,14 +206,14 @@ async function listenAt(path: string, mode: number, lock: Deno.FsFile): Promise<
       const mine = Deno.lstatSync(bound);
       Deno.renameSync(bound, path);
       if (existing) logger.info("Replaced a stale socket at {path}", { path });
-      return { listener, path, dev: mine.dev, ino: mine.ino, lock };
+      return { listener, path, dev: mine.dev, ino: mine.ino, lock, uid };
     } catch (error) {
       listener.close(); // Deno unlinks the temporary name
       throw error;
     }
   } finally {
     try {
-      Deno.removeSync(dir, { recursive: true });
+      Deno.removeSync(dir); // empty by now: never recursive
     } catch { /* the socket is what matters */ }
   }
 }
@@ -169,75 +226,147 @@ function refuseNonSocket(path: string): Deno.FileInfo | null {
       path,
       "not-a-socket",
       `Cannot listen on "${path}": a ${
-        existing.isDirectory ? "directory" : "file"
+        kindOf(existing)
       } that is not a socket is there; remove it or choose another path`,
     );
   }
   return existing;
 }
 
-/** Remove what a crashed claim left at `dir`; refuse clearly when it is another user's. */
-function clearAway(path: string, dir: string): void {
+/**
+ * Make `dir`, the private directory the socket is bound in, after removing
+ * what a crashed claim of this user left there; refuse anything else.
+ *
+ * @returns This process's user, learned from what it made (`Deno.uid()` needs a permission a server does not ask for).
+ */
+function makeDirectory(path: string, dir: string, uid: number | undefined): number {
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const found = lstat(dir);
+    if (found) uid = clearLeftover(path, dir, found, uid);
+    try {
+      // mkdir applies the umask, which can only take bits away from 0700.
+      Deno.mkdirSync(dir, { mode: 0o700 });
+    } catch (error) {
+      if (error instanceof Deno.errors.AlreadyExists) continue; // something appeared there: look again
+      throw error;
+    }
+    return Deno.lstatSync(dir).uid!;
+  }
+  throw new SocketError(
+    path,
+    "in-use",
+    `Cannot listen on "${path}": "${dir}" keeps appearing while the server claims the path; something else is creating it; stop that and try again`,
+  );
+}
+
+/**
+ * Remove `dir` if it is provably a leftover of this user's server (an empty
+ * directory of mode 0700, or one holding only the socket `s`, all this
+ * user's), without recursing; otherwise refuse, untouched.
+ *
+ * @returns This process's user.
+ */
+function clearLeftover(path: string, dir: string, found: Deno.FileInfo, uid: number | undefined): number {
+  const refuse = (what: string): never => {
+    throw new SocketError(
+      path,
+      "foreign",
+      `Cannot listen on "${path}": "${dir}" is in the way (${what}, owner uid ${found.uid}) and is not a leftover of this server; remove it as its owner`,
+    );
+  };
+  if (!found.isDirectory) return refuse(`a ${kindOf(found)}`);
+  if ((found.mode! & 0o7077) !== 0) return refuse(`a directory of mode ${(found.mode! & 0o7777).toString(8)}`);
+  let entries: string[];
   try {
-    Deno.removeSync(dir, { recursive: true });
+    entries = [...Deno.readDirSync(dir)].map((entry) => entry.name);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return;
     if (error instanceof Deno.errors.PermissionDenied) {
-      let owner = "";
-      try {
-        owner = ` (uid ${lstat(dir)?.uid})`;
-      } catch { /* no owner to name */ }
-      throw new SocketError(
-        path,
-        "foreign",
-        `Cannot listen on "${path}": "${dir}" is in the way and this user cannot remove it${owner}; remove it as its owner`,
-        { cause: error },
-      );
+      return refuse("a directory this user cannot read");
     }
     throw error;
   }
+  const socket = entries.length === 1 && entries[0] === "s" ? lstat(`${dir}/s`) : null;
+  if (entries.length > 0 && !(socket?.isSocket && socket.uid === found.uid)) {
+    return refuse(`a directory holding ${entries.length === 1 ? `"${entries[0]}"` : `${entries.length} entries`}`);
+  }
+  uid ??= learnUid(dir, refuse);
+  if (found.uid !== uid) return refuse("a directory of another user");
+  try {
+    if (socket) Deno.removeSync(`${dir}/s`);
+    Deno.removeSync(dir);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return uid; // gone already
+    throw new SocketError(
+      path,
+      "in-use",
+      `Cannot listen on "${path}": "${dir}" changed while the server removed it as a leftover; try again`,
+      { cause: error },
+    );
+  }
+  logger.info("Removed {dir}, left by a server that stopped while claiming {path}", { dir, path });
+  return uid;
 }
 
-/** Take `PATH.lock`, or refuse: another server holds it while it claims or serves the path. */
-async function takeLock(path: string): Promise<Deno.FsFile> {
+/**
+ * This process's user, from a directory it makes in `dir` and removes at
+ * once. Only a user who may write `dir` (its owner, or root) gets that far.
+ */
+function learnUid(dir: string, refuse: (what: string) => never): number {
+  const probe = `${dir}/uid`;
+  try {
+    Deno.mkdirSync(probe, { mode: 0o700 });
+  } catch (error) {
+    if (error instanceof Deno.errors.PermissionDenied) return refuse("a directory this user cannot write");
+    throw error;
+  }
+  try {
+    return Deno.lstatSync(probe).uid!;
+  } finally {
+    Deno.removeSync(probe);
+  }
+}
+
+/**
+ * Whether `info` is provably what a previous run of this program left: owned
+ * by `uid` (the server's user, root included) and of the shape a run leaves.
+ * Nothing that fails this may be removed or used.
+ *
+ * - `"lock"`: an empty regular file (a server's `PATH.lock`);
+ * - `"socket"`: a socket (a stale `PATH`, or a bound name a crash left).
+ *
+ * @param info What `lstat` (or `fstat` of an open file) found.
+ * @param uid This process's user.
+ * @param kind What the name is for.
+ * @returns True only when it is this user's leftover.
+ */
+export function isOwnLeftover(info: Deno.FileInfo, uid: number, kind: "lock" | "socket"): boolean {
+  if (info.uid !== uid) return false;
+  return kind === "lock" ? info.isFile && info.size === 0 : info.isSocket === true;
+}
+
+/**
+ * Take `PATH.lock`, or refuse: another server holds it while it claims or
+ * serves the path. Never follows a symbolic link: a new file is made with
+ * `createNew` (`O_EXCL`, which does not follow one), and an existing one is
+ * used only if the descriptor opened is the file `lstat` found.
+ */
+async function takeLock(path: string): Promise<HeldLock> {
   const name = lockPath(path);
-  for (let attempt = 0;; attempt++) {
-    const found = lstat(name);
-    if (found && !found.isFile) {
-      throw new SocketError(
-        path,
-        "not-a-socket",
-        `Cannot listen on "${path}": "${name}", its lock file, is not a regular file; remove it`,
-      );
-    }
-    let file: Deno.FsFile;
-    try {
-      file = Deno.openSync(name, { read: true, write: true, create: true, mode: 0o600 });
-    } catch (error) {
-      if (!(error instanceof Deno.errors.PermissionDenied) || !found) throw error;
-      throw new SocketError(
-        path,
-        "foreign",
-        `Cannot listen on "${path}": its lock file "${name}" belongs to uid ${found.uid} and this user cannot open it; remove it as that user`,
-        { cause: error },
-      );
-    }
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const opened = openLock(path, name);
+    if (!opened) continue;
+    const { file, info, own } = opened;
     let locked = false;
     try {
       if (!file.tryLockSync(true)) {
-        const why = await answers(path)
+        const why = await answers(path) === "live"
           ? "another process is serving it"
-          : `another server holds "${name}": it is starting, or serving with its socket file removed; stop it first`;
+          : `another server (uid ${info.uid}) holds "${name}": it is starting, or serving with its socket file removed; stop it first`;
         throw new SocketError(path, "in-use", `Cannot listen on "${path}": ${why}`);
       }
       locked = true;
       // A server stopping removes the lock file: the file locked must still be the one at the name.
-      const held = file.statSync();
-      const current = lstat(name);
-      if (current && current.ino === held.ino && current.dev === held.dev) return file;
-      if (attempt >= 3) {
-        throw new SocketError(path, "in-use", `Cannot listen on "${path}": "${name}" keeps changing; try again`);
-      }
+      if (sameFile(lstat(name), info)) return { file, info, own };
     } catch (error) {
       if (locked) unlock(file);
       file.close();
@@ -246,17 +375,67 @@ async function takeLock(path: string): Promise<Deno.FsFile> {
     unlock(file);
     file.close();
   }
+  throw new SocketError(
+    path,
+    "in-use",
+    `Cannot listen on "${path}": "${name}" keeps changing while the server opens it; something else is using that name; stop that and try again`,
+  );
 }
 
-/** Give the lock back and remove its file. */
-function dropLock(path: string, lock: Deno.FsFile): void {
+/** Open the lock file without following a link, or null when the name changed meanwhile (look again). */
+function openLock(path: string, name: string): { file: Deno.FsFile; info: Deno.FileInfo; own: boolean } | null {
+  try {
+    const file = Deno.openSync(name, { read: true, write: true, createNew: true, mode: 0o600 });
+    return { file, info: file.statSync(), own: true };
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+  }
+  const found = lstat(name);
+  if (!found) return null;
+  if (!found.isFile) {
+    throw new SocketError(
+      path,
+      "bad-lock",
+      `Cannot listen on "${path}": "${name}", its lock file, is not a regular file (a ${
+        kindOf(found)
+      }, owner uid ${found.uid}); remove it as its owner`,
+    );
+  }
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(name, { read: true, write: true });
+  } catch (error) {
+    if (!sameFile(lstat(name), found)) return null; // replaced meanwhile, by a link perhaps
+    if (!(error instanceof Deno.errors.PermissionDenied)) throw error;
+    throw new SocketError(
+      path,
+      "foreign",
+      `Cannot listen on "${path}": its lock file "${name}" belongs to uid ${found.uid} and this user cannot open it; remove it as that user`,
+      { cause: error },
+    );
+  }
+  const info = file.statSync();
+  if (sameFile(info, found)) return { file, info, own: false };
+  file.close(); // a link swapped in between lstat and open: what was opened is not the lock file
+  return null;
+}
+
+function sameFile(a: Deno.FileInfo | null, b: Deno.FileInfo): boolean {
+  return a !== null && a.dev === b.dev && a.ino === b.ino;
+}
+
+/** Give the lock back, and remove its file if it is this server's and still at the name. */
+function dropLock(path: string, lock: HeldLock): void {
   // Remove before unlocking: whoever opens the name after this makes a new file, and
   // whoever opened the old one finds, once it has the lock, that it is no longer at the name.
+  if (lock.own) {
+    const name = lockPath(path);
+    try {
+      if (sameFile(lstat(name), lock.info)) Deno.removeSync(name);
+    } catch { /* gone already */ }
+  }
   try {
-    Deno.removeSync(lockPath(path));
-  } catch { /* gone already */ }
-  try {
-    lock.close(); // closing the last descriptor releases the flock
+    lock.file.close(); // closing the last descriptor releases the flock
   } catch { /* already closed */ }
 }
 
@@ -288,6 +467,13 @@ function unlock(file: Deno.FsFile): void {
   try {
     file.unlockSync();
   } catch { /* closing releases it anyway */ }
+}
+
+function kindOf(info: Deno.FileInfo): string {
+  if (info.isSymlink) return "symbolic link";
+  if (info.isDirectory) return "directory";
+  if (info.isSocket) return "socket";
+  return info.isFile ? "file" : "special file";
 }
 
 function toSocketError(error: unknown, path: string): unknown {
@@ -322,6 +508,16 @@ function toSocketError(error: unknown, path: string): unknown {
       cause: error,
     });
   }
+  if (error instanceof Deno.errors.AlreadyExists) {
+    return new SocketError(
+      path,
+      "in-use",
+      `Cannot listen on "${path}": a name beside it appeared while the server claimed it (${
+        String(error.message)
+      }); something else is using it; try again`,
+      { cause: error },
+    );
+  }
   return error;
 }
 
@@ -337,8 +533,12 @@ function lstat(path: string): Deno.FileInfo | null {
   }
 }
 
-/** Whether a socket accepts connections; one that takes over a second to accept counts as live. */
-async function answers(path: string): Promise<boolean> {
+/**
+ * Whether a socket accepts connections: "live" (one that takes over a second
+ * to accept counts as live), "dead" (refused: stale), or "denied" (this user
+ * may not connect, so it cannot tell).
+ */
+async function answers(path: string): Promise<"live" | "dead" | "denied"> {
   const attempt = Deno.connect({ transport: "unix", path });
   const { promise: late, resolve } = Promise.withResolvers<null>();
   const timer = setTimeout(resolve, 1000, null);
@@ -346,11 +546,11 @@ async function answers(path: string): Promise<boolean> {
     const conn = await Promise.race([attempt, late]);
     if (conn === null) attempt.then((conn) => conn.close(), () => {});
     else conn.close();
-    return true;
+    return "live";
   } catch (error) {
-    if (error instanceof Deno.errors.ConnectionRefused || error instanceof Deno.errors.NotFound) return false;
-    if (error instanceof Deno.errors.PermissionDenied) return false; // not ours: the owner check refuses it
-    return true; // a full backlog and the like: someone is there; never replace it
+    if (error instanceof Deno.errors.ConnectionRefused || error instanceof Deno.errors.NotFound) return "dead";
+    if (error instanceof Deno.errors.PermissionDenied) return "denied";
+    return "live"; // a full backlog and the like: someone is there; never replace it
   } finally {
     clearTimeout(timer);
   }

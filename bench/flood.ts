@@ -18,7 +18,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import { catProc, cpuSeconds, median, parseStat, parseStatus } from "./proc.ts";
 
 const HERE = new URL("..", import.meta.url).pathname;

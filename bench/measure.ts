@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import type { LoadResult } from "./load.ts";
 import { catProc, median, percentile, readStatus } from "./proc.ts";
 import { BENCH, MiB, ROOT, SCENARIOS, serverName } from "./scenarios.ts";

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import type { Captured, LoadResult } from "./load.ts";
 import { readStatus } from "./proc.ts";
 import { BENCH, serverName } from "./scenarios.ts";

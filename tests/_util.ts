@@ -1,7 +1,7 @@
 // Helpers shared by the tests: temporary socket paths, raw exchanges, real
 // clients and the CLI as a subprocess.
 import { watch } from "../client.ts";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 
 export const encoder = new TextEncoder();
 export const decoder = new TextDecoder();
@@ -191,9 +191,13 @@ export function exists(path: string): Promise<boolean> {
 /** deno.json's tasks, as users run them. */
 export const TASKS: Record<string, string> = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks;
 
-/** A task's `deno` arguments with /tmp/app.sock replaced by `path` and main.ts made absolute. */
+/**
+ * A task's `deno` arguments with its socket (`$HEALTHSOCK_SOCKET`, default /tmp/app.sock) replaced by `path` and
+ * main.ts made absolute.
+ */
 export function taskArgs(task: string, path: string): string[] {
-  const [command, ...words] = TASKS[task].split(" ");
+  const [command, ...words] = TASKS[task].replace(/^export HEALTHSOCK_SOCKET=.*? && /, "")
+    .replaceAll("$HEALTHSOCK_SOCKET", path).split(" ");
   if (command !== "deno") throw new Error(`Task "${task}" does not start with deno: ${TASKS[task]}`);
   return words.map((word) => word.replaceAll("/tmp/app.sock", path).replace(/^main\.ts$/, `${ROOT}main.ts`));
 }
@@ -302,4 +306,9 @@ export function receiver(path: string): Receiver {
       void loop;
     },
   };
+}
+
+/** Print measured figures for the record, one line a measurement: `SUITE: LABEL: name value, …`. */
+export function figures(suite: string, label: string, values: Record<string, string | number>): void {
+  console.log(`${suite}: ${label}: ${Object.entries(values).map(([k, v]) => `${k} ${v}`).join(", ")}`);
 }

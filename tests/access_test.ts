@@ -1,4 +1,4 @@
-// Issue 4, item 6: access control is the socket file's owner, group and mode.
+// Access control is the socket file's owner, group and mode.
 // The tests switch user with setpriv when they run as root (as here and in
 // CI); otherwise they are ignored, with the reason in their names.
 import assert from "node:assert/strict";

@@ -9,17 +9,13 @@ import { configure, reset } from "@logtape/logtape";
 import type { LogRecord } from "@logtape/logtape";
 import { Health } from "../health.ts";
 import { serve } from "../server.ts";
-import { permissionFlags } from "../protocol.ts";
-import { cli, cliArgs, hasCommand, ROOT, run, tempSocket } from "./_util.ts";
+import { permissionFlags } from "../paths.ts";
+import { cli, cliArgs, figures, hasCommand, ROOT, run, tempSocket } from "./_util.ts";
 import { guarded } from "./_guard.ts";
 import { httpGet, send, waitUntil, writeQuietly } from "./fixtures/hardening.ts";
 
 const CURL = hasCommand("curl");
 const needsCurl = CURL ? "" : " (ignored: curl is not installed)";
-
-function figures(label: string, values: Record<string, string | number>): void {
-  console.log(`admission: ${label}: ${Object.entries(values).map(([k, v]) => `${k} ${v}`).join(", ")}`);
-}
 
 interface Figures {
   opened: number;
@@ -127,7 +123,7 @@ Deno.test({
     const held = server.connections;
     const { failures, passed } = await probe(sock.path, 8);
     const floods = await Promise.all([idle.stop(), half.stop(), unread.stop()]);
-    figures("1,500 reconnecting flooders", {
+    figures("admission", "1,500 reconnecting flooders", {
       "held when filled": held,
       "flood connections opened": floods.reduce((sum, f) => sum + f.opened, 0),
       "probes passed": `${passed}/16`,
@@ -148,7 +144,10 @@ Deno.test({
     await new Promise((resolve) => setTimeout(resolve, 300));
     const { failures, passed } = await probe(sock.path, 6);
     const flood = await pipeline.stop();
-    figures("64 pipelining clients that never read", { "connections opened": flood.opened, "probes passed": passed });
+    figures("admission", "64 pipelining clients that never read", {
+      "connections opened": flood.opened,
+      "probes passed": passed,
+    });
     assert.deepEqual(failures, [], "every probe passes while the pipeliners' answers are stuck");
   }),
 });
@@ -166,7 +165,7 @@ Deno.test(
     };
     const atCap = await rate(8);
     const overCap = await rate(16);
-    figures("requests per second at maxConnections 8", {
+    figures("admission", "requests per second at maxConnections 8", {
       "8 clients": atCap.toFixed(0),
       "16 clients": overCap.toFixed(0),
     });
@@ -195,7 +194,10 @@ Deno.test(
       const refused = await loop.finished();
       release.resolve();
       await Promise.all(held);
-      figures("refusals and log lines", { "503 answers": refused.answered, "warning lines": records.length });
+      figures("admission", "refusals and log lines", {
+        "503 answers": refused.answered,
+        "warning lines": records.length,
+      });
       assert.ok(refused.answered > 20, `${refused.answered} refusals`);
       assert.ok(records.length <= 2, records.map((r) => r.message.join("")).join("\n"));
       assert.match(records[0].message.map(String).join(""), /503 busy/);
@@ -233,7 +235,10 @@ Deno.test({
       await idle.ready;
       const { failures, passed } = await probe(sock.path, 5);
       const flood = await idle.stop();
-      figures("400 idle flooders against 256 descriptors", { opened: flood.opened, "probes passed": `${passed}/10` });
+      figures("admission", "400 idle flooders against 256 descriptors", {
+        opened: flood.opened,
+        "probes passed": `${passed}/10`,
+      });
       assert.ok(flood.opened > 400, "descriptors ran out, and the server closed connections to make room");
       assert.deepEqual(failures, [], "every probe passes");
     } finally {

@@ -1,9 +1,22 @@
 // The CLI as users run it: a subprocess with the scoped permissions of the tasks.
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import { serve } from "../server.ts";
-import { cli, cliArgs, exists, readUntil, ROOT, run, spawnCli, taskArgs, TASKS, tempSocket } from "./_util.ts";
+import {
+  cli,
+  cliArgs,
+  exists,
+  readUntil,
+  ROOT,
+  run,
+  spawnCli,
+  taskArgs,
+  TASKS,
+  tempSocket,
+  untilReady,
+  waitForPath,
+} from "./_util.ts";
 
 function healthy(): Health {
   return new Health({ ready: true }).add("db", () => "pass");
@@ -33,11 +46,14 @@ function fakeServer(path: string, answer: (conn: Deno.UnixConn) => Promise<void>
 }
 
 Deno.test("the check, watch and demo tasks grant exactly the socket path (and the demo its .tmp sibling)", () => {
-  const client = permissionFlags("/tmp/app.sock", false);
-  const server = permissionFlags("/tmp/app.sock", true);
-  assert.equal(TASKS.check, `deno run --no-prompt ${client} main.ts check`);
-  assert.equal(TASKS.watch, `deno run --no-prompt ${client} main.ts watch`);
-  assert.equal(TASKS.demo, `deno run --no-prompt ${server} main.ts demo`);
+  const socket = "$HEALTHSOCK_SOCKET";
+  const client = permissionFlags(socket, false);
+  const server = permissionFlags(socket, true);
+  const path = `export HEALTHSOCK_SOCKET=$(sh -c 'echo "\${HEALTHSOCK_SOCKET:-/tmp/app.sock}"') && `;
+  assert.equal(TASKS.check, `${path}deno run --no-prompt ${client} main.ts check --socket ${socket}`);
+  assert.equal(TASKS.watch, `${path}deno run --no-prompt ${client} main.ts watch --socket ${socket}`);
+  assert.equal(TASKS.demo, `${path}deno run --no-prompt ${server} main.ts demo --socket ${socket}`);
+  assert.ok(TASKS.compile.startsWith(path));
   for (const task of Object.values(TASKS)) {
     assert.doesNotMatch(task, /(^| )(-A|--allow-all)( |$)/);
   }
@@ -123,7 +139,7 @@ Deno.test("check exits 5 for an answer that is not a health report, and for an u
   assert.match(missing.stderr, /404/);
 });
 
-Deno.test("bad flags print usage and exit 64", async () => {
+Deno.test("bad flags print one line saying what is wrong and where the usage is, and exit 64", async () => {
   await using sock = await tempSocket();
   for (
     const args of [
@@ -144,7 +160,11 @@ Deno.test("bad flags print usage and exit 64", async () => {
       ...args,
     ]);
     assert.equal(out.code, 64, args.join(" "));
-    assert.match(out.stderr, /Usage: healthsock/, args.join(" "));
+    const lines = out.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 2, out.stderr);
+    assert.match(lines[0], /^healthsock( \w+)?: [A-Z]/, args.join(" "));
+    const command = args[0] === "frobnicate" ? "" : ` ${args[0]}`;
+    assert.equal(lines[1], `Run 'healthsock${command} --help' for usage`);
   }
   const relative = await run("deno", ["run", "--no-prompt", `${ROOT}main.ts`, "check", "--socket", "app.sock"]);
   assert.equal(relative.code, 64);
@@ -328,7 +348,7 @@ Deno.test("a duration over 2^31-1 ms is a usage error (64) for every duration fl
     const out = await run("deno", cliArgs(sock.path, true, [...args, "--socket", sock.path]));
     assert.equal(out.code, 64, `${args.join(" ")}: ${out.stderr}`);
     assert.match(out.stderr, new RegExp(`Invalid ${args[1]} "${args[2]}": at most 2147483647 ms`), args.join(" "));
-    assert.match(out.stderr, /Usage: healthsock/, args.join(" "));
+    assert.match(out.stderr, /Run 'healthsock \w+ --help' for usage/, args.join(" "));
     assert.equal(await exists(sock.path), false);
   }
   // The largest duration a timer holds is accepted: nothing listens, so the probe is unreachable.
@@ -365,7 +385,7 @@ Deno.test("check exits 4 and says the server is not accepting when its accept ba
 Deno.test("check exits 4 with a message saying the server is busy when it answers 503, in either framing", async () => {
   await using sock = await tempSocket();
   const error = JSON.stringify({ error: "Server busy: every slot is answering a request", code: 503 });
-  // What design.md says a server that cannot answer sends, after reading the request line.
+  // What a server that cannot answer sends, after reading the request line.
   await using _fake = fakeServer(sock.path, async (conn) => {
     const buf = new Uint8Array(4096);
     let text = "";
@@ -391,4 +411,146 @@ Deno.test("check exits 4 with a message saying the server is busy when it answer
   const watched = await cli(sock.path, ["watch", "--count", "1", "--changes"]);
   assert.equal(watched.code, 4, watched.stderr);
   assert.match(watched.stdout, /busy .*too busy to answer/);
+});
+
+Deno.test("check says what is at the path when it is a regular file or a directory, not a socket", async () => {
+  await using sock = await tempSocket();
+  await Deno.writeTextFile(sock.path, "not a socket\n");
+  const file = await cli(sock.path, ["check"]);
+  assert.equal(file.code, 3, file.stderr);
+  assert.equal(
+    file.stderr,
+    `healthsock: Cannot connect to "${sock.path}": a regular file is there, not a socket; check the path\n`,
+  );
+  await Deno.remove(sock.path);
+  await Deno.mkdir(sock.path);
+  const directory = await cli(sock.path, ["check"]);
+  assert.equal(directory.code, 3, directory.stderr);
+  assert.match(directory.stderr, /: a directory is there, not a socket; check the path\n$/);
+});
+
+Deno.test("check names the socket's directory when nothing is at the path", async () => {
+  await using sock = await tempSocket();
+  const path = `${sock.dir}/gone/app.sock`;
+  const out = await cli(path, ["check"]);
+  assert.equal(out.code, 3, out.stderr);
+  // Granted only the socket path, Deno may not look at the directory: the message names it as a possible cause.
+  assert.equal(
+    out.stderr,
+    `healthsock: Cannot connect to "${path}": no socket there, or no directory "${sock.dir}/gone"; ` +
+      "is the server running, and is the path right?\n",
+  );
+  // Allowed to read the directory's parent, the CLI can tell.
+  const told = await run("deno", [
+    "run",
+    "--no-prompt",
+    `--allow-read=${sock.dir}`,
+    `--allow-write=${path}`,
+    `--allow-net=unix:${path}`,
+    `${ROOT}main.ts`,
+    "check",
+    "--socket",
+    path,
+  ]);
+  assert.equal(told.code, 3, told.stderr);
+  assert.match(told.stderr, new RegExp(`the directory "${sock.dir}/gone" does not exist`));
+});
+
+Deno.test("check and watch refuse a ?watch path at once as a usage error, naming the command that follows changes", async () => {
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, healthy());
+  for (const command of ["check", "watch"]) {
+    for (const target of ["/livez?watch", "/livez?verbose&watch=1"]) {
+      const out = await cli(sock.path, [command, "--path", target, "--timeout", "20s"]);
+      assert.equal(out.code, 64, `${command} ${target}: ${out.stderr}`);
+      assert.match(
+        out.stderr,
+        new RegExp(
+          `Invalid --path "${target.replace("?", "\\?")}": ${command} does not take \\?watch; ` +
+            "to follow changes run 'healthsock watch --changes --path /livez",
+        ),
+      );
+    }
+  }
+  // ?watch=0 does not ask for a stream, as the server reads it.
+  const off = await cli(sock.path, ["check", "--path", "/livez?watch=0"]);
+  assert.equal(off.code, 0, off.stderr);
+});
+
+/** `deno task NAME ARGS` from the repository with HEALTHSOCK_SOCKET set, in its own process group. */
+function task(name: string, path: string, args: string[], piped = true): Deno.ChildProcess {
+  return new Deno.Command("deno", {
+    args: ["task", "--quiet", "--config", `${ROOT}deno.json`, name, ...args],
+    env: { HEALTHSOCK_SOCKET: path, NO_COLOR: "1" },
+    detached: true,
+    stdin: "null",
+    stdout: piped ? "piped" : "null",
+    stderr: piped ? "piped" : "null",
+  }).spawn();
+}
+
+Deno.test("HEALTHSOCK_SOCKET moves the demo, check and watch tasks to another socket, with its permissions", async () => {
+  await using sock = await tempSocket();
+  const demo = task("demo", sock.path, ["--poll-interval", "0", "--ready-after", "0"], false);
+  try {
+    await waitForPath(sock.path);
+    await untilReady(sock.path);
+    const check = await task("check", sock.path, ["--path", "/readyz"]).output();
+    assert.equal(check.code, 0, new TextDecoder().decode(check.stderr));
+    assert.equal(new TextDecoder().decode(check.stdout), "readyz check passed\n");
+    const watched = await task("watch", sock.path, ["--count", "1", "--changes", "--path", "/livez"]).output();
+    assert.equal(watched.code, 0, new TextDecoder().decode(watched.stderr));
+    assert.match(new TextDecoder().decode(watched.stdout), / pass livez check passed\n$/);
+  } finally {
+    await run("sh", ["-c", `kill -s TERM -- -${demo.pid} 2>/dev/null`]);
+    await demo.status;
+  }
+  assert.equal(await exists(sock.path), false, "the demo removed its socket");
+});
+
+/** `deno install -g` ARGS into a temporary root, from the repository; the path of the script it writes. */
+async function install(root: string, args: string[]): Promise<string> {
+  const out = await run("deno", ["install", "-g", "--root", root, ...args], { cwd: ROOT, env: { NO_COLOR: "1" } });
+  assert.equal(out.code, 0, out.stderr);
+  return `${root}/bin/healthsock`;
+}
+
+Deno.test("README's deno install -g line for a checkout gives a probe whose demo and --log-level work", async () => {
+  const readme = await Deno.readTextFile(`${ROOT}README.md`);
+  const line = /^deno install -g .+ main\.ts$/m.exec(readme)?.[0];
+  assert.ok(line, "README shows a deno install -g line for a checkout");
+  const words = line.split(" ");
+  assert.deepEqual(
+    words.filter((word) => word.startsWith("--allow-")),
+    permissionFlags("/tmp/app.sock", false).split(" "),
+    "the flags a probe needs for /tmp/app.sock, nothing else",
+  );
+  await using sock = await tempSocket();
+  const script = await install(
+    `${sock.dir}/root`,
+    words.slice(3).map((word) => word.replaceAll("/tmp/app.sock", sock.path)),
+  );
+  const check = await run("sh", [script, "check", "--socket", sock.path, "--log-level", "debug"]);
+  assert.equal(check.code, 3, check.stderr);
+  assert.match(check.stderr, /no socket there/);
+  // A probe's permissions cannot serve: the demo says which flags it lacks (77), rather than failing to load.
+  const demo = await run("sh", [script, "demo", "--socket", sock.path]);
+  assert.equal(demo.code, 77, demo.stderr);
+  assert.match(demo.stderr, /Deno lacks permission; run with --allow-read=/);
+});
+
+Deno.test("an unexpected error exits 70 with one line, never 1, which says the health is fail", async () => {
+  await using sock = await tempSocket();
+  // Installed from a checkout without its config, the logging package cannot be imported: a crash, not an answer.
+  const script = await install(`${sock.dir}/root`, [
+    "--name",
+    "healthsock",
+    "--no-prompt",
+    ...permissionFlags(sock.path, false).split(" "),
+    "main.ts",
+  ]);
+  const out = await run("sh", [script, "check", "--socket", sock.path, "--log-level", "debug"]);
+  assert.equal(out.code, 70, out.stderr);
+  assert.match(out.stderr, /^healthsock: Internal error \(please report it\): .*@logtape\/logtape/);
+  assert.equal(out.stderr.trimEnd().split("\n").length, 1, out.stderr);
 });

@@ -3,7 +3,7 @@
 // its place); building and running the real probe needs denort, downloaded or
 // given as DENORT_BIN.
 import assert from "node:assert/strict";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import { cliArgs, decoder, encoder, readUntil, ROOT, run, spawnDemo, tempSocket, untilReady } from "./_util.ts";
 import type { Output } from "./_util.ts";
 

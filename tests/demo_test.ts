@@ -1,7 +1,7 @@
 // The demo, started as users start it (the demo task's flags), probed, and stopped with signals.
 import assert from "node:assert/strict";
-import { probe, watch } from "../client.ts";
-import { exists, hasCommand, readUntil, run, spawnDemo, tempSocket, untilReady } from "./_util.ts";
+import { probe, ProbeError, watch } from "../client.ts";
+import { cli, exists, hasCommand, readUntil, run, spawnDemo, tempSocket, untilReady } from "./_util.ts";
 
 async function drainLog(log: ReadableStreamDefaultReader<string>): Promise<string> {
   let rest = "";
@@ -94,4 +94,92 @@ Deno.test("a second signal during the demo's drain stops it at once", async () =
   await drainLog(log);
   assert.equal((await child.status).code, 0);
   assert.equal(await exists(sock.path), false);
+});
+
+Deno.test("the demo with --block-every and --block-for blocks its main thread, seen by its eventloop check", async () => {
+  await using sock = await tempSocket();
+  await using demo = spawnDemo(sock.path, [
+    "--block-every",
+    "700ms",
+    "--block-for",
+    "350ms",
+    "--poll-interval",
+    "0",
+    "--ready-after",
+    "0",
+    "--drain-delay",
+    "0",
+  ]);
+  const { child, log } = demo;
+  await readUntil(log, /Serving health on/);
+  await readUntil(log, /Worker busy for 350 ms: the main thread is blocked/);
+  // The eventloop check's own timer (not the demo's word) saw a stall as long as a block. The demo
+  // never asks it: poll, as a prober would, until a probe lands after a block.
+  let lag = 0;
+  for (let tries = 0; lag < 300; tries++) {
+    assert.ok(tries < 100, `no probe saw a block; the last lag was ${lag} ms`);
+    const ready = await probe(sock.path, { target: "/readyz", timeout: 5000 });
+    const result = ready.report?.checks["eventloop:lag"]?.[0];
+    lag = result?.observedValue as number;
+    if (lag >= 300) {
+      // Not critical: a busy loop makes /readyz warn, with the worst stall of the last 5 s.
+      assert.equal(ready.status, "warn", ready.body);
+      assert.match(result?.output ?? "", /^event loop lag \d+(\.\d)? ms in the last 5000 ms exceeds 250 ms$/);
+    } else {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  // Busy is not dead: the worker's blocks are its work, so /livez passes.
+  const live = await probe(sock.path, { target: "/livez", timeout: 5000 });
+  assert.equal(live.status, "pass", live.body);
+  child.kill("SIGTERM");
+  await drainLog(log);
+  assert.equal((await child.status).code, 0);
+  assert.equal(await exists(sock.path), false);
+});
+
+Deno.test("the demo with --wedge-after blocks its main thread for good: a signal cannot drain it", async () => {
+  await using sock = await tempSocket();
+  await using demo = spawnDemo(sock.path, ["--wedge-after", "200ms", "--poll-interval", "0", "--drain-delay", "0"]);
+  const { child, log } = demo;
+  await readUntil(log, /Serving health on/);
+  await readUntil(log, /Worker wedged on purpose after 200 ms: the main thread never turns again/);
+  child.kill("SIGTERM");
+  // A server on the main thread cannot answer (a time-out); one beside the app answers /livez, which
+  // passes for its first seconds. Either way, the probe takes long enough for a drain to have begun.
+  const live = await probe(sock.path, { target: "/livez", timeout: 1000 }).then(
+    (result) => result.status,
+    (error) => error instanceof ProbeError ? error.kind : String(error),
+  );
+  assert.ok(live === "timeout" || live === "pass", live);
+  const exited = await Promise.race([child.status.then(() => true), Promise.resolve(false)]);
+  assert.equal(exited, false, "the wedged demo stopped on SIGTERM");
+  child.kill("SIGKILL");
+  const rest = await drainLog(log);
+  assert.doesNotMatch(rest, /draining/);
+  assert.equal((await child.status).signal, "SIGKILL");
+});
+
+Deno.test("the demo refuses bad --block-every, --block-for and --wedge-after values with exit 64", async () => {
+  await using sock = await tempSocket();
+  for (
+    const [args, message] of [
+      [["--block-every", "2s"], /Invalid --block-every "2s": give --block-for too, e\.g\. --block-every 2s/],
+      [["--block-for", "1s"], /Invalid --block-for "1s": give --block-every too/],
+      [
+        ["--block-every", "1s", "--block-for", "1s"],
+        /Invalid --block-for "1s": must be shorter than --block-every "1s"/,
+      ],
+      [["--block-every", "2s", "--block-for", "0"], /Invalid --block-for "0": must be more than zero/],
+      [["--block-every", "600h", "--block-for", "1s"], /Invalid --block-every "600h": at most 2147483647 ms/],
+      [["--wedge-after", "600h"], /Invalid --wedge-after "600h": at most 2147483647 ms/],
+      [["--wedge-after", "soon"], /Invalid --wedge-after "soon": expected a duration such as 500ms/],
+    ] as const
+  ) {
+    const out = await cli(sock.path, ["demo", ...args], { server: true });
+    assert.equal(out.code, 64, `${args.join(" ")}: ${out.stderr}`);
+    assert.match(out.stderr, message, args.join(" "));
+    assert.match(out.stderr, /Run 'healthsock demo --help' for usage/, args.join(" "));
+    assert.equal(await exists(sock.path), false);
+  }
 });

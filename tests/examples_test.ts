@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { load as parseYaml } from "js-yaml";
 import { probe } from "../client.ts";
 import { notifyPermissionFlags } from "../notify.ts";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import {
   cliArgs,
   hasCommand,
@@ -23,7 +23,7 @@ import type { DemoProcess, Message, TempSocket } from "./_util.ts";
 
 const EXAMPLES = `${ROOT}examples`;
 
-/** The probe's exit codes (design.md); 2 is never one of them. */
+/** The probe's exit codes (README, "healthsock check exit codes"); 2 is never one of them. */
 const PROBE_EXITS = new Set([0, 1, 3, 4, 5, 64]);
 const TARGETS: Record<string, string> = {
   startupProbe: "/startupz",

@@ -1,4 +1,4 @@
-// Issue 4, item 5: faults. Checks that throw, hang or return garbage; the
+// Faults: checks that throw, hang or return garbage; the
 // socket file deleted or replaced under a running server; the server killed
 // with SIGKILL and restarted; two servers on one path; listen errors turned
 // into clear messages.
@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { probe, ProbeError } from "../client.ts";
 import { Health } from "../health.ts";
 import type { CheckFunction } from "../health.ts";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import { serve, SocketError } from "../server.ts";
 import { cli, cliArgs, exists, hasCommand, readUntil, ROOT, run, tempSocket } from "./_util.ts";
 import { guarded } from "./_guard.ts";
@@ -244,8 +244,9 @@ Deno.test("a server killed with SIGKILL leaves a stale socket that a restart rep
   const stale = await cli(sock.path, ["check"]);
   assert.equal(stale.code, 3, stale.stderr);
   assert.match(stale.stderr, /refused/);
-  // A temporary sibling stranded by a kill between bind and rename is cleaned up too.
-  await Deno.link(sock.path, `${sock.path}.tmp`);
+  // The private directory stranded by a kill between bind and rename (mode 0700, holding the socket s) is cleaned up too.
+  await Deno.mkdir(`${sock.path}.tmp`, { mode: 0o700 });
+  await Deno.link(sock.path, `${sock.path}.tmp/s`);
 
   const second = await startHost(sock.path);
   try {

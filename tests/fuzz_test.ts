@@ -1,4 +1,4 @@
-// Issue 4, item 3: a seeded fuzz test. Valid requests are mutated; every
+// A seeded fuzz test. Valid requests are mutated; every
 // answer must be one of the documented shapes (a health report, an error
 // object, an HTTP response carrying one, or a plain close), every connection
 // must end, and after each batch the server must answer a normal probe with

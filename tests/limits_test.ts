@@ -1,4 +1,4 @@
-// Issue 4, item 1: every limit is a server option with a safe default, and
+// Every limit is a server option with a safe default, and
 // going over one gets the documented answer and a close, never a hang.
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";

@@ -1,13 +1,28 @@
 // notifySystemd speaking sd_notify(3) to a real Unix datagram socket bound
 // where systemd's would be, in the same process; the CLI's side is in
-// examples_test.ts, spawned with the unit's own flags.
+// examples_test.ts, spawned with the unit's own flags, and below where
+// systemd's queue is full (filled by a flooder in its own process).
 import assert from "node:assert/strict";
 import { configure, reset } from "@logtape/logtape";
 import type { LogRecord } from "@logtape/logtape";
+import { probe } from "../client.ts";
 import { Health } from "../health.ts";
 import { notifyPermissionFlags, notifySystemd } from "../notify.ts";
-import { exists, receiver, tempSocket } from "./_util.ts";
-import type { Message } from "./_util.ts";
+import { lockPath } from "../paths.ts";
+import { asNobody, NOBODY } from "./fixtures/hardening.ts";
+import {
+  decoder,
+  exists,
+  readUntil,
+  receiver,
+  ROOT,
+  run,
+  spawnDeno,
+  taskArgs,
+  tempSocket,
+  untilReady,
+} from "./_util.ts";
+import type { DemoProcess, Message, TempSocket } from "./_util.ts";
 
 function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -165,6 +180,287 @@ Deno.test("notifier names the flags when Deno may not use the notify socket", ()
   );
 });
 
+Deno.test("notifier names flags Deno accepts for an abstract NOTIFY_SOCKET", async () => {
+  const flags = notifyPermissionFlags("/run/app/app.sock.notify", "@sd-notify");
+  assert.doesNotMatch(flags, /unix:@/);
+  assert.match(flags, /(^| )--allow-net( |$)/);
+  // Deno refuses to start with a flag it cannot parse: these must start a program.
+  const { code, stderr } = await run("deno", ["eval", ...flags.split(" "), "Deno.exit(0)"]);
+  assert.equal(code, 0, stderr);
+});
+
 Deno.test("notifier rejects a relative bind path", async () => {
   await assert.rejects(() => notifySystemd(new Health(), "app.sock.notify"), TypeError);
+});
+
+/** Log lines of the notifier at `level` and above, gathered while `body` runs. */
+async function logged(body: () => Promise<void>, level: "info" | "warning" = "warning"): Promise<string[]> {
+  const records: LogRecord[] = [];
+  await configure({
+    sinks: { memory: (record: LogRecord) => records.push(record) },
+    loggers: [
+      { category: ["healthsock", "notify"], lowestLevel: level, sinks: ["memory"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["memory"] },
+    ],
+    reset: true,
+  });
+  try {
+    await body();
+  } finally {
+    await reset();
+  }
+  return records.map((record) => record.message.map(String).join(""));
+}
+
+Deno.test("notifier says NOTIFY_SOCKET is a directory or a regular file, not just that it refused", async () => {
+  await using sock = await tempSocket();
+  const directory = `${sock.dir}/notify-dir`;
+  const file = `${sock.dir}/notify-file`;
+  await Deno.mkdir(directory);
+  await Deno.writeTextFile(file, "not a socket\n");
+  for (const [target, what] of [[directory, "a directory"], [file, "a regular file"]]) {
+    const lines = await logged(async () => {
+      await using notifier = await notifySystemd(new Health({ ready: true }), sock.path, {
+        environment: { NOTIFY_SOCKET: target },
+      });
+      assert.equal(notifier.active, false);
+    });
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.ok(lines[0].startsWith(`Cannot notify systemd at "${target}": it is ${what}, not a socket`), lines[0]);
+    assert.match(lines[0], /check NOTIFY_SOCKET/);
+  }
+  assert.equal(await Deno.readTextFile(file), "not a socket\n", "left as it was");
+});
+
+/** A datagram socket left at `path` by another process, of user nobody or this one (python3 binds it and exits). */
+async function leaveSocket(path: string, nobody: boolean): Promise<void> {
+  const python = [
+    "/usr/bin/python3",
+    "-c",
+    "import socket, sys; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).bind(sys.argv[1])",
+    path,
+  ];
+  const out = nobody ? await run("setpriv", asNobody(python)) : await run(python[0], python.slice(1));
+  assert.equal(out.code, 0, out.stderr);
+}
+
+Deno.test({
+  name: "notifier leaves another user's socket at its bind path alone, root included, and says whose it is",
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    await using sock = await tempSocket();
+    await Deno.chmod(sock.dir, 0o777);
+    const bindPath = `${sock.path}.notify`;
+    await leaveSocket(bindPath, true);
+    using systemd = receiver(`${sock.dir}/notify`);
+    const lines = await logged(async () => {
+      await using notifier = await notifySystemd(new Health({ ready: true }), bindPath, {
+        environment: { NOTIFY_SOCKET: systemd.path },
+      });
+      assert.equal(notifier.active, false);
+    });
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0], new RegExp(`"${bindPath}" is in the way: it is a socket of uid ${NOBODY}, not this user's`));
+    assert.match(lines[0], /remove it as its owner/);
+    const left = await Deno.lstat(bindPath);
+    assert.ok(left.isSocket && left.uid === NOBODY, "still there, still nobody's");
+    assert.deepEqual(systemd.pending(), [], "nothing sent");
+  },
+});
+
+Deno.test("notifier replaces a socket its own user left at its bind path", async () => {
+  await using sock = await tempSocket();
+  const bindPath = `${sock.path}.notify`;
+  await leaveSocket(bindPath, false);
+  using systemd = receiver(`${sock.dir}/notify`);
+  await using notifier = await notifySystemd(new Health(), bindPath, { environment: { NOTIFY_SOCKET: systemd.path } });
+  assert.equal(notifier.active, true);
+  assert.equal((await systemd.next()).text, "STATUS=starting");
+  assert.equal(await exists(bindPath), false);
+});
+
+// systemd's queue full: a service manager that never reads, filled by a neighbour in its own process.
+
+/** Reject once `ms` pass first: a bound on a wait that must end, never a speed. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) =>
+        timer = setTimeout(() => reject(new Error(`Timed out after ${ms / 1000} s waiting until ${what}`)), ms)
+      ),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Fill the queue of the datagram socket at `target` from another process (tests/fixtures/notify_flooder.ts). */
+async function flood(target: string, dir: string): Promise<number> {
+  const senders = Array.from({ length: 16 }, (_, i) => `${dir}/flood-${i}`);
+  const out = await run("deno", [
+    "run",
+    "--no-prompt",
+    "--unstable-net",
+    `--allow-read=${senders.join(",")}`,
+    `--allow-write=${[...senders, target].join(",")}`,
+    `--allow-net=${[...senders, target].map((path) => `unix:${path}`).join(",")}`,
+    `${ROOT}tests/fixtures/notify_flooder.ts`,
+    target,
+    dir,
+  ]);
+  const full = /^full (\d+)$/m.exec(out.stdout);
+  assert.ok(full, `the flooder filled the queue: ${out.stdout}${out.stderr}`);
+  return Number(full[1]);
+}
+
+/** `healthsock demo --notify` as users run it: the demo task's flags plus notifyPermissionFlags. */
+function spawnNotifying(sock: TempSocket, env: Record<string, string>, args: string[] = []): DemoProcess {
+  const words = taskArgs("demo", sock.path);
+  const systemd = env.NOTIFY_SOCKET.startsWith("/") ? env.NOTIFY_SOCKET : `${sock.dir}/notify`;
+  words.splice(words.indexOf(`${ROOT}main.ts`), 0, ...notifyPermissionFlags(`${sock.path}.notify`, systemd).split(" "));
+  return spawnDeno([
+    ...words,
+    "--socket",
+    sock.path,
+    "--poll-interval",
+    "0",
+    "--log-level",
+    "info",
+    "--notify",
+    ...args,
+  ], env);
+}
+
+async function restOf(log: ReadableStreamDefaultReader<string>): Promise<string> {
+  let rest = "";
+  for (;;) {
+    const { value, done } = await log.read();
+    if (done) return rest;
+    rest += value;
+  }
+}
+
+/** SIGTERM, then the exit and the whole log; a demo still running after 10 s fails the test. */
+async function terminate(demo: DemoProcess, seen: string[]): Promise<{ code: number; log: string }> {
+  demo.child.kill("SIGTERM");
+  const rest = restOf(demo.log);
+  const { code } = await within(demo.child.status, 10_000, "the demo exits after SIGTERM");
+  return { code, log: [...seen, await rest].join("\n") };
+}
+
+async function assertStoppedClean(sock: TempSocket, log: string): Promise<void> {
+  const full = log.split("\n").filter((line) => /Cannot notify systemd .*queue is full/.test(line));
+  assert.equal(full.length, 1, `said once that systemd's queue is full:\n${log}`);
+  assert.match(log, /Stopped notifying systemd at .* with \d+ messages? it had no room for/);
+  assert.doesNotMatch(log, /Cannot notify systemd at [^:]*: (?!its queue)/, "the notifier stays on");
+  for (const left of [sock.path, lockPath(sock.path), `${sock.path}.notify`]) {
+    assert.equal(await exists(left), false, `"${left}" removed`);
+  }
+}
+
+Deno.test("demo --notify becomes ready, serves and stops on SIGTERM while systemd's queue is full from the start", async () => {
+  await using sock = await tempSocket();
+  const notifyPath = `${sock.dir}/notify`;
+  const systemd = Deno.listenDatagram({ transport: "unixpacket", path: notifyPath }); // never read
+  try {
+    await flood(notifyPath, sock.dir);
+    await using demo = spawnNotifying(sock, { NOTIFY_SOCKET: notifyPath, WATCHDOG_USEC: "200000" }, [
+      "--ready-after",
+      "0",
+    ]);
+    const { seen } = await within(readUntil(demo.log, /Serving health on/), 30_000, "the demo serves");
+    await within(untilReady(sock.path), 15_000, "/readyz passes");
+    assert.equal((await probe(sock.path, { target: "/livez" })).status, "pass");
+    const { code, log } = await terminate(demo, seen);
+    assert.equal(code, 0, log);
+    await assertStoppedClean(sock, log);
+  } finally {
+    systemd.close();
+  }
+});
+
+Deno.test("demo --notify keeps serving and stops on SIGTERM once systemd's queue fills while it runs", async () => {
+  await using sock = await tempSocket();
+  const notifyPath = `${sock.dir}/notify`;
+  const systemd = Deno.listenDatagram({ transport: "unixpacket", path: notifyPath });
+  try {
+    await using demo = spawnNotifying(sock, { NOTIFY_SOCKET: notifyPath, WATCHDOG_USEC: "200000" }, [
+      "--ready-after",
+      "0",
+    ]);
+    // Read as systemd does until READY=1, then never again.
+    for (;;) {
+      const [data] = await within(systemd.receive(), 30_000, "READY=1 arrives");
+      if (decoder.decode(data).startsWith("READY=1")) break;
+    }
+    await flood(notifyPath, sock.dir);
+    // Pings go every 100 ms: the next one finds no room.
+    const { seen } = await within(
+      readUntil(demo.log, /queue is full/),
+      15_000,
+      "the demo says systemd's queue is full",
+    );
+    assert.equal((await probe(sock.path, { target: "/readyz" })).status, "pass");
+    assert.equal((await probe(sock.path, { target: "/livez" })).status, "pass");
+    const { code, log } = await terminate(demo, seen);
+    assert.equal(code, 0, log);
+    await assertStoppedClean(sock, log);
+  } finally {
+    systemd.close();
+  }
+});
+
+Deno.test("demo --notify names an abstract NOTIFY_SOCKET as @name in its warning, never with a NUL byte", async () => {
+  await using sock = await tempSocket();
+  const name = `@healthsock-test-${crypto.randomUUID()}`;
+  await using demo = spawnNotifying(sock, { NOTIFY_SOCKET: name }, ["--ready-after", "0"]);
+  const { line, seen } = await within(readUntil(demo.log, /Cannot notify systemd/), 30_000, "the demo warns");
+  assert.ok(!line.includes("\0"), JSON.stringify(line));
+  assert.ok(line.includes(`Cannot notify systemd at "${name}"`), line);
+  assert.ok(line.includes(`"unix:${name}"`), line);
+  await untilReady(sock.path);
+  const { code, log } = await terminate(demo, seen);
+  assert.equal(code, 0, log);
+  assert.ok(!log.includes("\0"), "no NUL anywhere in the log");
+});
+
+Deno.test("notifier keeps only the newest ping while systemd's queue is full, and sends what waits once it has room", async () => {
+  await using sock = await tempSocket();
+  const notifyPath = `${sock.dir}/notify`;
+  const systemd = Deno.listenDatagram({ transport: "unixpacket", path: notifyPath });
+  try {
+    const flooded = await flood(notifyPath, sock.dir);
+    const health = new Health().add("worker", () => "pass", { kinds: ["live"] });
+    const texts: string[] = [];
+    const lines = await logged(async () => {
+      await using notifier = await within(
+        notifySystemd(health, sock.path, {
+          environment: { NOTIFY_SOCKET: notifyPath, WATCHDOG_USEC: "100000" },
+        }),
+        10_000,
+        "notifySystemd returns",
+      );
+      assert.equal(notifier.active, true, "a full queue is not an unusable socket");
+      health.markReady();
+      // Five ping periods with no room: each newer ping replaces the waiting one.
+      await pause(500);
+      for (let i = 0; i < flooded; i++) await within(systemd.receive(), 10_000, "the flood is read");
+      for (;;) {
+        const [data] = await within(systemd.receive(), 10_000, "READY=1 arrives");
+        texts.push(decoder.decode(data));
+        if (texts.at(-1)!.startsWith("READY=1")) break;
+      }
+    }, "info");
+    assert.equal(texts[0], "STATUS=starting", "the datagram that waited goes first");
+    assert.ok(texts.filter((text) => text === "WATCHDOG=1").length <= 1, texts.join(" | "));
+    assert.equal(texts.at(-1), "READY=1\nSTATUS=ready: 1 check passes");
+    const full = lines.filter((line) => /queue is full/.test(line));
+    assert.equal(full.length, 1, lines.join("\n"));
+    const room = lines.find((line) => /has room again/.test(line));
+    assert.match(room ?? lines.join("\n"), /has room again; [1-9]\d* stale messages? dropped meanwhile/);
+  } finally {
+    systemd.close();
+  }
 });

@@ -3,7 +3,7 @@
 // upload the library, the CLI, README.md and LICENSE, nothing else.
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import { serve } from "../server.ts";
 import { ROOT, run, tempSocket } from "./_util.ts";
 

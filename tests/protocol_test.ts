@@ -1,20 +1,16 @@
-// Unit tests of protocol.ts: bytes in, values out, no sockets.
+// Unit tests of protocol.ts: requests parsed, targets routed, responses encoded; bytes in, values out, no sockets.
 import assert from "node:assert/strict";
 import {
   encodeResponse,
   errorResponse,
-  httpStatus,
-  isHealthReport,
   isUnterminatedLine,
-  parseAnswer,
   parseRequest,
   parseTarget,
-  permissionFlags,
-  renderVerbose,
   sniffFraming,
-  withholdDetails,
 } from "../protocol.ts";
-import type { HealthReport, ParseOptions, ParseResult, ProtocolError, Request, Response, Route } from "../protocol.ts";
+import type { ParseOptions, ParseResult, ProtocolError, Route, WireRequest, WireResponse } from "../protocol.ts";
+import { isHealthReport, renderVerbose } from "../report.ts";
+import type { HealthReport } from "../report.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -24,7 +20,7 @@ function parse(text: string | Uint8Array, options?: ParseOptions): ParseResult {
 }
 
 /** The request, asserting that one was parsed. */
-function request(text: string | Uint8Array, options?: ParseOptions): Request & { size: number } {
+function request(text: string | Uint8Array, options?: ParseOptions): WireRequest & { size: number } {
   const result = parse(text, options);
   assert.equal(result.kind, "request", `expected a request, got ${JSON.stringify(result)}`);
   if (result.kind !== "request") throw new Error("unreachable");
@@ -440,7 +436,7 @@ Deno.test("parseTarget refuses a bad watch timeout with 400", () => {
 // ------------------------------------------------------------------ encoding
 
 Deno.test("encodeResponse writes the body and a newline in line mode", () => {
-  const response: Response = { code: 503, contentType: "application/health+json", body: '{"status":"fail"}' };
+  const response: WireResponse = { code: 503, contentType: "application/health+json", body: '{"status":"fail"}' };
   assert.equal(decoder.decode(encodeResponse(response, "line")), '{"status":"fail"}\n');
   assert.equal(decoder.decode(encodeResponse(response, "line", { head: true })), '{"status":"fail"}\n');
 });
@@ -496,7 +492,7 @@ Deno.test("encodeResponse writes the same body bytes in both framings", () => {
     { status: "fail", checks: { "dé:x": [{ status: "fail", output: "ünïcode ✗" }] } },
     "readyz",
   );
-  const response: Response = { code: 503, contentType: "text/plain; charset=utf-8", body };
+  const response: WireResponse = { code: 503, contentType: "text/plain; charset=utf-8", body };
   const line = encodeResponse(response, "line");
   const httpBytes = encodeResponse(response, "http");
   const lineBody = line.subarray(0, line.length - 1);
@@ -538,286 +534,4 @@ Deno.test("errorResponse of a parsed 405 carries the Allow header in HTTP", () =
   const body = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4));
   assert.equal(body.code, 405);
   assert.equal(typeof body.error, "string");
-});
-
-// ----------------------------------------------------------------- answers
-
-Deno.test("parseAnswer reads a line-mode report and derives the HTTP code", () => {
-  const pass = parseAnswer(encoder.encode(JSON.stringify(PASS) + "\n"), "line");
-  assert.ok(typeof pass !== "string", String(pass));
-  assert.equal(pass.status, "pass");
-  assert.equal(pass.code, 200);
-  assert.deepEqual(pass.report, PASS);
-  assert.equal(pass.body, JSON.stringify(PASS));
-  const warn = parseAnswer(encoder.encode('{"status":"warn","checks":{}}\n'), "line");
-  assert.ok(typeof warn !== "string");
-  assert.equal(warn.code, 200);
-  const fail = parseAnswer(encoder.encode('{"status":"fail","checks":{}}\n'), "line");
-  assert.ok(typeof fail !== "string");
-  assert.equal(fail.status, "fail");
-  assert.equal(fail.code, 503);
-});
-
-Deno.test("parseAnswer reads an HTTP answer, honouring Content-Length", () => {
-  const body = '{"status":"fail","checks":{"db:x":[{"status":"fail","output":"down"}]}}';
-  const bytes = encodeResponse({ code: 503, contentType: "application/health+json", body }, "http");
-  const answer = parseAnswer(bytes, "http");
-  assert.ok(typeof answer !== "string", String(answer));
-  assert.equal(answer.code, 503);
-  assert.equal(answer.status, "fail");
-  assert.equal(answer.body, body);
-  assert.equal(answer.report?.checks["db:x"][0].output, "down");
-});
-
-Deno.test("parseAnswer reads error objects in both framings", () => {
-  const error = errorResponse({ code: 404, message: "Unknown target", framing: "line" });
-  const line = parseAnswer(encodeResponse(error, "line"), "line");
-  assert.ok(typeof line !== "string", String(line));
-  assert.equal(line.code, 404);
-  assert.equal(line.error, "Unknown target");
-  assert.equal(line.status, undefined);
-  assert.equal(line.report, undefined);
-  const viaHttp = parseAnswer(
-    encodeResponse(errorResponse({ code: 405, message: "no", framing: "http" }), "http"),
-    "http",
-  );
-  assert.ok(typeof viaHttp !== "string", String(viaHttp));
-  assert.equal(viaHttp.code, 405);
-  assert.equal(viaHttp.error, "no");
-  assert.equal(viaHttp.status, undefined);
-});
-
-Deno.test("parseAnswer reads ?verbose text by its last line", () => {
-  const passed = parseAnswer(encoder.encode("[+]db ok\n[+]lifecycle ok\nreadyz check passed\n"), "line");
-  assert.ok(typeof passed !== "string", String(passed));
-  assert.equal(passed.status, "pass");
-  assert.equal(passed.code, 200);
-  assert.equal(passed.report, undefined);
-  const failed = parseAnswer(encoder.encode("[-]db failed: down\nhealthz check failed\n"), "line");
-  assert.ok(typeof failed !== "string", String(failed));
-  assert.equal(failed.status, "fail");
-  assert.equal(failed.code, 503);
-  const text = "[-]db failed: down\nlivez check failed";
-  const viaHttp = parseAnswer(encodeResponse({ code: 503, contentType: "text/plain", body: text }, "http"), "http");
-  assert.ok(typeof viaHttp !== "string", String(viaHttp));
-  assert.equal(viaHttp.status, "fail");
-  assert.equal(viaHttp.body, text);
-});
-
-Deno.test("parseAnswer returns a reason string for garbage", () => {
-  const cases: [string, "line" | "http"][] = [
-    ["hello world\n", "line"],
-    ['{"ticks":49,"epoch_last_tick":1522162267}\n', "line"],
-    ["{not json\n", "line"],
-    ['{"status":"ok","checks":{}}\n', "line"],
-    ['{"status":"pass","checks":{"db":{"status":"pass"}}}\n', "line"],
-    ["[]\n", "line"],
-    ["\n", "line"],
-    ["metrics check passed\n", "line"],
-    ["hello\r\n\r\n", "http"],
-    ["SSH-2.0-OpenSSH_9.6\r\n", "http"],
-    ["HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "http"],
-  ];
-  for (const [text, framing] of cases) {
-    const answer = parseAnswer(encoder.encode(text), framing);
-    assert.equal(typeof answer, "string", `${JSON.stringify(text)} gave ${JSON.stringify(answer)}`);
-    assert.ok((answer as string).length > 0);
-  }
-  assert.equal(typeof parseAnswer(new Uint8Array([0x7b, 0xff, 0x0a]), "line"), "string");
-});
-
-Deno.test("parseAnswer refuses a line-mode answer cut before its final newline", () => {
-  const answer = parseAnswer(encoder.encode(JSON.stringify(PASS)), "line");
-  assert.equal(typeof answer, "string");
-  assert.match(answer as string, /newline/);
-  const cut = parseAnswer(encoder.encode(JSON.stringify(PASS).slice(0, 20)), "line");
-  assert.equal(typeof cut, "string");
-});
-
-Deno.test("parseAnswer refuses an HTTP answer shorter than its Content-Length", () => {
-  const body = JSON.stringify(PASS);
-  const text = `HTTP/1.1 200 OK\r\nContent-Type: application/health+json\r\nContent-Length: ${
-    body.length + 10
-  }\r\n\r\n${body}`;
-  assert.equal(typeof parseAnswer(encoder.encode(text), "http"), "string");
-});
-
-Deno.test("parseAnswer reads an HTTP answer received in line mode (a server over its connection limit)", () => {
-  const bytes = encodeResponse(errorResponse({ code: 503, message: "Too many connections", framing: "http" }), "http");
-  const answer = parseAnswer(bytes, "line");
-  assert.ok(typeof answer !== "string", String(answer));
-  assert.equal(answer.code, 503);
-  assert.equal(answer.error, "Too many connections");
-  const report = encodeResponse(
-    { code: 200, contentType: "application/health+json", body: JSON.stringify(PASS) },
-    "http",
-  );
-  const healthy = parseAnswer(report, "line");
-  assert.ok(typeof healthy !== "string", String(healthy));
-  assert.equal(healthy.status, "pass");
-});
-
-// ----------------------------------------------------------- verbose, details
-
-Deno.test("renderVerbose writes one line per check, then the endpoint's verdict", () => {
-  const report: HealthReport = {
-    status: "fail",
-    checks: {
-      "db:responseTime": [{ status: "fail", output: "connection refused" }],
-      "cache:hitRate": [{ status: "pass", observedValue: 0.9 }],
-      "lifecycle:state": [{ status: "pass", observedValue: "ready" }],
-    },
-    output: "failed: db",
-  };
-  assert.deepEqual(renderVerbose(report, "readyz").split("\n"), [
-    "[-]db failed: connection refused",
-    "[+]cache ok",
-    "[+]lifecycle ok",
-    "readyz check failed",
-  ]);
-});
-
-Deno.test("renderVerbose says passed for pass and warn, failed for fail", () => {
-  assert.equal(renderVerbose(PASS, "livez"), "[+]db ok\nlivez check passed");
-  const warn: HealthReport = { status: "warn", checks: { "cache:x": [{ status: "fail", output: "cold" }] } };
-  assert.deepEqual(renderVerbose(warn, "healthz").split("\n"), ["[-]cache failed: cold", "healthz check passed"]);
-  assert.equal(renderVerbose({ status: "fail", checks: {} }, "startupz"), "startupz check failed");
-});
-
-Deno.test("renderVerbose shows reason withheld for a failing check without output", () => {
-  const report: HealthReport = { status: "fail", checks: { "db:responseTime": [{ status: "fail" }] } };
-  assert.deepEqual(renderVerbose(report, "readyz").split("\n"), [
-    "[-]db failed: reason withheld",
-    "readyz check failed",
-  ]);
-});
-
-Deno.test("renderVerbose writes notes as warn: lines before the verdict", () => {
-  const report: HealthReport = { ...PASS, notes: ['cannot exclude "nope": no check of that name'] };
-  assert.deepEqual(renderVerbose(report, "readyz").split("\n"), [
-    "[+]db ok",
-    'warn: cannot exclude "nope": no check of that name',
-    "readyz check passed",
-  ]);
-});
-
-Deno.test("renderVerbose escapes CR and LF in outputs, names and notes, so no check forges a line", () => {
-  const report: HealthReport = {
-    status: "fail",
-    checks: {
-      "db:responseTime": [{ status: "fail", output: "refused\n[+]payments ok\r\nreadyz check passed" }],
-      "cache:x": [{ status: "warn", output: "cold\r[+]queue ok" }],
-      "evil\n[+]auth:x": [{ status: "pass" }],
-    },
-    notes: ['cannot exclude "x\n[+]payments ok": no check of that name'],
-  };
-  assert.deepEqual(renderVerbose(report, "readyz").split("\n"), [
-    "[-]db failed: refused\\n[+]payments ok\\r\\nreadyz check passed",
-    "[+]cache warn: cold\\r[+]queue ok",
-    "[+]evil\\n[+]auth ok",
-    'warn: cannot exclude "x\\n[+]payments ok": no check of that name',
-    "readyz check failed",
-  ]);
-});
-
-Deno.test("renderVerbose escapes other control characters and Unicode line breaks as \\uXXXX, keeping tabs", () => {
-  const output = "a\x1b[31mred\x00\x0b\x0c\x7f\u0085\u2028\u2029\tb\\n";
-  const report: HealthReport = { status: "fail", checks: { "db:x": [{ status: "fail", output }] } };
-  assert.equal(
-    renderVerbose(report, "healthz").split("\n")[0],
-    "[-]db failed: a\\u001b[31mred\\u0000\\u000b\\u000c\\u007f\\u0085\\u2028\\u2029\tb\\n",
-  );
-});
-
-Deno.test("renderVerbose guarantees: its only LFs separate lines, and it has no CR", () => {
-  // Every UTF-16 code unit below U+3000, in outputs, names and notes.
-  const all = Array.from({ length: 0x3000 }, (_, i) => String.fromCharCode(i)).join("");
-  const chunks = all.match(/[\s\S]{1,512}/g)!;
-  const checks: HealthReport["checks"] = {};
-  chunks.forEach((chunk, i) => checks[`${chunk}:m${i}`] = [{ status: i % 2 ? "fail" : "warn", output: chunk }]);
-  const report: HealthReport = { status: "fail", checks, notes: chunks };
-  const text = renderVerbose(report, "healthz");
-  assert.equal(text.includes("\r"), false);
-  const lines = text.split("\n");
-  assert.equal(lines.length, chunks.length * 2 + 1);
-  for (const line of lines.slice(0, chunks.length)) assert.match(line, /^\[[-+]\]/);
-  for (const line of lines.slice(chunks.length, -1)) assert.match(line, /^warn: /);
-  assert.equal(lines.at(-1), "healthz check failed");
-  // deno-lint-ignore no-control-regex -- looking for control characters is the point
-  const unsafe = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/;
-  for (const line of lines) assert.equal(unsafe.test(line), false);
-});
-
-Deno.test("renderVerbose output is read back by parseAnswer", () => {
-  const text = renderVerbose({ status: "fail", checks: { "db:x": [{ status: "fail", output: "down" }] } }, "readyz");
-  const answer = parseAnswer(encoder.encode(text + "\n"), "line");
-  assert.ok(typeof answer !== "string", String(answer));
-  assert.equal(answer.status, "fail");
-});
-
-Deno.test("withholdDetails removes outputs and keeps everything else, without mutating", () => {
-  const report: HealthReport = {
-    status: "fail",
-    output: "failed: db",
-    checks: {
-      "db:responseTime": [{ status: "fail", output: "password rejected for admin", observedValue: 3, time: "t" }],
-      "cache:x": [{ status: "pass", observedValue: 1, observedUnit: "ms" }],
-    },
-    notes: ["a note"],
-  };
-  const copy = structuredClone(report);
-  const hidden = withholdDetails(report);
-  assert.deepEqual(hidden, {
-    status: "fail",
-    checks: {
-      "db:responseTime": [{ status: "fail", observedValue: 3, time: "t" }],
-      "cache:x": [{ status: "pass", observedValue: 1, observedUnit: "ms" }],
-    },
-    notes: ["a note"],
-  });
-  assert.deepEqual(report, copy);
-  assert.doesNotMatch(JSON.stringify(hidden), /password/);
-  assert.equal(renderVerbose(hidden, "readyz").split("\n")[0], "[-]db failed: reason withheld");
-});
-
-Deno.test("httpStatus maps pass and warn to 200 and fail to 503", () => {
-  assert.equal(httpStatus("pass"), 200);
-  assert.equal(httpStatus("warn"), 200);
-  assert.equal(httpStatus("fail"), 503);
-});
-
-Deno.test("permissionFlags grants exactly the socket path, and a server its lock file and temporary names", () => {
-  assert.equal(
-    permissionFlags("/tmp/app.sock", false),
-    "--allow-read=/tmp/app.sock --allow-write=/tmp/app.sock --allow-net=unix:/tmp/app.sock",
-  );
-  assert.equal(
-    permissionFlags("/run/app/health.sock", true),
-    "--allow-read=/run/app/health.sock,/run/app/health.sock.tmp,/run/app/health.sock.lock " +
-      "--allow-write=/run/app/health.sock,/run/app/health.sock.tmp,/run/app/health.sock.lock " +
-      "--allow-net=unix:/run/app/health.sock,unix:/run/app/health.sock.tmp/s",
-  );
-});
-
-Deno.test("isHealthReport accepts reports and rejects everything else", () => {
-  assert.equal(isHealthReport({ status: "pass", checks: {} }), true);
-  assert.equal(isHealthReport(PASS), true);
-  assert.equal(isHealthReport({ status: "warn", checks: { "a:b": [] }, output: "x", notes: [] }), true);
-  const others: unknown[] = [
-    null,
-    undefined,
-    "pass",
-    42,
-    [],
-    {},
-    { status: "pass" },
-    { checks: {} },
-    { status: "ok", checks: {} },
-    { status: "pass", checks: null },
-    { status: "pass", checks: { "a:b": { status: "pass" } } },
-    { status: "pass", checks: { "a:b": [{ status: "up" }] } },
-    { status: "pass", checks: { "a:b": [null] } },
-    { error: "Unknown target", code: 404 },
-  ];
-  for (const value of others) assert.equal(isHealthReport(value), false, JSON.stringify(value));
 });

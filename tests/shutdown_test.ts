@@ -1,4 +1,4 @@
-// Issue 9, item 2: shutdown is bounded whatever the checks do. A request is in
+// Shutdown is bounded whatever the checks do. A request is in
 // progress on a check that takes 30 s (honouring its abort signal, or ignoring
 // it); drain() ends within drainDelay + shutdownTimeout and a moment, close()
 // within a moment, and the CLI host exits that soon after SIGTERM. The bounds
@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { serve } from "../server.ts";
-import { permissionFlags } from "../protocol.ts";
-import { exists, readUntil, ROOT, tempSocket } from "./_util.ts";
+import { permissionFlags } from "../paths.ts";
+import { exists, figures, readUntil, ROOT, tempSocket } from "./_util.ts";
 import { readAnswer, waitUntil } from "./fixtures/hardening.ts";
 
 const DRAIN_DELAY = 200;
@@ -16,10 +16,6 @@ const SLACK = 2000;
 const CHECK_TIMEOUT = 30_000;
 
 type Behaviour = "honours" | "ignores";
-
-function figures(label: string, values: Record<string, string | number>): void {
-  console.log(`shutdown: ${label}: ${Object.entries(values).map(([k, v]) => `${k} ${v}`).join(", ")}`);
-}
 
 /** A health whose one check takes 30 s, honouring or ignoring its signal; `started` counts its runs. */
 function slowHealth(behaviour: Behaviour): { health: Health; started: () => number } {
@@ -66,7 +62,7 @@ for (const behaviour of ["honours", "ignores"] as const) {
         const answer = readAnswer(conn);
         await waitUntil(() => started() === 1, "the check is running");
         const ms = await timed(stop === "drain" ? server.drain() : server.close(), bound, `${stop}()`);
-        figures(`${stop}() with a 30 s check that ${behaviour} its signal`, {
+        figures("shutdown", `${stop}() with a 30 s check that ${behaviour} its signal`, {
           "ended in ms": ms.toFixed(0),
           "bound ms": bound,
         });
@@ -109,7 +105,7 @@ for (const behaviour of ["honours", "ignores"] as const) {
       await readUntil(lines, /^check started$/);
       child.kill("SIGTERM");
       const ms = await timed(child.status, bound, "the host");
-      figures(`CLI host after SIGTERM with a 30 s check that ${behaviour} its signal`, {
+      figures("shutdown", `CLI host after SIGTERM with a 30 s check that ${behaviour} its signal`, {
         "exited in ms": ms.toFixed(0),
         "bound ms": bound,
       });

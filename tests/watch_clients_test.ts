@@ -1,4 +1,4 @@
-// Watch streams as the clients people use follow them (issue 10): socat, nc and ncat in line mode; curl -N,
+// Watch streams as the clients people use follow them: socat, nc and ncat in line mode; curl -N,
 // Python requests' iter_lines() and an EventSource over HTTP; our own watch() and `watch --changes`.
 // Each stream starts at pass, the test flips the check to fail, then drains the server: the client must
 // show pass, then fail, then end by itself.
@@ -224,7 +224,7 @@ Deno.test("an EventSource (npm eventsource over fetch on the socket) gets each r
 });
 
 /**
- * A server from before issue 10: its line-mode watch sends the same JSON lines (its HTTP stream named
+ * A server from before watch streams were chunked and unnamed: its line-mode watch sends the same JSON lines (its HTTP stream named
  * each event `pass`/`warn`/`fail`, which our client never asks for), then ends. Records what it was sent.
  */
 function olderServer(path: string, reports: string[]): { requests: string[] } & AsyncDisposable {

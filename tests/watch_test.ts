@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { serve } from "../server.ts";
 import { watch } from "../client.ts";
-import { permissionFlags } from "../protocol.ts";
+import { permissionFlags } from "../paths.ts";
 import { decoder, encoder, exchange, hasCommand, ROOT, tempSocket, writeAll } from "./_util.ts";
 import { sendWithin, waitUntil } from "./fixtures/hardening.ts";
 

@@ -1,0 +1,206 @@
+/**
+ * The health report: its statuses, endpoints and results, how a value is
+ * recognised as one, and how it is rendered for people and line readers
+ * (`?verbose` text, escaping, withholding details).
+ *
+ * Pure: values in, values out.
+ *
+ * @module
+ */
+
+/** The status of a health report or of one check, after draft-inadarei-api-health-check. */
+export type HealthStatus = "pass" | "warn" | "fail";
+
+/** The endpoints a request can target. */
+export type Endpoint = "healthz" | "livez" | "readyz" | "startupz";
+
+/** The endpoints a request can target, in the order they are listed to people. */
+export const ENDPOINTS: readonly Endpoint[] = ["healthz", "livez", "readyz", "startupz"];
+
+/** One entry of a report's `checks`: the result of one check. */
+export interface CheckResult {
+  /** The check's status. */
+  status: HealthStatus;
+  /** What the check measured, if anything; at most 1 KiB, or text cut to that ending `… (cut from N bytes)`. */
+  observedValue?: unknown;
+  /** The unit of `observedValue`; at most 64 bytes. */
+  observedUnit?: string;
+  /** When the result was obtained (ISO 8601). */
+  time?: string;
+  /** Why the check did not pass, at most 1 KiB; withheld when the server hides details. */
+  output?: string;
+  /** The kind of component checked (e.g. `datastore`, `system`). */
+  componentType?: string;
+}
+
+/** A health report: the body of a `/healthz`-style answer (`application/health+json`). */
+export interface HealthReport {
+  /** The aggregated status. */
+  status: HealthStatus;
+  /** Results keyed `"component:measurement"`, each an array of one result. */
+  checks: Record<string, CheckResult[]>;
+  /** A summary of what failed, for `warn` and `fail`. */
+  output?: string;
+  /** Remarks about the request itself, such as an exclusion that matched nothing. */
+  notes?: string[];
+}
+
+/**
+ * The HTTP status for a report's status: `pass` and `warn` → 200, `fail` → 503.
+ *
+ * @param status The report's status.
+ * @returns 200 or 503.
+ * @example
+ * ```ts
+ * import { httpStatus } from "./report.ts";
+ * httpStatus("warn"); // 200
+ * ```
+ */
+export function httpStatus(status: HealthStatus): 200 | 503 {
+  return status === "fail" ? 503 : 200;
+}
+
+/** Options of {@linkcode renderVerbose}. */
+export interface VerboseOptions {
+  /** Checks the request excluded: each is listed as `[+]NAME excluded: ok`, as kube-apiserver does. @default {[]} */
+  excluded?: readonly string[];
+}
+
+/**
+ * Render a report as the `?verbose` text: one `[+]name ok` or
+ * `[-]name failed: reason` line per check, then `NAME check passed|failed`.
+ *
+ * A failing check without an `output` shows `reason withheld`: the server
+ * strips outputs when it hides details.
+ *
+ * Guarantee: the text has no CR, and its only LFs separate these lines. Check
+ * names, outputs and notes pass through {@linkcode escapeText}, so no check
+ * can forge a `[+]name ok` line here, nor an extra event in a `?watch` event
+ * stream, whose `data:` lines are this text's lines.
+ *
+ * @param report The report.
+ * @param endpoint The endpoint, named in the last line.
+ * @param options Checks that were excluded, to list as such.
+ * @returns The text, without a final newline.
+ * @example
+ * ```ts
+ * import { renderVerbose } from "./report.ts";
+ * renderVerbose({ status: "pass", checks: { "db:responseTime": [{ status: "pass" }] } }, "readyz");
+ * // "[+]db ok\nreadyz check passed"
+ * ```
+ */
+export function renderVerbose(report: HealthReport, endpoint: Endpoint, options: VerboseOptions = {}): string {
+  const lines: string[] = [];
+  for (const [key, results] of Object.entries(report.checks)) {
+    const name = escapeText(componentOf(key));
+    for (const result of results) {
+      const why = result.output === undefined ? "reason withheld" : escapeText(String(result.output));
+      if (result.status === "pass") lines.push(`[+]${name} ok`);
+      else if (result.status === "warn") lines.push(`[+]${name} warn: ${why}`);
+      else lines.push(`[-]${name} failed: ${why}`);
+    }
+  }
+  for (const name of options.excluded ?? []) lines.push(`[+]${escapeText(name)} excluded: ok`);
+  for (const note of report.notes ?? []) lines.push(`warn: ${escapeText(String(note))}`);
+  lines.push(`${endpoint} check ${report.status === "fail" ? "failed" : "passed"}`);
+  return lines.join("\n");
+}
+
+// C0 controls but tab, DEL, C1 controls (NEL among them) and the Unicode line and paragraph separators.
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const UNSAFE = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/g;
+
+/**
+ * Make a value safe to put in one line of text: CR and LF become the two
+ * characters `\r` and `\n`; other control characters (but tab), NEL and the
+ * Unicode line and paragraph separators become `\uXXXX`. A backslash is left
+ * as it is, so the text stays readable (`C:\new` is not doubled) but is not
+ * reversible: it is for people and line-based readers, not for parsing back.
+ *
+ * @param text Any text, such as a check's output.
+ * @returns The text without any character that a reader could take for a line break, or a terminal for a command.
+ * @example
+ * ```ts
+ * import { escapeText } from "./report.ts";
+ * escapeText("refused\n[+]payments ok"); // "refused\\n[+]payments ok"
+ * ```
+ */
+export function escapeText(text: string): string {
+  UNSAFE.lastIndex = 0;
+  if (!UNSAFE.test(text)) return text;
+  return text.replace(
+    UNSAFE,
+    (c) => c === "\n" ? "\\n" : c === "\r" ? "\\r" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/**
+ * The component part of a `"component:measurement"` key.
+ *
+ * @param key A key of a report's `checks`.
+ * @returns The check's name.
+ * @example
+ * ```ts
+ * import { componentOf } from "./report.ts";
+ * componentOf("db:responseTime"); // "db"
+ * ```
+ */
+export function componentOf(key: string): string {
+  const colon = key.lastIndexOf(":");
+  return colon > 0 ? key.slice(0, colon) : key;
+}
+
+/**
+ * Remove the `output` of failing and warning checks, for servers that do not
+ * tell callers why a check failed (`details: false`).
+ *
+ * @param report The report.
+ * @returns A copy without check outputs.
+ * @example
+ * ```ts
+ * import { withholdDetails } from "./report.ts";
+ * withholdDetails({ status: "fail", checks: { "db:x": [{ status: "fail", output: "secret" }] } });
+ * ```
+ */
+export function withholdDetails(report: HealthReport): HealthReport {
+  const checks: Record<string, CheckResult[]> = {};
+  for (const [key, results] of Object.entries(report.checks)) {
+    checks[key] = results.map(({ output: _output, ...rest }) => rest);
+  }
+  const { output: _output, ...rest } = report;
+  return { ...rest, checks };
+}
+
+/**
+ * Whether a value has the shape of a health report: a `status` of
+ * `pass`/`warn`/`fail` and a `checks` object of arrays.
+ *
+ * @param value Any value, such as parsed JSON.
+ * @returns True for a report.
+ * @example
+ * ```ts
+ * import { isHealthReport } from "./report.ts";
+ * isHealthReport({ status: "pass", checks: {} }); // true
+ * ```
+ */
+export function isHealthReport(value: unknown): value is HealthReport {
+  if (typeof value !== "object" || value === null) return false;
+  const { status, checks } = value as Record<string, unknown>;
+  if (!isStatus(status) || typeof checks !== "object" || checks === null) return false;
+  return Object.values(checks).every((results) => Array.isArray(results) && results.every((r) => isStatus(r?.status)));
+}
+
+/**
+ * Whether a value is a health status.
+ *
+ * @param value Any value.
+ * @returns True for `pass`, `warn` and `fail`.
+ * @example
+ * ```ts
+ * import { isStatus } from "./report.ts";
+ * isStatus("warn"); // true
+ * ```
+ */
+export function isStatus(value: unknown): value is HealthStatus {
+  return value === "pass" || value === "warn" || value === "fail";
+}
