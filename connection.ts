@@ -57,8 +57,20 @@ export interface ConnectionHost {
   readonly closing: boolean;
   /** The deadline `ms` from now, on the server's sweeper clock. */
   deadlineIn(ms: number): number;
+  /** Sweeps of the deadlines so far: a write pending two sweeps after it began is stalled. */
+  readonly sweeps: number;
+  /** The connection waits for a request (again): it may be closed to make room, the longest-waiting first. */
+  waiting(connection: Connection): void;
+  /** The connection has a complete request: take an answering slot, or (false) answer 503 busy. */
+  startAnswer(connection: Connection): boolean;
+  /** The answer is built: give the slot back (its write may still wait for the client). */
+  endAnswer(): void;
   /** Move a connection into the watch streams, or refuse it: watch streams have a cap of their own. */
-  startWatch(connection: Connection): boolean;
+  startWatch(connection: Connection): Promise<boolean>;
+  /** Call `wake` whenever watched reports may have changed (each interval, each change); returns the way to stop. */
+  onWatchWake(wake: () => void): () => void;
+  /** The report of a watched route, shared by every stream that follows it until the next wake. */
+  watchReport(route: Route): Promise<HealthReport>;
   /** A read buffer, and giving one back. */
   takeBuffer(): Uint8Array;
   giveBuffer(buffer: Uint8Array): void;
@@ -194,10 +206,17 @@ export class Connection {
   readonly conn: Deno.UnixConn;
   /** Order of the moment it began waiting for a request; the smallest has waited longest. */
   waitingSince = 0;
-  /** `performance.now()` when it was accepted: a newcomer gets a moment to send its request before it may be closed. */
-  readonly acceptedAt = performance.now();
+  /**
+   * `performance.now()` when it was accepted (a newcomer gets a moment to send its request before it
+   * may be closed to make room); 0 once it has been answered (an idle keep-alive connection has no such moment).
+   */
+  waitingFrom = performance.now();
   /** Sweeper-clock time past which {@linkcode Connection.expire} runs; 0 for none. */
   deadline = 0;
+  /** One more than the sweep count when the pending write began; 0 when no write is pending. */
+  stalledSince = 0;
+  /** The server's count of waiting turns when it was accepted. */
+  turn = 0;
   #state: ConnectionState = "waiting";
   #host: ConnectionHost;
   #chunk: Uint8Array | undefined;
@@ -210,8 +229,20 @@ export class Connection {
   /** A read may still fill the buffer (the quiet period ended it): the buffer is not reused. */
   #readAhead = false;
   #endWatch?: () => void;
+  /** Wakes a watch stream's loop: to stop, or because its report may have changed. */
+  #wakeWatch?: () => void;
   /** The client shut its sending side: a watcher that may have left, noticed only at the next write. */
   #inputEnded = false;
+  /** close() was called: whatever the connection is doing ends. */
+  #closed = false;
+  /** Holds an answering slot of its host. */
+  #answering = false;
+  /** A watch stream's last line (line mode), written again to learn whether a half-closed follower is there. */
+  #lastLine?: Uint8Array;
+  /** A write is in progress (a watch stream's report, or a presence check). */
+  #writing?: Promise<unknown>;
+  /** A presence check in progress. */
+  #presence?: Promise<boolean>;
 
   constructor(conn: Deno.UnixConn, host: ConnectionHost, order: number) {
     this.conn = conn;
@@ -224,9 +255,31 @@ export class Connection {
     return this.#state;
   }
 
-  /** A watch stream whose client has shut its sending side (it may be gone: its stream is first to go at the cap). */
+  /** A line-mode watch stream whose client has shut its sending side: it may still read, or may have left. */
   get inputEnded(): boolean {
     return this.#inputEnded;
+  }
+
+  /**
+   * Whether a watch stream's client is still there: a half-closed follower is
+   * written its last report again (a valid line, unchanged), which fails if it
+   * has left, and the stream is then closed. Resolves true while a write is
+   * already in progress (it will tell). Never rejects.
+   */
+  stillThere(): Promise<boolean> {
+    if (this.#closed || this.#state === "closed") return Promise.resolve(false);
+    if (this.#presence) return this.#presence;
+    if (this.#writing || !this.#lastLine) return Promise.resolve(true);
+    const presence = this.#send(this.#lastLine).then(() => true, () => {
+      this.close();
+      return false;
+    });
+    this.#writing = this.#presence = presence;
+    presence.then(() => {
+      this.#presence = undefined;
+      if (this.#writing === presence) this.#writing = undefined;
+    });
+    return presence;
   }
 
   /** Serve requests until the connection ends, then tell the host; never rejects. */
@@ -239,6 +292,18 @@ export class Connection {
         const { parsed, final } = await this.#readRequest(served === 0);
         if (parsed.kind === "empty" || parsed.kind === "incomplete") return;
         this.#state = "answering";
+        this.waitingFrom = 0;
+        if (!this.#host.startAnswer(this)) {
+          // Every answering slot is taken (checks slower than requests arrive): say so, in the request's framing.
+          const framing = this.#http
+            ? "http"
+            : parsed.kind === "request"
+            ? parsed.request.framing
+            : parsed.error.framing;
+          await this.#write(busy("every answering slot is taken", framing), framing, false, false);
+          return;
+        }
+        this.#answering = true;
         if (parsed.kind === "error") {
           const error = this.#http ? { ...parsed.error, framing: "http" as const } : parsed.error;
           if (debug) {
@@ -261,6 +326,7 @@ export class Connection {
         const responder = this.#host.responder;
         const route = responder.route(request.target);
         if (!("code" in route) && route.watch) {
+          this.#endAnswer();
           await this.#watch(request, route);
           return;
         }
@@ -273,6 +339,8 @@ export class Connection {
           const failure = { code: 500, message: "The server could not build its answer", framing: request.framing };
           response = prepare(errorResponse(failure));
         }
+        // The answer is built: its write waits on the client alone, and takes no answering slot.
+        this.#endAnswer();
         const keepAlive = request.keepAlive && !final && !this.#host.closing &&
           served < limits.maxRequestsPerConnection && response.response.code !== 400;
         const bytes = await this.#write(response, request.framing, request.method === "HEAD", keepAlive);
@@ -295,7 +363,7 @@ export class Connection {
    */
   async refuseBusy(): Promise<void> {
     try {
-      const { parsed } = await this.#readRequest(true);
+      const { parsed } = await this.#readRequest(true, false);
       if (parsed.kind === "empty" || parsed.kind === "incomplete") return;
       this.#state = "answering";
       const framing = parsed.kind === "request" ? parsed.request.framing : parsed.error.framing;
@@ -328,17 +396,31 @@ export class Connection {
     else if (this.#state === "waiting") this.close();
   }
 
-  /** Close now. Idempotent. */
+  /**
+   * Close now, however the connection is occupied: a read or write in progress
+   * fails, a watch stream's loop wakes and ends, and the connection then tells
+   * its host, once. Idempotent.
+   */
   close(): void {
+    this.#closed = true;
     try {
       this.conn.close();
     } catch { /* already closed */ }
+    this.#wakeWatch?.();
+  }
+
+  #endAnswer(): void {
+    if (!this.#answering) return;
+    this.#answering = false;
+    this.#host.endAnswer();
   }
 
   #finish(): void {
     if (this.#state === "closed") return;
     this.deadline = 0;
+    this.stalledSince = 0;
     this.#state = "closed";
+    this.#endAnswer();
     this.close();
     if (this.#chunk && !this.#readAhead) this.#host.giveBuffer(this.#chunk);
     this.#chunk = undefined;
@@ -351,10 +433,11 @@ export class Connection {
    * requestTimeout of its first byte. Blank lines between requests are
    * tolerated (RFC 9112 §2.2) and start nothing.
    */
-  async #readRequest(first: boolean): Promise<Read> {
+  async #readRequest(first: boolean, admitted = true): Promise<Read> {
     const host = this.#host;
     const limits = host.limits;
     this.#state = "waiting";
+    if (admitted && !first) host.waiting(this);
     this.#begun = first || hasContent(this.#pending);
     this.deadline = host.deadlineIn(this.#begun ? limits.requestTimeout : limits.idleTimeout);
     const chunk = this.#chunk ??= host.takeBuffer();
@@ -426,10 +509,13 @@ export class Connection {
 
   /** Write within writeTimeout: a client that does not read is dropped, never buffered for. */
   async #send(bytes: Uint8Array): Promise<number> {
-    this.deadline = this.#host.deadlineIn(this.#host.limits.writeTimeout);
+    const host = this.#host;
+    this.deadline = host.deadlineIn(host.limits.writeTimeout);
+    this.stalledSince = host.sweeps + 1;
     let written = 0;
     while (written < bytes.length) written += await this.conn.write(bytes.subarray(written));
     this.deadline = 0;
+    this.stalledSince = 0;
     return written;
   }
 
@@ -449,49 +535,65 @@ export class Connection {
       await this.#write(missing, request.framing, false, false);
       return;
     }
-    if (!host.startWatch(this)) {
+    if (!(await host.startWatch(this))) {
+      if (this.#closed) return;
       await this.#write(busy("too many watch streams are open", request.framing), request.framing, false, false);
       return;
     }
     this.#state = "watching";
-    const stop = new AbortController();
-    this.#endWatch = () => stop.abort();
+    let stopped = false;
     let wake = Promise.withResolvers<void>();
-    const onChange = () => wake.resolve();
-    const health = responder.health;
-    health.addEventListener("change", onChange);
-    const timer = setInterval(onChange, host.limits.watchInterval);
-    stop.signal.addEventListener("abort", onChange);
+    this.#wakeWatch = () => wake.resolve();
+    this.#endWatch = () => {
+      stopped = true;
+      wake.resolve();
+    };
+    const unsubscribe = host.onWatchWake(this.#wakeWatch);
     // HTTP clients close when they are done; a line-mode client's half-close
-    // (socat, nc -N) ends its request, not the stream, so only a failed write ends it.
+    // (socat, nc -N) ends its request, not the stream: whether it left is
+    // learnt by writing to it (at the next change, or when its slot is wanted).
     this.conn.read(new Uint8Array(256)).then((n) => {
       if (n !== null) return;
-      if (http) stop.abort();
+      if (http) this.#endWatch?.();
       else this.#inputEnded = true;
-    }, () => stop.abort());
+    }, () => this.close());
     const chunked = http && request.line.endsWith(" HTTP/1.1");
-    const send = (text: string) => this.#send(encoder.encode(chunked ? asChunk(text) : text));
+    // One write at a time: a presence check may be writing the last line again.
+    const send = async (bytes: Uint8Array) => {
+      while (this.#writing) await this.#writing;
+      const writing = this.#send(bytes);
+      this.#writing = writing;
+      try {
+        await writing;
+      } finally {
+        if (this.#writing === writing) this.#writing = undefined;
+      }
+    };
+    const sendText = (text: string) => send(encoder.encode(chunked ? asChunk(text) : text));
     const idle = route.watchTimeout;
     try {
       if (http) {
         const head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n" +
           `Connection: close\r\n${chunked ? "Transfer-Encoding: chunked\r\n" : ""}` +
           `Date: ${responder.httpDate()}\r\n\r\n`;
-        await this.#send(encoder.encode(head));
+        await send(encoder.encode(head));
         if (request.method === "HEAD") return;
       }
       let last: string | undefined;
       let changedAt = performance.now();
-      for (;;) {
+      for (let fresh = true; !this.#closed; fresh = false) {
         // Evaluate once more after a stop, so a drain's last change (readyz
         // "shutting down") reaches the watcher before the stream ends.
-        const stopping = stop.signal.aborted;
-        const report = await responder.report(route);
+        const stopping = stopped;
+        // Streams following one route share its report for a wake; the first and the last are asked afresh.
+        const report = fresh || stopping ? await responder.report(route) : await host.watchReport(route);
+        if (this.#closed) break;
         if (report.status !== last) {
           last = report.status;
           changedAt = performance.now();
           const { body } = responder.render(report, route).response;
-          await send(http ? event(body) : `${body}\n`);
+          if (http) await sendText(event(body));
+          else await send(this.#lastLine = encoder.encode(`${body}\n`));
         } else if (idle !== undefined && performance.now() - changedAt >= idle) {
           break;
         }
@@ -499,11 +601,12 @@ export class Connection {
         await wake.promise;
         wake = Promise.withResolvers<void>();
       }
-      if (http && host.closing) await send("event: end\ndata: shutting down\n\n");
-      if (chunked) await this.#send(encoder.encode("0\r\n\r\n"));
+      if (this.#closed) return;
+      if (http && host.closing) await sendText("event: end\ndata: shutting down\n\n");
+      if (chunked) await send(encoder.encode("0\r\n\r\n"));
     } finally {
-      clearInterval(timer);
-      health.removeEventListener("change", onChange);
+      unsubscribe();
+      this.#wakeWatch = undefined;
     }
   }
 }

@@ -1,10 +1,10 @@
-// Issue 4, item 4: load and starvation. Figures are printed for the record
-// (console.log); the assertions are about behaviour, never timings.
+// Load and starvation. Figures are printed for the record (console.log); the
+// assertions are about behaviour, never timings.
 import assert from "node:assert/strict";
 import { probe } from "../client.ts";
 import { Health } from "../health.ts";
 import { serve } from "../server.ts";
-import { tempSocket } from "./_util.ts";
+import { figures, tempSocket } from "./_util.ts";
 import { guarded, watchRejections } from "./_guard.ts";
 import { assertServes, assertServesHttp, readAnswer, send, waitUntil } from "./fixtures/hardening.ts";
 
@@ -29,10 +29,6 @@ function connectMany(path: string, count: number): Promise<Deno.UnixConn[]> {
   })();
 }
 
-function figures(label: string, values: Record<string, string | number>): void {
-  console.log(`load: ${label}: ${Object.entries(values).map(([k, v]) => `${k} ${v}`).join(", ")}`);
-}
-
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 }
@@ -54,7 +50,7 @@ Deno.test(
         assert.equal(result.status, "pass");
       }
       latencies.sort((a, b) => a - b);
-      figures("idle connections held", {
+      figures("load", "idle connections held", {
         idle: server.connections,
         probes: latencies.length,
         "median ms": percentile(latencies, 0.5).toFixed(1),
@@ -73,16 +69,17 @@ Deno.test(
   guarded(async () => {
     await using sock = await tempSocket();
     const health = new Health({ ready: true }).add("db", () => "pass");
-    // Default maxConnections (64); a short requestTimeout so the flood expires.
-    await using server = await serve(sock.path, health, { requestTimeout: 1500 });
+    // maxConnections 64; a short requestTimeout so the flood expires.
+    await using server = await serve(sock.path, health, { maxConnections: 64, requestTimeout: 1500 });
     const idle = await connectMany(sock.path, IDLE);
     try {
-      // Each newcomer took the place of the longest-waiting: the oldest were closed without a word.
+      // Each newcomer took the place of the longest-waiting (once it had had a moment to send a request):
+      // the oldest were closed without a word.
       const evicted = await Promise.all(idle.slice(0, IDLE - 64).map((conn) => readAnswer(conn)));
-      // Closed without a report: at once to make room, or (on a slow machine) at requestTimeout with a 408.
+      // Closed without a report: to make room, or (on a slow machine) at requestTimeout with a 408.
       const closed = evicted.filter((text) => text === "" || text.includes('"code":408')).length;
       assert.equal(closed, IDLE - 64, "every connection over the cap was closed without a report");
-      assert.equal(server.connections, 64);
+      assert.ok(server.connections <= 64, `${server.connections} held`);
       const started = performance.now();
       const result = await probe(sock.path, { timeout: 10_000 });
       const answeredMs = performance.now() - started;
@@ -91,7 +88,7 @@ Deno.test(
       await Promise.all(idle.slice(IDLE - 64).map((conn) => readAnswer(conn)));
       await waitUntil(() => server.connections === 0, "the flood timed out");
       await assertServes(sock.path);
-      figures("idle flood over maxConnections 64", {
+      figures("load", "idle flood over maxConnections 64", {
         connections: IDLE,
         "closed to make room": evicted.length,
         "probe answered in ms": answeredMs.toFixed(1),
@@ -132,7 +129,7 @@ Deno.test(
       }
     }));
     const seconds = (performance.now() - started) / 1000;
-    figures("short connections", {
+    figures("load", "short connections", {
       connections: SHORT,
       concurrency,
       seconds: seconds.toFixed(2),
@@ -175,7 +172,7 @@ Deno.test(
     );
     const seconds = (performance.now() - started) / 1000;
     const passed = answers.filter((text) => /"status":"pass","checks"/.test(text)).length;
-    figures("burst with a 300 ms check", {
+    figures("load", "burst with a 300 ms check", {
       requests: BURST,
       passed,
       "check runs": runs,
@@ -208,7 +205,7 @@ Deno.test(
       return report.status === "fail" && /timed out/.test(report.checks["hangs:responseTime"][0].output);
     }).length;
     const refused = answers.filter((text) => text.startsWith("{") && JSON.parse(text).code === 503).length;
-    figures("burst over maxConnections 32 with a hanging check", {
+    figures("load", "burst over maxConnections 32 with a hanging check", {
       requests: BURST,
       "fail (timed out)": failed,
       "503 busy": refused,

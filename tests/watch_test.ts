@@ -3,8 +3,9 @@ import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { serve } from "../server.ts";
 import { watch } from "../client.ts";
-import { decoder, encoder, exchange, hasCommand, tempSocket, writeAll } from "./_util.ts";
-import { waitUntil } from "./fixtures/hardening.ts";
+import { permissionFlags } from "../paths.ts";
+import { decoder, encoder, exchange, hasCommand, ROOT, tempSocket, writeAll } from "./_util.ts";
+import { sendWithin, waitUntil } from "./fixtures/hardening.ts";
 
 /** Read from `conn` until `text` holds `pattern`; returns all text read. */
 async function readUntilMatch(conn: Deno.Conn, pattern: RegExp, text = ""): Promise<string> {
@@ -185,33 +186,153 @@ Deno.test({
   },
 });
 
-Deno.test("at the watch cap, the oldest stream whose client half-closed makes room for a new watcher", async () => {
-  await using sock = await tempSocket();
-  await using server = await serve(sock.path, new Health({ ready: true }), { maxWatchers: 2 });
-  const open = async (halfClose: boolean) => {
-    const conn = await Deno.connect({ transport: "unix", path: sock.path });
-    await writeAll(conn, encoder.encode("GET /livez?watch\n"));
-    if (halfClose) await conn.closeWrite();
-    const first = JSON.parse(await readUntilMatch(conn, /\n/));
-    assert.equal(first.status, "pass", `a watch stream, not ${JSON.stringify(first)}`);
-    return conn;
-  };
-  const following = await open(false); // still listening, never half-closed
-  const halfClosed = await open(true); // what socat and nc -N leave behind
-  try {
-    await waitUntil(() => server.connections === 2, "two watchers held");
-    const newcomer = await open(false);
-    try {
-      assert.equal(await halfClosed.read(new Uint8Array(16)), null, "the half-closed watcher was closed for it");
-      assert.equal(server.connections, 2);
-      // With no half-closed stream left, the next watcher is refused, and the one still following keeps its stream.
-      const refused = JSON.parse(await exchange(sock.path, "GET /livez?watch\n"));
-      assert.equal(refused.code, 503);
-    } finally {
-      newcomer.close();
+const FOLLOWERS = hasCommand("nc") && hasCommand("socat");
+
+/** A real follower that half-closes when its input ends, as the README shows: `nc -N -U` or `socat -t 86400`. */
+interface Follower {
+  child: Deno.ChildProcess;
+  reader: ReadableStreamDefaultReader<Uint8Array>;
+  first: Promise<string>;
+}
+
+function follower(path: string, tool: "nc" | "socat"): Follower {
+  const args = tool === "nc" ? ["-N", "-U", path] : ["-t", "86400", "-", `UNIX-CONNECT:${path}`];
+  const child = new Deno.Command(tool, { args, stdin: "piped", stdout: "piped", stderr: "null" }).spawn();
+  const writer = child.stdin.getWriter();
+  const reader = child.stdout.getReader();
+  const first = (async () => {
+    await writer.write(encoder.encode("GET /livez?watch\n"));
+    await writer.close(); // its input ends: it shuts its sending side and keeps reading
+    let text = "";
+    while (!text.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value);
     }
+    return text;
+  })();
+  return { child, reader, first };
+}
+
+async function end({ child, reader, first }: Follower): Promise<void> {
+  try {
+    child.kill("SIGKILL");
+  } catch { /* exited */ }
+  await child.status;
+  await first.catch(() => {});
+  await reader.cancel().catch(() => {});
+}
+
+Deno.test({
+  name: `at the watch cap, half-closed followers that still read keep their streams and the newcomer gets 503${
+    FOLLOWERS ? "" : " (ignored: needs nc and socat)"
+  }`,
+  ignore: !FOLLOWERS,
+  async fn() {
+    await using sock = await tempSocket();
+    await using server = await serve(sock.path, new Health({ ready: true }), { maxWatchers: 2 });
+    const nc = follower(sock.path, "nc");
+    const socat = follower(sock.path, "socat");
+    try {
+      for (const { first } of [nc, socat]) assert.equal(JSON.parse(await first).status, "pass");
+      await waitUntil(() => server.connections === 2, "two followers held");
+      // (Were a follower dropped for it, the newcomer would get a stream that does not end: give up after 5 s.)
+      const refused = JSON.parse(await sendWithin(sock.path, "GET /livez?watch\n", 5000));
+      assert.equal(refused.code, 503, "both followers still read: the newcomer is refused");
+      assert.match(refused.error, /too many watch streams/);
+      assert.equal(server.connections, 2, "and neither follower was dropped for it");
+      // One leaves: its slot is found out (by writing to it) and given to the next newcomer.
+      await end(nc);
+      const conn = await Deno.connect({ transport: "unix", path: sock.path });
+      try {
+        await writeAll(conn, encoder.encode("GET /livez?watch\n"));
+        assert.equal(JSON.parse(await readUntilMatch(conn, /\n/)).status, "pass");
+      } finally {
+        conn.close();
+      }
+      // socat is still following: it was written to and did not mind.
+      assert.equal(socat.child.pid > 0 && server.connections >= 1, true);
+    } finally {
+      await end(nc);
+      await end(socat);
+    }
+  },
+});
+
+Deno.test("a watch stream whose client left ends: its evaluations stop and drain() does not wait for it", async () => {
+  await using sock = await tempSocket();
+  let runs = 0;
+  const health = new Health({ ready: true }).add("counted", () => {
+    runs++;
+    return "pass";
+  }, { cacheTtl: 0, kinds: ["live"] });
+  const server = await serve(sock.path, health, { maxWatchers: 4, watchInterval: 10, shutdownTimeout: 60_000 });
+  try {
+    // Clients that ask to follow, read the first report and close both sides at once, from another process.
+    const zombies = new Deno.Command("deno", {
+      args: [
+        "run",
+        "--no-prompt",
+        ...permissionFlags(sock.path, false).split(" "),
+        `${ROOT}tests/fixtures/flooder.ts`,
+        sock.path,
+        "zombie",
+        "40",
+        "20",
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const output = await new Response(zombies.stdout).text();
+    await zombies.stdin.close();
+    await zombies.status;
+    assert.match(output, /^ready\n\{"opened":40,/);
+    // Every stream beyond the cap was refused, or made room by finding that an earlier one had left.
+    assert.ok(server.connections <= 4, `${server.connections} streams held`);
+    const drained = server.drain();
+    const limit = Promise.withResolvers<string>();
+    const timer = setTimeout(() => limit.resolve("still draining after 10 s"), 10_000);
+    try {
+      assert.equal(await Promise.race([drained.then(() => "drained"), limit.promise]), "drained");
+    } finally {
+      clearTimeout(timer);
+    }
+    // Nothing evaluates for a stream that has ended.
+    const after = runs;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(runs, after, "no evaluations after the server stopped");
   } finally {
-    following.close();
-    halfClosed.close();
+    await server.close();
+  }
+});
+
+Deno.test("watch streams of one route share each evaluation", async () => {
+  await using sock = await tempSocket();
+  let runs = 0;
+  const health = new Health({ ready: true }).add("counted", () => {
+    runs++;
+    return "pass";
+  }, { cacheTtl: 0 });
+  await using server = await serve(sock.path, health, { watchInterval: 50, maxWatchers: 32 });
+  const conns: Deno.UnixConn[] = [];
+  try {
+    for (let i = 0; i < 20; i++) {
+      const conn = await Deno.connect({ transport: "unix", path: sock.path });
+      conns.push(conn);
+      await writeAll(conn, encoder.encode("GET /readyz?watch\n"));
+      await readUntilMatch(conn, /\n/);
+      // Followers arrive at different moments (a timer each would fire at different moments too).
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await waitUntil(() => server.connections === 20, "20 followers");
+    const before = runs;
+    const started = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const wakes = (performance.now() - started) / 50;
+    // One evaluation per wake for all 20, not one each (some slack for a wake in flight).
+    assert.ok(runs - before <= wakes + 2, `${runs - before} evaluations in ${wakes.toFixed(0)} wakes for 20 streams`);
+  } finally {
+    for (const conn of conns) conn.close();
   }
 });
