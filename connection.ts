@@ -6,26 +6,23 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { HealthSource } from "./health.ts";
 import {
   encodeHead,
   encodeResponse,
   errorResponse,
-  HEALTH_JSON,
   isUnterminatedLine,
   parseRequest,
-  parseTarget,
   sniffFraming,
 } from "./protocol.ts";
-import type { Framing, ParseResult, ProtocolError, Route, WireRequest, WireResponse } from "./protocol.ts";
-import { httpStatus, renderVerbose, withholdDetails } from "./report.ts";
+import type { Framing, ParseResult, ProtocolError, Route, WireRequest } from "./protocol.ts";
+import { prepare } from "./responder.ts";
+import type { Prepared, Responder } from "./responder.ts";
 import type { HealthReport } from "./report.ts";
 
 const logger = getLogger(["healthsock", "server"]);
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 const QUIET = Symbol("quiet");
-const TEXT = "text/plain; charset=utf-8";
 
 /** The limits a connection keeps to; see `ServeOptions` for each. */
 export interface ConnectionLimits {
@@ -74,124 +71,8 @@ export interface ConnectionHost {
   /** A read buffer, and giving one back. */
   takeBuffer(): Uint8Array;
   giveBuffer(buffer: Uint8Array): void;
-  /** The next waiting order: a connection that begins waiting again takes it. */
-  nextOrder(): number;
   /** The connection has ended (closed, its buffer given back): forget it. */
   ended(connection: Connection): void;
-}
-
-/** A response with its bytes encoded once for both framings, reused while its report is unchanged. */
-export interface Prepared {
-  response: WireResponse;
-  /** The whole line-mode answer: the body and `\n`. */
-  line: Uint8Array;
-  /** The HTTP body. */
-  body: Uint8Array;
-  /** Whole HTTP answers (head and body) for the current Date, filled as they are asked for. */
-  http?: HttpAnswers;
-}
-
-/** The HTTP answers of one prepared response within one second: the Date header is all that changes. */
-interface HttpAnswers {
-  date: string;
-  /** Indexed by keep-alive (1) and HEAD (2). */
-  bytes: (Uint8Array | undefined)[];
-}
-
-/** Encode a response once for both framings. */
-export function prepare(response: WireResponse): Prepared {
-  return { response, line: encoder.encode(response.body + "\n"), body: encoder.encode(response.body) };
-}
-
-/**
- * Builds answers for one server's connections: routes, reports and their
- * encodings, each kept while it is unchanged.
- */
-export class Responder {
-  #health: HealthSource;
-  #details: boolean;
-  #prepared = new WeakMap<HealthReport, Map<string, Prepared>>();
-  #routes = new Map<string, Route | ProtocolError>();
-  #date = "";
-  #dateAt = 0;
-
-  constructor(health: HealthSource, details: boolean) {
-    this.#health = health;
-    this.#details = details;
-  }
-
-  get health(): HealthSource {
-    return this.#health;
-  }
-
-  /** Parse a target, remembering the first few seen: probes ask the same few targets again and again. */
-  route(target: string): Route | ProtocolError {
-    let route = this.#routes.get(target);
-    if (route === undefined) {
-      route = parseTarget(target);
-      if (this.#routes.size < 64) this.#routes.set(target, route);
-    }
-    return route;
-  }
-
-  /** The answer to a request: synchronous when the report is at hand, as it is for most probes. */
-  answer(request: WireRequest, route: Route | ProtocolError): Prepared | Promise<Prepared> {
-    if ("code" in route) return prepare(errorResponse({ ...route, framing: request.framing }));
-    const missing = this.unknownCheck(route, request.framing);
-    if (missing) return missing;
-    const report = this.#health.evaluate(route.endpoint, { check: route.check, exclude: route.exclude });
-    return report instanceof Promise ? report.then((done) => this.render(done, route)) : this.render(report, route);
-  }
-
-  /** The 404 for `/ENDPOINT/NAME` when that endpoint has no such check. */
-  unknownCheck({ endpoint, check }: Route, framing: Framing): Prepared | undefined {
-    if (check === undefined || this.#health.has(check, endpoint)) return undefined;
-    return prepare(errorResponse({ code: 404, message: `No check named "${check}" on /${endpoint}`, framing }));
-  }
-
-  /** The report of a route, for watch streams; a report that cannot be built is a `fail`. */
-  async report(route: Route): Promise<HealthReport> {
-    try {
-      return await this.#health.evaluate(route.endpoint, { check: route.check, exclude: route.exclude });
-    } catch (error) {
-      // A check that vanished between has() and report(): answer as absent.
-      logger.warn("Cannot build a report: {error}", { error: String(error) });
-      return { status: "fail", checks: {}, output: "report unavailable" };
-    }
-  }
-
-  /** Health returns the same report object while nothing changed: encode it once. */
-  render(report: HealthReport, { endpoint, verbose, exclude }: Route): Prepared {
-    const variant = verbose ? `verbose:${endpoint}` : "json";
-    let variants = this.#prepared.get(report);
-    let prepared = variants?.get(variant);
-    if (!prepared) {
-      const shown = this.#details ? report : withholdDetails(report);
-      let response: WireResponse;
-      if (verbose) {
-        // kube-apiserver lists each excluded check, so a reader sees the exclusion took effect.
-        const excluded = exclude.filter((name) => this.#health.has(name, endpoint));
-        const body = renderVerbose(shown, endpoint, { excluded });
-        response = { code: httpStatus(report.status), contentType: TEXT, body };
-      } else {
-        response = { code: httpStatus(report.status), contentType: HEALTH_JSON, body: JSON.stringify(shown) };
-      }
-      prepared = prepare(response);
-      if (!variants) this.#prepared.set(report, variants = new Map());
-      variants.set(variant, prepared);
-    }
-    return prepared;
-  }
-
-  /** The HTTP Date header, formatted at most once a second. */
-  httpDate(): string {
-    const now = Date.now();
-    if (now - this.#dateAt >= 1000) {
-      this.#dateAt = now - (now % 1000);
-      this.#date = new Date(now).toUTCString();
-    }
-    return this.#date;
-  }
 }
 
 /** What reading a request ended with. */
@@ -204,15 +85,13 @@ interface Read {
 /** One accepted connection. */
 export class Connection {
   readonly conn: Deno.UnixConn;
-  /** Order of the moment it began waiting for a request; the smallest has waited longest. */
-  waitingSince = 0;
   /**
    * `performance.now()` when it was accepted (a newcomer gets a moment to send its request before it
    * may be closed to make room); 0 once it has been answered (an idle keep-alive connection has no such moment).
    */
   waitingFrom = performance.now();
-  /** Sweeper-clock time past which {@linkcode Connection.expire} runs; 0 for none. */
-  deadline = 0;
+  /** Sweeper-clock time past which the server calls {@linkcode Connection.expire}; 0 for none. Set only here. */
+  #deadline = 0;
   /** One more than the sweep count when the pending write began; 0 when no write is pending. */
   stalledSince = 0;
   /** The server's count of waiting turns when it was accepted. */
@@ -226,8 +105,8 @@ export class Connection {
   #begun = false;
   /** The connection answers in HTTP: set by its first request. */
   #http = false;
-  /** A read may still fill the buffer (the quiet period ended it): the buffer is not reused. */
-  #readAhead = false;
+  /** A read still in flight may fill the buffer (the quiet period ended the wait for it): it is not given back. */
+  #bufferLent = false;
   #endWatch?: () => void;
   /** Wakes a watch stream's loop: to stop, or because its report may have changed. */
   #wakeWatch?: () => void;
@@ -244,10 +123,9 @@ export class Connection {
   /** A presence check in progress. */
   #presence?: Promise<boolean>;
 
-  constructor(conn: Deno.UnixConn, host: ConnectionHost, order: number) {
+  constructor(conn: Deno.UnixConn, host: ConnectionHost) {
     this.conn = conn;
     this.#host = host;
-    this.waitingSince = order;
   }
 
   /** What the connection is doing. */
@@ -347,7 +225,6 @@ export class Connection {
         if (debug) logger.debug("Server responded with {bytes} bytes.", { bytes });
         if (!keepAlive || this.#host.closing) return;
         this.#state = "waiting";
-        this.waitingSince = this.#host.nextOrder();
       }
     } catch (error) {
       if (!isDisconnect(error)) logger.warn("Connection failed: {error}", { error: String(error) });
@@ -375,8 +252,14 @@ export class Connection {
     }
   }
 
+  /** Sweeper-clock time past which the server calls {@linkcode Connection.expire}; 0 for none. */
+  get deadline(): number {
+    return this.#deadline;
+  }
+
   /** The deadline passed: a request begun gets a 408; anything else is closed. */
   expire(): void {
+    this.#deadline = 0;
     // Past a write deadline the client is not reading: nothing more can be sent.
     if (this.#state !== "waiting" || !this.#begun) return this.close();
     const framing = this.#http ? "http" : sniffFraming(this.#pending);
@@ -417,12 +300,12 @@ export class Connection {
 
   #finish(): void {
     if (this.#state === "closed") return;
-    this.deadline = 0;
+    this.#deadline = 0;
     this.stalledSince = 0;
     this.#state = "closed";
     this.#endAnswer();
     this.close();
-    if (this.#chunk && !this.#readAhead) this.#host.giveBuffer(this.#chunk);
+    if (this.#chunk && !this.#bufferLent) this.#host.giveBuffer(this.#chunk);
     this.#chunk = undefined;
     this.#host.ended(this);
   }
@@ -439,7 +322,7 @@ export class Connection {
     this.#state = "waiting";
     if (admitted && !first) host.waiting(this);
     this.#begun = first || hasContent(this.#pending);
-    this.deadline = host.deadlineIn(this.#begun ? limits.requestTimeout : limits.idleTimeout);
+    this.#deadline = host.deadlineIn(this.#begun ? limits.requestTimeout : limits.idleTimeout);
     const chunk = this.#chunk ??= host.takeBuffer();
     let final = false;
     let quiet: { promise: Promise<typeof QUIET>; timer: ReturnType<typeof setTimeout> } | undefined;
@@ -452,12 +335,12 @@ export class Connection {
         } else {
           const parsed = parseRequest(this.#pending, { final, maxHeaderBytes: limits.maxHeaderBytes });
           if (parsed.kind !== "incomplete" || final) {
-            this.deadline = 0;
+            this.#deadline = 0;
             return { parsed, final };
           }
           if (!this.#begun && hasContent(this.#pending)) {
             this.#begun = true;
-            this.deadline = host.deadlineIn(limits.requestTimeout);
+            this.#deadline = host.deadlineIn(limits.requestTimeout);
           }
           // The first chunk is parsed in place; keep it only as a copy, as the next read reuses the buffer.
           if (this.#pending.buffer === chunk.buffer) this.#pending = this.#pending.slice();
@@ -470,7 +353,7 @@ export class Connection {
         } else {
           n = await this.conn.read(chunk);
         }
-        if (n === QUIET) this.#readAhead = true; // that read may still fill the buffer
+        if (n === QUIET) this.#bufferLent = true; // that read may still fill the buffer
         if (n === QUIET || n === null) {
           final = true;
           continue;
@@ -510,11 +393,11 @@ export class Connection {
   /** Write within writeTimeout: a client that does not read is dropped, never buffered for. */
   async #send(bytes: Uint8Array): Promise<number> {
     const host = this.#host;
-    this.deadline = host.deadlineIn(host.limits.writeTimeout);
+    this.#deadline = host.deadlineIn(host.limits.writeTimeout);
     this.stalledSince = host.sweeps + 1;
     let written = 0;
     while (written < bytes.length) written += await this.conn.write(bytes.subarray(written));
-    this.deadline = 0;
+    this.#deadline = 0;
     this.stalledSince = 0;
     return written;
   }
@@ -642,7 +525,8 @@ function quietTimer(ms: number): { promise: Promise<typeof QUIET>; timer: Return
   return { promise, timer: setTimeout(resolve, ms, QUIET) };
 }
 
-function isDisconnect(error: unknown): boolean {
+/** Whether an error only says the client went away: nothing to log. */
+export function isDisconnect(error: unknown): boolean {
   return error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted ||
     error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe ||
     error instanceof Deno.errors.NotConnected || error instanceof Deno.errors.TimedOut;

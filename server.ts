@@ -8,7 +8,8 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Health, HealthSource } from "./health.ts";
-import { Connection, Responder } from "./connection.ts";
+import { Connection } from "./connection.ts";
+import { Responder } from "./responder.ts";
 import { delay, MAX_DELAY } from "./delay.ts";
 import { MAX_HEADER_BYTES } from "./protocol.ts";
 import type { Route } from "./protocol.ts";
@@ -312,7 +313,6 @@ class Server implements HealthServer, ConnectionHost {
   #hurry = new AbortController();
   #stopped = Promise.withResolvers<void>();
   #accepting: Promise<void>;
-  #order = 0;
   // One interval per server enforces every connection's deadline: a timer
   // per read and write cost a fifth of the server's CPU per request. It runs
   // only while there are connections: an idle server does not wake.
@@ -453,10 +453,6 @@ class Server implements HealthServer, ConnectionHost {
     if (this.#buffers.length < this.#settings.maxAnswering) this.#buffers.push(buffer);
   }
 
-  nextOrder(): number {
-    return ++this.#order;
-  }
-
   // Connections report their end themselves: a then() chain per connection to
   // learn it cost two promises and two closures per request in line mode.
   ended(connection: Connection): void {
@@ -510,7 +506,6 @@ class Server implements HealthServer, ConnectionHost {
     for (const set of [this.#waiting, this.#busy, this.#watchers, this.#refused]) {
       for (const connection of set) {
         if (connection.deadline !== 0 && now >= connection.deadline) {
-          connection.deadline = 0;
           connection.expire();
         } else if (connection.stalledSince !== 0 && connection.stalledSince <= this.sweeps - 1) {
           (stalled ??= []).push(connection);
@@ -645,7 +640,7 @@ class Server implements HealthServer, ConnectionHost {
    */
   #admit(conn: Deno.UnixConn): void {
     this.#wake();
-    const connection = new Connection(conn, this, ++this.#order);
+    const connection = new Connection(conn, this);
     connection.turn = this.#turns;
     const { maxConnections } = this.#settings;
     if (this.#held() >= maxConnections) {

@@ -8,20 +8,12 @@
 // minute on two busy cores). The seed is fixed, so a failure names a case
 // that replays identically.
 import assert from "node:assert/strict";
+import { isDisconnect } from "../connection.ts";
 import { Health } from "../health.ts";
 import { serve } from "../server.ts";
 import { tempSocket } from "./_util.ts";
 import { watchRejections } from "./_guard.ts";
-import {
-  assertServes,
-  assertServesHttp,
-  concat,
-  decoder,
-  encoder,
-  isDisconnect,
-  Random,
-  waitUntil,
-} from "./fixtures/hardening.ts";
+import { assertServes, assertServesHttp, concat, decoder, encoder, Random, waitUntil } from "./fixtures/hardening.ts";
 
 const SEED = 0x4ea1_7450;
 const CASES = Number(Deno.env.get("HEALTHSOCK_FUZZ_CASES") ?? 50_000);
