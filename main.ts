@@ -16,7 +16,7 @@ import type { Demo } from "./demo.ts";
 import { delay, MAX_DELAY } from "./delay.ts";
 import { permissionFlags, permissionPaths } from "./paths.ts";
 import type { Framing } from "./protocol.ts";
-import { escapeText, renderVerbose } from "./report.ts";
+import { ENDPOINTS, escapeText, renderVerbose } from "./report.ts";
 import type { Endpoint, HealthStatus } from "./report.ts";
 
 // `check` is what probes run, many times a minute: it loads only the client,
@@ -211,7 +211,7 @@ function choice<T extends string>(value: string, allowed: readonly T[], flag: st
 
 function endpointOf(target: string): Endpoint {
   const name = target.replace(/^https?:\/\/[^/]*/, "").split(/[/?]/)[1];
-  return (["livez", "readyz", "startupz"].includes(name) ? name : "healthz") as Endpoint;
+  return ((ENDPOINTS as readonly string[]).includes(name) ? name : "healthz") as Endpoint;
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ["trace", "debug", "info", "warning", "error", "fatal"];

@@ -79,6 +79,8 @@ export interface Route {
 const LF = 0x0a;
 const CR = 0x0d;
 const KNOWN_ENDPOINTS: ReadonlySet<string> = new Set(ENDPOINTS);
+const ENDPOINT_LIST = ENDPOINTS.map((name, i) => `${i === ENDPOINTS.length - 1 ? "or " : ""}/${name}`).join(", ")
+  .replace(", or", " or");
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HTTP_VERSION = /^HTTP\/\d\.\d$/;
 /** An HTTP version as a word anywhere in a line: whoever sent it speaks HTTP. */
@@ -359,7 +361,7 @@ export function parseTarget(target: string): Route | ProtocolError {
   if (segments.length === 0 || segments.length > 2 || !KNOWN_ENDPOINTS.has(segments[0])) {
     return {
       code: 404,
-      message: `Unknown target "${truncate(path)}": try /healthz, /livez, /readyz or /startupz`,
+      message: `Unknown target "${truncate(path)}": try ${ENDPOINT_LIST}`,
       framing: "line",
     };
   }
