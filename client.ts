@@ -62,8 +62,8 @@ export type ProbeErrorKind = "unreachable" | "timeout" | "busy" | "protocol";
  *
  * @example Map the kinds to exit codes, as `healthsock check` does
  * ```ts
- * import { probe, ProbeError } from "./client.ts";
- * import type { ProbeErrorKind } from "./client.ts";
+ * import { probe, ProbeError } from "@healthsock/healthsock";
+ * import type { ProbeErrorKind } from "@healthsock/healthsock";
  * const EXIT: Record<ProbeErrorKind, number> = { unreachable: 3, timeout: 4, busy: 4, protocol: 5 };
  * try {
  *   const result = await probe("/tmp/app.sock");
@@ -110,7 +110,7 @@ export class ProbeError extends Error {
  * 404, included).
  * @example
  * ```ts
- * import { probe } from "./client.ts";
+ * import { probe } from "@healthsock/healthsock";
  * const result = await probe("/tmp/app.sock", { target: "/readyz", timeout: 1000 });
  * console.log(result.status);
  * ```
@@ -169,7 +169,7 @@ export interface WatchOptions {
  * @throws {ProbeError} As {@linkcode probe} does; `protocol` when the server does not stream.
  * @example
  * ```ts
- * import { watch } from "./client.ts";
+ * import { watch } from "@healthsock/healthsock";
  * for await (const report of watch("/tmp/app.sock", { target: "/readyz" })) {
  *   console.log(report.status);
  * }

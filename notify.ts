@@ -83,7 +83,7 @@ type ListenDatagram = (options: { transport: "unixpacket"; path: string }) => Da
  * @returns The flags, space-separated.
  * @example
  * ```ts
- * import { notifyPermissionFlags } from "./notify.ts";
+ * import { notifyPermissionFlags } from "@healthsock/healthsock";
  * notifyPermissionFlags("/run/app/app.sock.notify", "/run/systemd/notify");
  * // "--unstable-net --allow-read=/run/app/app.sock.notify --allow-write=/run/app/app.sock.notify,/run/systemd/notify …"
  * ```

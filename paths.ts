@@ -17,7 +17,7 @@
  * @returns The flags, space-separated.
  * @example
  * ```ts
- * import { permissionFlags } from "./paths.ts";
+ * import { permissionFlags } from "@healthsock/healthsock";
  * permissionFlags("/tmp/app.sock", false);
  * // "--allow-read=/tmp/app.sock --allow-write=/tmp/app.sock --allow-net=unix:/tmp/app.sock"
  * ```

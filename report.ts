@@ -74,7 +74,7 @@ export interface VerboseOptions {
  * strips outputs when it hides details.
  *
  * Guarantee: the text has no CR, and its only LFs separate these lines. Check
- * names, outputs and notes pass through {@linkcode escapeText}, so no check
+ * names, outputs and notes are escaped (CR and LF become `\r` and `\n`, other controls `\uXXXX`), so no check
  * can forge a `[+]name ok` line here, nor an extra event in a `?watch` event
  * stream, whose `data:` lines are this text's lines.
  *
@@ -84,7 +84,7 @@ export interface VerboseOptions {
  * @returns The text, without a final newline.
  * @example
  * ```ts
- * import { renderVerbose } from "./report.ts";
+ * import { renderVerbose } from "@healthsock/healthsock";
  * renderVerbose({ status: "pass", checks: { "db:responseTime": [{ status: "pass" }] } }, "readyz");
  * // "[+]db ok\nreadyz check passed"
  * ```

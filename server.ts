@@ -150,8 +150,8 @@ export interface HealthServer extends AsyncDisposable {
  * @throws {SocketError} When the path cannot be served.
  * @example Serve until SIGTERM
  * ```ts
- * import { Health } from "./health.ts";
- * import { serve } from "./server.ts";
+ * import { Health } from "@healthsock/healthsock";
+ * import { serve } from "@healthsock/healthsock";
  * const health = new Health({ ready: true }).add("db", () => "pass");
  * await using server = await serve("/tmp/app.sock", health, { mode: 0o660 });
  * Deno.addSignalListener("SIGTERM", () => server.drain());

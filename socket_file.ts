@@ -62,8 +62,8 @@ export type SocketErrorReason =
  *
  * @example Tell "already serving" from other failures
  * ```ts
- * import { Health } from "./health.ts";
- * import { serve, SocketError } from "./server.ts";
+ * import { Health } from "@healthsock/healthsock";
+ * import { serve, SocketError } from "@healthsock/healthsock";
  * try {
  *   await serve("/tmp/app.sock", new Health());
  * } catch (error) {
