@@ -280,52 +280,88 @@ class Check {
     this.#timer = undefined;
   }
 
+  /**
+   * One run: call the function, make its outcome a result, record it. Each
+   * step has its own method; a rule about one of them (how long a run may
+   * take, what a result may hold, when a change counts) belongs there.
+   */
   async #run(stopSignal: AbortSignal): Promise<CheckResult> {
     const started = performance.now();
+    const outcome = await this.#call(stopSignal);
+    const finished = performance.now();
+    const result = this.#resultOf(outcome, finished - started);
+    this.#record(result, finished);
+    return result;
+  }
+
+  /**
+   * Call the check function with a signal aborted when the run times out or
+   * the checks stop. Whatever the function does (throw, reject, return a value
+   * whose getters throw, never settle) ends in an outcome, by the timeout at
+   * the latest; the abort listener stays until then.
+   */
+  #call(stopSignal: AbortSignal): Promise<CheckOutcome> {
     const timeout = AbortSignal.timeout(this.#timeout);
     const signal = AbortSignal.any([timeout, stopSignal]);
-    let onAbort = () => {};
-    const outcome = await new Promise<CheckOutcome>((resolve) => {
-      onAbort = () =>
-        resolve({
+    return new Promise<CheckOutcome>((resolve) => {
+      const settle = (outcome: CheckOutcome) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(outcome);
+      };
+      const onAbort = () =>
+        settle({
           status: "fail",
           output: timeout.aborted ? `timed out after ${this.#timeout} ms` : "cancelled: the health server stopped",
         });
       signal.addEventListener("abort", onAbort, { once: true });
-      // Whatever the check does (throw, reject, return a value whose getters
-      // throw) ends in an outcome; the abort listener stays until then.
       new Promise<unknown>((run) => run(this.#fn(signal)))
         .then(normalize)
-        .then(resolve, (error) => resolve({ status: "fail", output: messageOf(error) }));
+        .then(settle, (error) => settle({ status: "fail", output: messageOf(error) }));
     });
-    signal.removeEventListener("abort", onAbort);
-    const finished = performance.now();
+  }
+
+  /**
+   * The result a report shows of an outcome: its component type, its
+   * observation or else the run time (`took` ms) when the measurement is
+   * `responseTime`, its time, and a bounded output when it did not pass.
+   */
+  #resultOf(outcome: CheckOutcome, took: number): CheckResult {
     const result: CheckResult = { status: outcome.status };
     if (this.#componentType) result.componentType = this.#componentType;
     if (outcome.observedValue !== undefined) {
       result.observedValue = outcome.observedValue;
       if (outcome.observedUnit !== undefined) result.observedUnit = outcome.observedUnit;
     } else if (this.#measurement === "responseTime") {
-      result.observedValue = Math.round((finished - started) * 10) / 10;
+      result.observedValue = Math.round(took * 10) / 10;
       result.observedUnit = "ms";
     }
     result.time = typeof outcome.time === "string" ? outcome.time : isoTime(Date.now());
     if (outcome.status !== "pass") result.output = cutOutput(outcome.output ?? `check ${outcome.status}ed`);
-    const previous = this.#last?.result.status;
-    this.#last = { result, at: finished };
-    const changed = previous !== result.status;
-    if (changed) {
-      const level = result.status === "fail" ? "warn" : "info";
-      if (result.output) {
-        logger[level]("Check {name} is {status}: {output}", {
-          name: this.name,
-          status: result.status,
-          output: result.output,
-        });
-      } else logger[level]("Check {name} is {status}", { name: this.name, status: result.status });
-    }
-    this.#onResult(changed && this.interval !== undefined);
     return result;
+  }
+
+  /**
+   * Keep a result finished at `at` as the latest (what is cached and
+   * snapshotted), log a change of status, and tell the Health: a change of a
+   * background check's status is a change of the reports.
+   */
+  #record(result: CheckResult, at: number): void {
+    const previous = this.#last?.result.status;
+    this.#last = { result, at };
+    const changed = previous !== result.status;
+    if (changed) this.#logChange(result);
+    this.#onResult(changed && this.interval !== undefined);
+  }
+
+  #logChange(result: CheckResult): void {
+    const level = result.status === "fail" ? "warn" : "info";
+    if (result.output) {
+      logger[level]("Check {name} is {status}: {output}", {
+        name: this.name,
+        status: result.status,
+        output: result.output,
+      });
+    } else logger[level]("Check {name} is {status}", { name: this.name, status: result.status });
   }
 }
 
