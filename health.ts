@@ -655,7 +655,8 @@ export class Health extends EventTarget {
   #cacheTtl: number;
   #running = 0;
   #stateSince = isoTime(Date.now());
-  #gates = new Map<Endpoint, CheckResult>();
+  /** The lifecycle pseudo-check's result on each endpoint, for the current state (cleared when it changes). */
+  #lifecycleResults = new Map<Endpoint, CheckResult>();
   #plans = new Map<string, Plan>();
 
   /**
@@ -940,13 +941,13 @@ export class Health extends EventTarget {
       critical: check.critical,
       result: results[i],
     }));
-    const gate = {
+    const lifecycle = {
       name: LIFECYCLE_CHECK,
       key: `${LIFECYCLE_CHECK}:state`,
       critical: true,
-      result: this.#gate(endpoint),
+      result: this.#lifecycleResult(endpoint),
     };
-    const report = buildReport(endpoint, only, exclude, entries, [gate], (name) => this.#checks.has(name));
+    const report = buildReport(endpoint, only, exclude, entries, [lifecycle], (name) => this.#checks.has(name));
     plan.results = results;
     plan.report = report;
     return report;
@@ -968,12 +969,12 @@ export class Health extends EventTarget {
     return { state: this.#state, since: this.#stateSince, checks: [...this.#checks.values()].map((c) => c.snapshot()) };
   }
 
-  /** The lifecycle pseudo-check; its `time` is when the state last changed. */
-  #gate(endpoint: Endpoint): CheckResult {
-    const known = this.#gates.get(endpoint);
+  /** The lifecycle pseudo-check's result on an endpoint, made once per state; its `time` is when the state last changed. */
+  #lifecycleResult(endpoint: Endpoint): CheckResult {
+    const known = this.#lifecycleResults.get(endpoint);
     if (known) return known;
     const result = lifecycleResult(this.#state, this.#stateSince, endpoint);
-    this.#gates.set(endpoint, result);
+    this.#lifecycleResults.set(endpoint, result);
     return result;
   }
 
@@ -981,7 +982,7 @@ export class Health extends EventTarget {
     logger.info("Lifecycle {from} → {to}", { from: this.#state, to: state });
     this.#state = state;
     this.#stateSince = isoTime(Date.now());
-    this.#gates.clear();
+    this.#lifecycleResults.clear();
     this.#plans.clear();
     this.#changed();
   }
