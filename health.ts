@@ -118,10 +118,10 @@ export interface HealthSource extends EventTarget {
   evaluate(endpoint: Endpoint, options?: ReportOptions): HealthReport | Promise<HealthReport>;
   /** Whether `/ENDPOINT/NAME` exists. */
   has(name: string, endpoint?: Endpoint): boolean;
-  /** Start the background checks; each call is matched by a {@linkcode HealthSource.stop}. */
-  start(): void;
-  /** Stop the background checks and abort the runs in progress. */
-  stop(): void;
+  /** Start running the background checks; each call is matched by a {@linkcode HealthSource.stopChecks}. */
+  startChecks(): void;
+  /** Stop running the background checks and abort the runs in progress; the lifecycle is left as it is. */
+  stopChecks(): void;
   /** Fail `/readyz` with "shutting down". */
   markDraining(): void;
   /** Fail every probe from now on. */
@@ -653,7 +653,8 @@ export class Health extends EventTarget {
   #checks = new Map<string, Check>();
   #state: Lifecycle;
   #cacheTtl: number;
-  #running = 0;
+  /** The calls of startChecks() not yet matched by stopChecks(): the checks run while it is above 0. */
+  #starts = 0;
   #stateSince = isoTime(Date.now());
   /** The lifecycle pseudo-check's result on each endpoint, for the current state (cleared when it changes). */
   #lifecycleResults = new Map<Endpoint, CheckResult>();
@@ -730,7 +731,7 @@ export class Health extends EventTarget {
     this.#checks.set(name, entry);
     this.#plans.clear();
     this.dispatchEvent(new Event("update"));
-    if (this.#running > 0) entry.start();
+    if (this.#starts > 0) entry.start();
     return this;
   }
 
@@ -819,36 +820,41 @@ export class Health extends EventTarget {
   }
 
   /**
-   * Start the background checks. `serve()` calls this; each call needs a
-   * matching {@linkcode Health.prototype.stop}.
+   * Start running the background checks (those with an `interval`, and the
+   * watchers of built-in checks such as {@linkcode eventLoopLag}). `serve()`
+   * calls this; each call needs a matching
+   * {@linkcode Health.prototype.stopChecks}. The lifecycle state is not
+   * touched.
    *
    * @example
    * ```ts
    * import { Health } from "./health.ts";
    * const health = new Health();
-   * health.start();
-   * health.stop();
+   * health.startChecks();
+   * health.stopChecks();
    * ```
    */
-  start(): void {
-    if (this.#running++ === 0) { for (const check of this.#checks.values()) check.start(); }
+  startChecks(): void {
+    if (this.#starts++ === 0) { for (const check of this.#checks.values()) check.start(); }
   }
 
   /**
-   * Stop the background checks once every `start()` has been matched, aborting
-   * the runs in progress, those on request included (they end as `fail`).
+   * Stop running the background checks once every `startChecks()` has been
+   * matched, aborting the runs in progress, those on request included (they
+   * end as `fail`). The lifecycle state is not touched: that is
+   * {@linkcode Health.prototype.markStopped}.
    *
    * @example
    * ```ts
    * import { Health } from "./health.ts";
    * const health = new Health();
-   * health.start();
-   * health.stop();
+   * health.startChecks();
+   * health.stopChecks();
    * ```
    */
-  stop(): void {
-    if (this.#running === 0) return;
-    if (--this.#running === 0) { for (const check of this.#checks.values()) check.stop(); }
+  stopChecks(): void {
+    if (this.#starts === 0) return;
+    if (--this.#starts === 0) { for (const check of this.#checks.values()) check.stop(); }
   }
 
   /**
@@ -1004,7 +1010,7 @@ export interface EventLoopLagOptions {
 
 /**
  * A built-in check of how long the event loop is held. From when it is
- * served (`serve()` calls `Health.start()`) until the server stops, a timer
+ * served (`serve()` calls `Health.startChecks()`) until the server stops, a timer
  * fires every `sample` ms and records how late it fired; the check reports the
  * worst lag of the last `window` ms, so a stall between two probes is not
  * missed, and fails above `threshold`. The timer does not keep the process
