@@ -178,12 +178,30 @@ interface Settled {
   at: number;
 }
 
-/** Started with a check, its signal aborted when the check stops: for a check that observes between its runs. */
+/**
+ * How a check observes between its runs: called when the Health's checks start
+ * (with a check's interval loop, see {@linkcode Health.prototype.startChecks}),
+ * its signal aborted when they stop. What it observes is the check function's
+ * to read when it runs: `eventLoopLag()` watches the loop with a timer so that
+ * a stall between two probes is not missed.
+ */
 type Watch = (signal: AbortSignal) => void;
 
-/** The watches of built-in checks, by check function (kept out of the public definition). */
-const WATCHES = new WeakMap<CheckFunction, Watch>();
+/**
+ * The key of a definition's {@linkcode Watch}. Internal for now (only
+ * built-in checks watch), hence a symbol: it is no field of the public
+ * {@linkcode CheckDefinition}, no user's field can collide with it, and it is
+ * kept when a definition is spread with options, as `Health.add()` does.
+ */
+const WATCH: unique symbol = Symbol("healthsock.watch");
 
+/** A check definition that may also observe between its runs. */
+interface WatchingDefinition extends CheckDefinition {
+  /** Started and stopped with the check's background work. */
+  [WATCH]?: Watch;
+}
+
+/** One registered check: its options, its runs, its latest result, and its background work while started. */
 class Check {
   readonly name: string;
   readonly key: string;
@@ -195,6 +213,7 @@ class Check {
   #cacheTtl: number;
   #measurement: string;
   #componentType?: string;
+  /** Observes between runs while the check is started: a built-in's ({@linkcode WATCH}). */
   #watch?: Watch;
   #last?: Settled;
   #inflight?: Promise<CheckResult>;
@@ -204,7 +223,7 @@ class Check {
   #runs = new AbortController();
   #onResult: (changed: boolean) => void;
 
-  constructor(name: string, definition: CheckDefinition, cacheTtl: number, onResult: (changed: boolean) => void) {
+  constructor(name: string, definition: WatchingDefinition, cacheTtl: number, onResult: (changed: boolean) => void) {
     this.name = name;
     this.#fn = definition.check;
     this.#timeout = milliseconds(definition.timeout ?? 1000, "timeout");
@@ -219,7 +238,7 @@ class Check {
     }
     this.#measurement = definition.measurement ?? "responseTime";
     this.#componentType = definition.componentType;
-    this.#watch = WATCHES.get(definition.check);
+    this.#watch = definition[WATCH];
     this.key = `${name}:${this.#measurement}`;
     this.#onResult = onResult;
   }
@@ -251,6 +270,7 @@ class Check {
     return this.#inflight;
   }
 
+  /** Start the background work, if the check has any: its watch, and its interval loop. */
   start(): void {
     if (this.#stop || (this.interval === undefined && this.#watch === undefined)) return;
     const stop = new AbortController();
@@ -269,6 +289,7 @@ class Check {
     loop();
   }
 
+  /** Stop the background work, and abort every run in progress, on request ones included. */
   stop(): void {
     const reason = new DOMException("The health server stopped", "AbortError");
     this.#stop?.abort(reason);
@@ -1051,14 +1072,15 @@ export function eventLoopLag(options: EventLoopLagOptions = {}): CheckDefinition
     if (worst !== undefined) return outcome(worst, ` in the last ${window} ms`);
     return lagOnce(sample, signal).then((lag) => outcome(lag, ""));
   };
-  WATCHES.set(check, (signal) => watcher.watch(signal));
-  return {
+  const definition: WatchingDefinition = {
     kinds: ["ready"],
     measurement: "lag",
     componentType: "system",
     timeout: Math.max(1000, threshold * 2 + sample),
     check,
+    [WATCH]: (signal) => watcher.watch(signal),
   };
+  return definition;
 }
 
 /** How late one timer of `sample` ms fires, in ms. */

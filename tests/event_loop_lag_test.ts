@@ -108,6 +108,22 @@ Deno.test("eventLoopLag watches from serve() until close, and a probe over the s
   assert.doesNotMatch(direct.output ?? "", /in the last/);
 });
 
+Deno.test("eventLoopLag keeps watching when its definition is spread into one of the app's own", async () => {
+  const health = new Health({ ready: true }).add("eventloop", { ...eventLoopLag({ threshold: 100 }), critical: false });
+  health.startChecks();
+  try {
+    spin(200);
+    // Asked after the stall, when the loop is free again: only a watcher saw it.
+    const report = await health.report("readyz");
+    const result = report.checks["eventloop:lag"][0];
+    assert.equal(result.status, "fail", JSON.stringify(report));
+    assert.match(result.output ?? "", /in the last 5000 ms exceeds 100 ms$/);
+    assert.equal(report.status, "warn");
+  } finally {
+    health.stopChecks();
+  }
+});
+
 Deno.test("eventLoopLag without a started Health times one timer, and fails when it fires late", async () => {
   const health = new Health({ ready: true }).add("eventloop", eventLoopLag({ threshold: 50, sample: 5 }));
   const pending = health.report("readyz");
