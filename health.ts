@@ -118,10 +118,10 @@ export interface HealthSource extends EventTarget {
   evaluate(endpoint: Endpoint, options?: ReportOptions): HealthReport | Promise<HealthReport>;
   /** Whether `/ENDPOINT/NAME` exists. */
   has(name: string, endpoint?: Endpoint): boolean;
-  /** Start the background checks; each call is matched by a {@linkcode HealthSource.stop}. */
-  start(): void;
-  /** Stop the background checks and abort the runs in progress. */
-  stop(): void;
+  /** Start running the background checks; each call is matched by a {@linkcode HealthSource.stopChecks}. */
+  startChecks(): void;
+  /** Stop running the background checks and abort the runs in progress; the lifecycle is left as it is. */
+  stopChecks(): void;
   /** Fail `/readyz` with "shutting down". */
   markDraining(): void;
   /** Fail every probe from now on. */
@@ -178,12 +178,30 @@ interface Settled {
   at: number;
 }
 
-/** Started with a check, its signal aborted when the check stops: for a check that observes between its runs. */
+/**
+ * How a check observes between its runs: called when the Health's checks start
+ * (with a check's interval loop, see {@linkcode Health.prototype.startChecks}),
+ * its signal aborted when they stop. What it observes is the check function's
+ * to read when it runs: `eventLoopLag()` watches the loop with a timer so that
+ * a stall between two probes is not missed.
+ */
 type Watch = (signal: AbortSignal) => void;
 
-/** The watches of built-in checks, by check function (kept out of the public definition). */
-const WATCHES = new WeakMap<CheckFunction, Watch>();
+/**
+ * The key of a definition's {@linkcode Watch}. Internal for now (only
+ * built-in checks watch), hence a symbol: it is no field of the public
+ * {@linkcode CheckDefinition}, no user's field can collide with it, and it is
+ * kept when a definition is spread with options, as `Health.add()` does.
+ */
+const WATCH: unique symbol = Symbol("healthsock.watch");
 
+/** A check definition that may also observe between its runs. */
+interface WatchingDefinition extends CheckDefinition {
+  /** Started and stopped with the check's background work. */
+  [WATCH]?: Watch;
+}
+
+/** One registered check: its options, its runs, its latest result, and its background work while started. */
 class Check {
   readonly name: string;
   readonly key: string;
@@ -195,6 +213,7 @@ class Check {
   #cacheTtl: number;
   #measurement: string;
   #componentType?: string;
+  /** Observes between runs while the check is started: a built-in's ({@linkcode WATCH}). */
   #watch?: Watch;
   #last?: Settled;
   #inflight?: Promise<CheckResult>;
@@ -204,7 +223,7 @@ class Check {
   #runs = new AbortController();
   #onResult: (changed: boolean) => void;
 
-  constructor(name: string, definition: CheckDefinition, cacheTtl: number, onResult: (changed: boolean) => void) {
+  constructor(name: string, definition: WatchingDefinition, cacheTtl: number, onResult: (changed: boolean) => void) {
     this.name = name;
     this.#fn = definition.check;
     this.#timeout = milliseconds(definition.timeout ?? 1000, "timeout");
@@ -219,7 +238,7 @@ class Check {
     }
     this.#measurement = definition.measurement ?? "responseTime";
     this.#componentType = definition.componentType;
-    this.#watch = WATCHES.get(definition.check);
+    this.#watch = definition[WATCH];
     this.key = `${name}:${this.#measurement}`;
     this.#onResult = onResult;
   }
@@ -251,6 +270,7 @@ class Check {
     return this.#inflight;
   }
 
+  /** Start the background work, if the check has any: its watch, and its interval loop. */
   start(): void {
     if (this.#stop || (this.interval === undefined && this.#watch === undefined)) return;
     const stop = new AbortController();
@@ -269,6 +289,7 @@ class Check {
     loop();
   }
 
+  /** Stop the background work, and abort every run in progress, on request ones included. */
   stop(): void {
     const reason = new DOMException("The health server stopped", "AbortError");
     this.#stop?.abort(reason);
@@ -280,52 +301,88 @@ class Check {
     this.#timer = undefined;
   }
 
+  /**
+   * One run: call the function, make its outcome a result, record it. Each
+   * step has its own method; a rule about one of them (how long a run may
+   * take, what a result may hold, when a change counts) belongs there.
+   */
   async #run(stopSignal: AbortSignal): Promise<CheckResult> {
     const started = performance.now();
+    const outcome = await this.#call(stopSignal);
+    const finished = performance.now();
+    const result = this.#resultOf(outcome, finished - started);
+    this.#record(result, finished);
+    return result;
+  }
+
+  /**
+   * Call the check function with a signal aborted when the run times out or
+   * the checks stop. Whatever the function does (throw, reject, return a value
+   * whose getters throw, never settle) ends in an outcome, by the timeout at
+   * the latest; the abort listener stays until then.
+   */
+  #call(stopSignal: AbortSignal): Promise<CheckOutcome> {
     const timeout = AbortSignal.timeout(this.#timeout);
     const signal = AbortSignal.any([timeout, stopSignal]);
-    let onAbort = () => {};
-    const outcome = await new Promise<CheckOutcome>((resolve) => {
-      onAbort = () =>
-        resolve({
+    return new Promise<CheckOutcome>((resolve) => {
+      const settle = (outcome: CheckOutcome) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(outcome);
+      };
+      const onAbort = () =>
+        settle({
           status: "fail",
           output: timeout.aborted ? `timed out after ${this.#timeout} ms` : "cancelled: the health server stopped",
         });
       signal.addEventListener("abort", onAbort, { once: true });
-      // Whatever the check does (throw, reject, return a value whose getters
-      // throw) ends in an outcome; the abort listener stays until then.
       new Promise<unknown>((run) => run(this.#fn(signal)))
         .then(normalize)
-        .then(resolve, (error) => resolve({ status: "fail", output: messageOf(error) }));
+        .then(settle, (error) => settle({ status: "fail", output: messageOf(error) }));
     });
-    signal.removeEventListener("abort", onAbort);
-    const finished = performance.now();
+  }
+
+  /**
+   * The result a report shows of an outcome: its component type, its
+   * observation or else the run time (`took` ms) when the measurement is
+   * `responseTime`, its time, and a bounded output when it did not pass.
+   */
+  #resultOf(outcome: CheckOutcome, took: number): CheckResult {
     const result: CheckResult = { status: outcome.status };
     if (this.#componentType) result.componentType = this.#componentType;
     if (outcome.observedValue !== undefined) {
       result.observedValue = outcome.observedValue;
       if (outcome.observedUnit !== undefined) result.observedUnit = outcome.observedUnit;
     } else if (this.#measurement === "responseTime") {
-      result.observedValue = Math.round((finished - started) * 10) / 10;
+      result.observedValue = Math.round(took * 10) / 10;
       result.observedUnit = "ms";
     }
     result.time = typeof outcome.time === "string" ? outcome.time : isoTime(Date.now());
     if (outcome.status !== "pass") result.output = cutOutput(outcome.output ?? `check ${outcome.status}ed`);
-    const previous = this.#last?.result.status;
-    this.#last = { result, at: finished };
-    const changed = previous !== result.status;
-    if (changed) {
-      const level = result.status === "fail" ? "warn" : "info";
-      if (result.output) {
-        logger[level]("Check {name} is {status}: {output}", {
-          name: this.name,
-          status: result.status,
-          output: result.output,
-        });
-      } else logger[level]("Check {name} is {status}", { name: this.name, status: result.status });
-    }
-    this.#onResult(changed && this.interval !== undefined);
     return result;
+  }
+
+  /**
+   * Keep a result finished at `at` as the latest (what is cached and
+   * snapshotted), log a change of status, and tell the Health: a change of a
+   * background check's status is a change of the reports.
+   */
+  #record(result: CheckResult, at: number): void {
+    const previous = this.#last?.result.status;
+    this.#last = { result, at };
+    const changed = previous !== result.status;
+    if (changed) this.#logChange(result);
+    this.#onResult(changed && this.interval !== undefined);
+  }
+
+  #logChange(result: CheckResult): void {
+    const level = result.status === "fail" ? "warn" : "info";
+    if (result.output) {
+      logger[level]("Check {name} is {status}: {output}", {
+        name: this.name,
+        status: result.status,
+        output: result.output,
+      });
+    } else logger[level]("Check {name} is {status}", { name: this.name, status: result.status });
   }
 }
 
@@ -617,9 +674,11 @@ export class Health extends EventTarget {
   #checks = new Map<string, Check>();
   #state: Lifecycle;
   #cacheTtl: number;
-  #running = 0;
+  /** The calls of startChecks() not yet matched by stopChecks(): the checks run while it is above 0. */
+  #starts = 0;
   #stateSince = isoTime(Date.now());
-  #gates = new Map<Endpoint, CheckResult>();
+  /** The lifecycle pseudo-check's result on each endpoint, for the current state (cleared when it changes). */
+  #lifecycleResults = new Map<Endpoint, CheckResult>();
   #plans = new Map<string, Plan>();
 
   /**
@@ -693,7 +752,7 @@ export class Health extends EventTarget {
     this.#checks.set(name, entry);
     this.#plans.clear();
     this.dispatchEvent(new Event("update"));
-    if (this.#running > 0) entry.start();
+    if (this.#starts > 0) entry.start();
     return this;
   }
 
@@ -782,36 +841,41 @@ export class Health extends EventTarget {
   }
 
   /**
-   * Start the background checks. `serve()` calls this; each call needs a
-   * matching {@linkcode Health.prototype.stop}.
+   * Start running the background checks (those with an `interval`, and the
+   * watchers of built-in checks such as {@linkcode eventLoopLag}). `serve()`
+   * calls this; each call needs a matching
+   * {@linkcode Health.prototype.stopChecks}. The lifecycle state is not
+   * touched.
    *
    * @example
    * ```ts
    * import { Health } from "./health.ts";
    * const health = new Health();
-   * health.start();
-   * health.stop();
+   * health.startChecks();
+   * health.stopChecks();
    * ```
    */
-  start(): void {
-    if (this.#running++ === 0) { for (const check of this.#checks.values()) check.start(); }
+  startChecks(): void {
+    if (this.#starts++ === 0) { for (const check of this.#checks.values()) check.start(); }
   }
 
   /**
-   * Stop the background checks once every `start()` has been matched, aborting
-   * the runs in progress, those on request included (they end as `fail`).
+   * Stop running the background checks once every `startChecks()` has been
+   * matched, aborting the runs in progress, those on request included (they
+   * end as `fail`). The lifecycle state is not touched: that is
+   * {@linkcode Health.prototype.markStopped}.
    *
    * @example
    * ```ts
    * import { Health } from "./health.ts";
    * const health = new Health();
-   * health.start();
-   * health.stop();
+   * health.startChecks();
+   * health.stopChecks();
    * ```
    */
-  stop(): void {
-    if (this.#running === 0) return;
-    if (--this.#running === 0) { for (const check of this.#checks.values()) check.stop(); }
+  stopChecks(): void {
+    if (this.#starts === 0) return;
+    if (--this.#starts === 0) { for (const check of this.#checks.values()) check.stop(); }
   }
 
   /**
@@ -904,13 +968,13 @@ export class Health extends EventTarget {
       critical: check.critical,
       result: results[i],
     }));
-    const gate = {
+    const lifecycle = {
       name: LIFECYCLE_CHECK,
       key: `${LIFECYCLE_CHECK}:state`,
       critical: true,
-      result: this.#gate(endpoint),
+      result: this.#lifecycleResult(endpoint),
     };
-    const report = buildReport(endpoint, only, exclude, entries, [gate], (name) => this.#checks.has(name));
+    const report = buildReport(endpoint, only, exclude, entries, [lifecycle], (name) => this.#checks.has(name));
     plan.results = results;
     plan.report = report;
     return report;
@@ -932,12 +996,12 @@ export class Health extends EventTarget {
     return { state: this.#state, since: this.#stateSince, checks: [...this.#checks.values()].map((c) => c.snapshot()) };
   }
 
-  /** The lifecycle pseudo-check; its `time` is when the state last changed. */
-  #gate(endpoint: Endpoint): CheckResult {
-    const known = this.#gates.get(endpoint);
+  /** The lifecycle pseudo-check's result on an endpoint, made once per state; its `time` is when the state last changed. */
+  #lifecycleResult(endpoint: Endpoint): CheckResult {
+    const known = this.#lifecycleResults.get(endpoint);
     if (known) return known;
     const result = lifecycleResult(this.#state, this.#stateSince, endpoint);
-    this.#gates.set(endpoint, result);
+    this.#lifecycleResults.set(endpoint, result);
     return result;
   }
 
@@ -945,7 +1009,7 @@ export class Health extends EventTarget {
     logger.info("Lifecycle {from} → {to}", { from: this.#state, to: state });
     this.#state = state;
     this.#stateSince = isoTime(Date.now());
-    this.#gates.clear();
+    this.#lifecycleResults.clear();
     this.#plans.clear();
     this.#changed();
   }
@@ -967,7 +1031,7 @@ export interface EventLoopLagOptions {
 
 /**
  * A built-in check of how long the event loop is held. From when it is
- * served (`serve()` calls `Health.start()`) until the server stops, a timer
+ * served (`serve()` calls `Health.startChecks()`) until the server stops, a timer
  * fires every `sample` ms and records how late it fired; the check reports the
  * worst lag of the last `window` ms, so a stall between two probes is not
  * missed, and fails above `threshold`. The timer does not keep the process
@@ -1008,14 +1072,15 @@ export function eventLoopLag(options: EventLoopLagOptions = {}): CheckDefinition
     if (worst !== undefined) return outcome(worst, ` in the last ${window} ms`);
     return lagOnce(sample, signal).then((lag) => outcome(lag, ""));
   };
-  WATCHES.set(check, (signal) => watcher.watch(signal));
-  return {
+  const definition: WatchingDefinition = {
     kinds: ["ready"],
     measurement: "lag",
     componentType: "system",
     timeout: Math.max(1000, threshold * 2 + sample),
     check,
+    [WATCH]: (signal) => watcher.watch(signal),
   };
+  return definition;
 }
 
 /** How late one timer of `sample` ms fires, in ms. */

@@ -342,7 +342,7 @@ class Server implements HealthServer, ConnectionHost {
     this.limits = settings;
     this.responder = new Responder(health, settings.details);
     this.finished = this.#stopped.promise;
-    health.start();
+    health.startChecks();
     logger.info("Serving health on {path} (mode {mode})", {
       path: this.path,
       mode: settings.mode.toString(8).padStart(4, "0"),
@@ -750,7 +750,7 @@ class Server implements HealthServer, ConnectionHost {
   #stopHealth(): void {
     if (this.#healthStopped) return;
     this.#healthStopped = true;
-    this.#health.stop();
+    this.#health.stopChecks();
   }
 }
 

@@ -113,7 +113,7 @@ export interface AckMessage {
 /** Worker to main thread: a lifecycle call of the server on the health. */
 export interface CallMessage {
   type: "call";
-  name: "start" | "stop" | "markDraining" | "markStopped";
+  name: "startChecks" | "stopChecks" | "markDraining" | "markStopped";
 }
 
 /** Worker to main thread: a log record, for the main thread's LogTape configuration. */

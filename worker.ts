@@ -87,12 +87,12 @@ export class WorkerHealth extends EventTarget implements HealthSource {
     return snapshotHas(this.#snapshot, name, endpoint, true);
   }
 
-  start(): void {
-    this.#post({ type: "call", name: "start" });
+  startChecks(): void {
+    this.#post({ type: "call", name: "startChecks" });
   }
 
-  stop(): void {
-    this.#post({ type: "call", name: "stop" });
+  stopChecks(): void {
+    this.#post({ type: "call", name: "stopChecks" });
   }
 
   markDraining(): void {

@@ -218,14 +218,14 @@ class WorkerHost implements HealthServer {
     this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), id, changed: false });
   }
 
-  #call(name: "start" | "stop" | "markDraining" | "markStopped"): void {
-    if (name === "start") {
+  #call(name: "startChecks" | "stopChecks" | "markDraining" | "markStopped"): void {
+    if (name === "startChecks") {
       this.#starts++;
-      this.#health.start();
-    } else if (name === "stop") {
+      this.#health.startChecks();
+    } else if (name === "stopChecks") {
       if (this.#starts === 0) return;
       this.#starts--;
-      this.#health.stop();
+      this.#health.stopChecks();
     } else {
       this.#health[name]();
     }
@@ -259,9 +259,9 @@ class WorkerHost implements HealthServer {
     this.#spawn();
   }
 
-  /** Match every start() the Worker's server made, so the background checks stop. */
+  /** Match every startChecks() the Worker's server made, so the background checks stop. */
   #balance(): void {
-    for (; this.#starts > 0; this.#starts--) this.#health.stop();
+    for (; this.#starts > 0; this.#starts--) this.#health.stopChecks();
   }
 
   #end(): void {

@@ -35,7 +35,7 @@ function stalls(stall: number, every: number): Disposable & { first: Promise<voi
 
 Deno.test("eventLoopLag reports 150 ms stalls once a second in probes made at random moments between them", async () => {
   const health = new Health({ ready: true }).add("eventloop", eventLoopLag({ threshold: 100 }), { cacheTtl: 0 });
-  health.start();
+  health.startChecks();
   try {
     using stalling = stalls(150, 1000);
     await stalling.first;
@@ -54,14 +54,14 @@ Deno.test("eventLoopLag reports 150 ms stalls once a second in probes made at ra
     }
     assert.ok(failed >= 9, `stalls reported in ${failed} of 10 probes; lags ${lags.join(", ")} ms`);
   } finally {
-    health.stop();
+    health.stopChecks();
   }
 });
 
 Deno.test("eventLoopLag forgets a stall once it is older than its window", async () => {
   const health = new Health({ ready: true })
     .add("eventloop", eventLoopLag({ threshold: 150, sample: 10, window: 300 }), { cacheTtl: 0 });
-  health.start();
+  health.startChecks();
   try {
     assert.equal((await health.report("readyz")).status, "pass");
     spin(250);
@@ -76,7 +76,7 @@ Deno.test("eventLoopLag forgets a stall once it is older than its window", async
     assert.equal(after.status, "pass", JSON.stringify(after));
     assert.ok((after.observedValue as number) < 240, String(after.observedValue));
   } finally {
-    health.stop();
+    health.stopChecks();
   }
 });
 
@@ -108,6 +108,22 @@ Deno.test("eventLoopLag watches from serve() until close, and a probe over the s
   assert.doesNotMatch(direct.output ?? "", /in the last/);
 });
 
+Deno.test("eventLoopLag keeps watching when its definition is spread into one of the app's own", async () => {
+  const health = new Health({ ready: true }).add("eventloop", { ...eventLoopLag({ threshold: 100 }), critical: false });
+  health.startChecks();
+  try {
+    spin(200);
+    // Asked after the stall, when the loop is free again: only a watcher saw it.
+    const report = await health.report("readyz");
+    const result = report.checks["eventloop:lag"][0];
+    assert.equal(result.status, "fail", JSON.stringify(report));
+    assert.match(result.output ?? "", /in the last 5000 ms exceeds 100 ms$/);
+    assert.equal(report.status, "warn");
+  } finally {
+    health.stopChecks();
+  }
+});
+
 Deno.test("eventLoopLag without a started Health times one timer, and fails when it fires late", async () => {
   const health = new Health({ ready: true }).add("eventloop", eventLoopLag({ threshold: 50, sample: 5 }));
   const pending = health.report("readyz");
@@ -123,7 +139,7 @@ Deno.test("eventLoopLag without a started Health times one timer, and fails when
 Deno.test("eventLoopLag's timer does not keep a process alive", async () => {
   // A started Health with nothing else to do: the program ends on its own.
   const script = `import { eventLoopLag, Health } from "${ROOT}health.ts";
-    new Health().add("eventloop", eventLoopLag()).start();
+    new Health().add("eventloop", eventLoopLag()).startChecks();
     console.log("started");`;
   const child = new Deno.Command("deno", { args: ["eval", script], cwd: ROOT, stdout: "piped", stderr: "piped" })
     .spawn();

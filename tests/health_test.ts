@@ -331,7 +331,7 @@ Deno.test("a background check returning an invalid time keeps running and report
     changed.reject(event.reason);
   };
   globalThis.addEventListener("unhandledrejection", onUnhandled);
-  health.start();
+  health.startChecks();
   try {
     // Guard: a loop that died would never report, and the test would hang.
     await Promise.race([
@@ -345,7 +345,7 @@ Deno.test("a background check returning an invalid time keeps running and report
     assert.equal(result?.status, "warn");
     assert.ok(!Number.isNaN(Date.parse(result?.time ?? "")), result?.time);
   } finally {
-    health.stop();
+    health.stopChecks();
     globalThis.removeEventListener("unhandledrejection", onUnhandled);
   }
   assert.deepEqual(escaped.map(String), []);
@@ -556,7 +556,7 @@ Deno.test("a background check fails readyz and startupz before its first result,
     called.resolve();
     await release.promise;
   }, { interval: 1000, kinds: ["live", "ready", "startup"], timeout: 60_000 });
-  health.start();
+  health.startChecks();
   try {
     await called.promise;
     for (const endpoint of ["readyz", "startupz"] as const) {
@@ -570,7 +570,7 @@ Deno.test("a background check fails readyz and startupz before its first result,
     assert.equal(live.status, "pass");
     assert.deepEqual(names(live), ["lifecycle"]);
   } finally {
-    health.stop();
+    health.stopChecks();
     release.resolve();
   }
   assert.equal(seen?.aborted, true);
@@ -580,12 +580,12 @@ Deno.test("a background check's status change dispatches a change event", async 
   const changed = Promise.withResolvers<void>();
   const health = new Health({ ready: true }).add("bg", () => "fail", { interval: 1000 });
   health.addEventListener("change", () => changed.resolve(), { once: true });
-  health.start();
+  health.startChecks();
   try {
     await changed.promise;
     assert.equal(resultOf(await health.report("readyz"), "bg")?.status, "fail");
   } finally {
-    health.stop();
+    health.stopChecks();
   }
 });
 

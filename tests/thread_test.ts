@@ -49,7 +49,7 @@ Deno.test("a report from a snapshot is the report Health builds from the same re
     .add("cache", () => "pass", { kinds: ["ready", "live"] })
     .add("bg", () => "warn", { interval: 60_000, kinds: ["live"] });
   const ran = new Promise((resolve) => health.addEventListener("update", resolve, { once: true }));
-  health.start();
+  health.startChecks();
   try {
     await ran; // the background check's first result
     const cases: [Endpoint, { check?: string; exclude?: string[] }][] = [
@@ -68,7 +68,7 @@ Deno.test("a report from a snapshot is the report Health builds from the same re
     }
     assert.throws(() => reportFromSnapshot(health.snapshot(), "livez", { check: "db" }), RangeError);
   } finally {
-    health.stop();
+    health.stopChecks();
   }
 });
 
