@@ -658,7 +658,7 @@ function describe(value: unknown): string {
  *
  * @example Register two checks
  * ```ts
- * import { Health } from "./health.ts";
+ * import { Health } from "@healthsock/healthsock";
  * const health = new Health();
  * health.add("db", async (signal) => {
  *   await fetch("http://localhost:5432/", { signal }).catch(() => {
@@ -1044,7 +1044,7 @@ export interface EventLoopLagOptions {
  * @throws {RangeError} When an option is not a number of milliseconds from 1 to 2^31-1, or `window` is under `sample`.
  * @example
  * ```ts
- * import { eventLoopLag, Health } from "./health.ts";
+ * import { eventLoopLag, Health } from "@healthsock/healthsock";
  * new Health().add("eventloop", eventLoopLag({ threshold: 200, window: 10_000 }));
  * ```
  */
@@ -1173,7 +1173,7 @@ export interface HeapUsageOptions {
  * @throws {RangeError} When the limit is not a positive number.
  * @example
  * ```ts
- * import { Health, heapUsage } from "./health.ts";
+ * import { Health, heapUsage } from "@healthsock/healthsock";
  * new Health().add("heap", heapUsage({ limit: 512 * 2 ** 20 }));
  * ```
  */
