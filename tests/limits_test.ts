@@ -237,11 +237,20 @@ Deno.test("at maxConnections a probe takes the place of the connection that wait
 Deno.test("when every connection is answering, a newcomer gets 503 busy in its own framing", async () => {
   await using sock = await tempSocket();
   const release = Promise.withResolvers<void>();
-  const slow = new Health({ ready: true }).add("slow", async () => await release.promise, { timeout: 30_000 });
+  // One slow check per held request: each run started says its request was read and is being answered
+  // (a connection that is merely open may still be waiting for its request to be read).
+  const started = new Set<string>();
+  const slowly = (name: string) => async () => {
+    started.add(name);
+    await release.promise;
+  };
+  const slow = new Health({ ready: true })
+    .add("a", slowly("a"), { timeout: 30_000 })
+    .add("b", slowly("b"), { timeout: 30_000 });
   await using server = await serve(sock.path, slow, { maxConnections: 2 });
-  const held = [send(sock.path, "GET /readyz\n"), send(sock.path, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")];
+  const held = [send(sock.path, "GET /readyz/a\n"), send(sock.path, "GET /readyz/b HTTP/1.1\r\nHost: x\r\n\r\n")];
   try {
-    await waitUntil(() => server.connections === 2, "both slots are answering");
+    await waitUntil(() => started.size === 2, "both slots are answering");
     assertLineError(await send(sock.path, "GET /healthz\n"), 503);
     const { body } = assertHttpError(await send(sock.path, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"), 503);
     assert.match(JSON.parse(body).error, /busy/i);
