@@ -172,7 +172,8 @@ export async function startDemo(path: string, options: DemoOptions = {}): Promis
 
   const polling = new AbortController();
   const poller = pollInterval > 0 ? poll(path, pollInterval, polling.signal) : Promise.resolve();
-  const finished = server.finished.then(async () => {
+  // However the server ends (a drain, or its Worker dying for good), the demo's own timers stop with it.
+  const finished = server.finished.finally(async () => {
     clearTimeout(tickTimer);
     clearTimeout(readyTimer);
     clearTimeout(blockTimer);

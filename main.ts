@@ -541,7 +541,12 @@ async function runDemo(values: Record<string, string | boolean | undefined>): Pr
       throw error;
     }
     obey();
-    await demo.finished;
+    try {
+      await demo.finished;
+    } catch (error) {
+      // The health Worker died for good: a program must not run on believing it publishes health.
+      return fatal(EXIT.fail, error instanceof Error ? error.message : String(error));
+    }
   } finally {
     settleSignals(onSignal);
   }

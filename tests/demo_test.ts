@@ -1,6 +1,8 @@
 // The demo, started as users start it (the demo task's flags), probed, and stopped with signals.
 import assert from "node:assert/strict";
 import { probe, ProbeError, watch } from "../client.ts";
+import { startDemo } from "../demo.ts";
+import { waitUntil } from "./fixtures/hardening.ts";
 import { cli, exists, hasCommand, readUntil, run, spawnDemo, tempSocket, untilReady } from "./_util.ts";
 
 async function drainLog(log: ReadableStreamDefaultReader<string>): Promise<string> {
@@ -181,5 +183,24 @@ Deno.test("the demo refuses bad --block-every, --block-for and --wedge-after val
     assert.match(out.stderr, message, args.join(" "));
     assert.match(out.stderr, /Run 'healthsock demo --help' for usage/, args.join(" "));
     assert.equal(await exists(sock.path), false);
+  }
+});
+
+Deno.test("the demo stops its own timers and finished rejects when its health Worker dies for good", async () => {
+  await using sock = await tempSocket();
+  const demo = await startDemo(sock.path, { pollInterval: 0, readyAfter: 0 });
+  const rejected = assert.rejects(demo.finished, /health Worker .* died: .*no longer served/);
+  try {
+    const workerOf = () => (demo.server as { worker?: Worker }).worker;
+    for (let i = 0; i < 4; i++) {
+      const worker = workerOf();
+      if (!worker) break;
+      worker.postMessage({ type: "crash" });
+      await waitUntil(() => workerOf() !== worker, `Worker ${i + 1} is gone`);
+    }
+    // The op sanitizer fails this test if the ticker's timers outlive the server.
+    await rejected;
+  } finally {
+    await demo.server.close();
   }
 });
