@@ -18,7 +18,7 @@ export interface ChartData {
   subtitle: string;
 }
 
-const COLORS = ["#2f6fdf", "#8a8f98", "#17a673", "#e08a1e"];
+const COLORS = ["#2f6fdf", "#9bb8ef", "#8a8f98", "#17a673", "#e08a1e"];
 
 /**
  * Render the chart.
@@ -83,7 +83,10 @@ export function renderChart(data: ChartData): string {
         xAxisIndex: 1,
         yAxisIndex: 1,
         barWidth: 48,
-        data: data.probes.map((p, i) => ({ value: p.ms, itemStyle: { color: i === 0 ? COLORS[0] : COLORS[1] } })),
+        data: data.probes.map((p) => ({
+          value: p.ms,
+          itemStyle: { color: p.name.startsWith("healthsock") ? COLORS[0] : COLORS[2] },
+        })),
         label: label(1),
       },
     ],

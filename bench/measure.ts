@@ -6,9 +6,10 @@
  */
 import { permissionFlags } from "../paths.ts";
 import type { LoadResult } from "./load.ts";
-import { catProc, median, percentile, readStatus } from "./proc.ts";
-import { BENCH, MiB, ROOT, SCENARIOS, serverName } from "./scenarios.ts";
-import type { Scenario, ServerKind, Settings } from "./scenarios.ts";
+import type { ProbeRun } from "./probes.ts";
+import { catProc, cpuSeconds, median, parseStat, percentile, readStatus } from "./proc.ts";
+import { BENCH, MiB, ROOT, SCENARIOS, serverName, THREADS } from "./scenarios.ts";
+import type { Scenario, ServerKind, Settings, Thread } from "./scenarios.ts";
 import { decoder, encoder } from "./servers.ts";
 import type { Harness, Placement } from "./servers.ts";
 
@@ -115,11 +116,55 @@ export interface ProbeSummary {
   failures: number;
 }
 
+/** Probes of an app whose main thread blocks, in one mode. */
+export interface BlockedSummary {
+  thread: Thread;
+  sent: number;
+  errors: number;
+  p50: number;
+  p99: number;
+  max: number;
+  over100: number;
+  livez: Record<string, number>;
+  readyz: Record<string, number>;
+}
+
+/** The main thread's event-loop delay over a window, with or without probes. */
+export interface LagSummary {
+  thread: Thread;
+  probes: boolean;
+  /** Event-loop delay of a 10 ms timer, ms (median of the rounds). */
+  p50: number;
+  p99: number;
+  max: number;
+  /** The main thread's CPU over the window, in percent of one core. */
+  mainCpu: number;
+  /** The probes' own latency p99, ms (NaN without probes). */
+  probeP99: number;
+  /** Probes answered a second. */
+  rate: number;
+  errors: number;
+}
+
+/** Start-up, spawn to serving, of one host variant. */
+export interface StartupSummary {
+  id: "imported" | Thread;
+  label: string;
+  /** Spawning the process to its `ready` line, ms (median). */
+  spawnMs: number;
+  /** The program's first line to `serve()` resolved (import included), ms (median). */
+  serveMs: number;
+  runs: number;
+}
+
 export interface Results {
   machine: Record<string, string>;
   settings: Settings;
   load: LoadSummary[];
-  isolation: { variant: string; p50: number; p99: number; max: number; rps: number }[];
+  isolation: { thread: Thread; variant: string; p50: number; p99: number; max: number; rps: number }[];
+  blocked: BlockedSummary[];
+  lag: LagSummary[];
+  startup: StartupSummary[];
   idle: { id: IdleVariant; variant: string; rssMiB: number; runs: number[] }[];
   growth: {
     seconds: number;
@@ -141,14 +186,16 @@ export interface Results {
 
 // ---------------------------------------------------------------- measurements
 
-/** What the idle memory figures compare: three hosts, and the floor. */
-export type IdleVariant = "none" | "imported" | "trivial" | "floor";
-const IDLE_VARIANTS: readonly IdleVariant[] = ["none", "imported", "trivial", "floor"];
+/** What the idle memory figures compare: four hosts, and the floor of each mode. */
+export type IdleVariant = "none" | "imported" | "trivial" | "trivial-main" | "floor" | "floor-worker";
+const IDLE_VARIANTS: readonly IdleVariant[] = ["none", "imported", "trivial", "trivial-main", "floor", "floor-worker"];
 const IDLE_NAMES: Record<IdleVariant, string> = {
   none: "host without healthsock",
   imported: "host with healthsock imported",
-  trivial: "host serving, idle",
+  trivial: "host serving from a Worker, idle",
+  "trivial-main": "host serving on the main thread, idle",
   floor: "floor: bare listener + @logtape/logtape + one timer",
+  "floor-worker": "Worker floor: the same, the listener in a Worker importing @logtape/logtape",
 };
 
 /** `items` in order on odd rounds, reversed on even ones, so no item always runs after the same other. */
@@ -158,6 +205,11 @@ function alternate<T>(items: readonly T[], round: number): readonly T[] {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** CPU seconds of a process's main thread (its thread id is the process id). */
+async function mainThreadCpu(pid: number): Promise<number> {
+  return cpuSeconds(parseStat(await catProc([`/proc/${pid}/task/${pid}/stat`])));
 }
 
 async function rssOf(pid: number): Promise<number> {
@@ -239,18 +291,22 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
   }
 
   // 4. Isolation: a 200 ms background check must not slow probes.
-  const isolationRuns: Record<"trivial" | "slow", LoadResult[]> = { trivial: [], slow: [] };
+  const isolationRuns: Record<string, LoadResult[]> = {};
+  const ISOLATION = THREADS.flatMap((thread) => (["trivial", "slow"] as const).map((variant) => ({ thread, variant })));
   for (let round = 1; round <= settings.rounds; round++) {
-    for (const variant of alternate(["trivial", "slow"] as const, round)) {
+    for (const { thread, variant } of alternate(ISOLATION, round)) {
       steps.push({
-        label: `check isolation · ${variant === "slow" ? "with a 200 ms background check" : "trivial check only"} · ` +
-          `line, 1 client · round ${round}/${settings.rounds}`,
+        label: `check isolation · ${thread} · ${
+          variant === "slow" ? "with a 200 ms background check" : "trivial check only"
+        } · line, 1 client · round ${round}/${settings.rounds}`,
         seconds: perRun,
         run: async () => {
           const path = h.socket(variant);
-          const host = await h.host(path, variant);
+          const host = await h.host(path, variant, { thread });
           try {
-            isolationRuns[variant].push(await h.load(path, host.pid, "line", 1, settings.duration));
+            (isolationRuns[`${thread} ${variant}`] ??= []).push(
+              await h.load(path, host.pid, "line", 1, settings.duration),
+            );
           } finally {
             await host.stop();
           }
@@ -262,7 +318,7 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
   // 3a. Idle memory: the same host, without the library, with it loaded,
   // serving; and the floor, a bare listener importing @logtape/logtape with
   // one timer. Interleaved, alternating the order run by run.
-  const idleRuns: Record<IdleVariant, number[]> = { none: [], imported: [], trivial: [], floor: [] };
+  const idleRuns = Object.fromEntries(IDLE_VARIANTS.map((v) => [v, [] as number[]])) as Record<IdleVariant, number[]>;
   const settle = settings.quick ? 200 : 1500;
   for (let i = 1; i <= settings.memoryRuns; i++) {
     for (const variant of alternate(IDLE_VARIANTS, i)) {
@@ -271,7 +327,13 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
         seconds: settle / 1000 + 0.4,
         run: async () => {
           const path = h.socket(`idle-${variant}`);
-          const host = await (variant === "floor" ? h.memoryFloor(path) : h.host(path, variant));
+          const host = await (variant === "floor"
+            ? h.memoryFloor(path, "main")
+            : variant === "floor-worker"
+            ? h.memoryFloor(path, "worker")
+            : variant === "trivial-main"
+            ? h.host(path, "trivial", { thread: "main" })
+            : h.host(path, variant));
           try {
             await sleep(settle);
             idleRuns[variant].push(await rssOf(host.pid));
@@ -304,7 +366,7 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
     seconds: (warm + settings.growth) / 1000 + 2 * settle / 1000 + 1.5,
     run: async () => {
       const path = h.socket("growth");
-      const host = await h.host(path, "trivial", true);
+      const host = await h.host(path, "trivial", { exposeGc: true });
       const heapMiB = async () => Number((await host.ask("heap", "heap "))?.slice(5)) / MiB;
       try {
         // A short load first, so JIT and heap sizing are not counted as growth.
@@ -341,15 +403,38 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
   // 2. Probe start-to-exit, against a running server; commands interleaved.
   const probeTimes = new Map<string, { command: string; ms: number[]; failures: number }>();
   steps.push({
-    label: `probe start-to-exit · check, Deno probe floor, empty scripts, socat, curl · ${settings.probes} runs each`,
-    seconds: settings.probes * 0.45 + 2,
+    label:
+      `probe start-to-exit · check and the Deno probe floor against both modes, empty scripts, socat, curl · ${settings.probes} runs each`,
+    seconds: settings.probes * 0.6 + 3,
     run: async () => {
       const path = h.socket("probe");
       const host = await h.host(path, "trivial");
+      const mainPath = h.socket("probe-main");
+      const mainHost = await h.host(mainPath, "trivial", { thread: "main" }).catch(async (error) => {
+        await host.stop();
+        throw error;
+      });
       const flags = permissionFlags(path, false).split(" ");
+      const mainFlags = permissionFlags(mainPath, false).split(" ");
       const commands: [string, string, string[], string?][] = [
         ["healthsock check", "deno", ["run", "--no-prompt", ...flags, `${ROOT}main.ts`, "check", "--socket", path]],
         ["Deno probe floor", "deno", ["run", "--no-prompt", ...flags, `${BENCH}probe_floor.ts`, path]],
+        ["healthsock check, main-thread server", "deno", [
+          "run",
+          "--no-prompt",
+          ...mainFlags,
+          `${ROOT}main.ts`,
+          "check",
+          "--socket",
+          mainPath,
+        ]],
+        ["Deno probe floor, main-thread server", "deno", [
+          "run",
+          "--no-prompt",
+          ...mainFlags,
+          `${BENCH}probe_floor.ts`,
+          mainPath,
+        ]],
         ["empty script", "deno", ["run", "--no-prompt", ...flags, `${BENCH}empty.ts`]],
         ["empty script + node:util", "deno", ["run", "--no-prompt", ...flags, `${BENCH}empty_node_util.ts`]],
         ["socat", "socat", ["-", `UNIX-CONNECT:${path}`], "GET /healthz\n"],
@@ -357,7 +442,8 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
       ];
       try {
         for (const [name, command, args] of commands) {
-          const shown = [command, ...args].join(" ").replaceAll(path, "$SOCK").replaceAll(ROOT, "");
+          const shown = [command, ...args].join(" ").replaceAll(mainPath, "$SOCK").replaceAll(path, "$SOCK")
+            .replaceAll(ROOT, "");
           probeTimes.set(name, { command: shown, ms: [], failures: 0 });
         }
         for (let i = 0; i < 2; i++) { // warm the module and code caches
@@ -378,6 +464,106 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
         }
       } finally {
         await host.stop();
+        await mainHost.stop();
+      }
+    },
+  });
+
+  // 5. Beside the app. (a) Probes of an app whose main thread blocks 1.5 s
+  // of every 2 s, in both modes: /livez and /readyz in turn, 20 a second,
+  // sent whether or not the earlier ones were answered.
+  const blocked: BlockedSummary[] = [];
+  for (const thread of THREADS) {
+    steps.push({
+      label: `beside the app · probes while the main thread blocks 1.5 s of every 2 s · ${thread} · ${
+        formatDuration(settings.blocked)
+      }`,
+      seconds: settings.blocked + 1.5,
+      run: async () => {
+        const path = h.socket(`blocked-${thread}`);
+        const host = await h.host(path, "trivial", { thread, block: [1500, 2000] });
+        try {
+          const run = await h.probes(path, 20, settings.blocked, ["/livez", "/readyz"]);
+          blocked.push({
+            thread,
+            sent: run.sent,
+            errors: run.errors,
+            p50: run.p50,
+            p99: run.p99,
+            max: run.max,
+            over100: run.over100,
+            livez: run.statuses["/livez"],
+            readyz: run.statuses["/readyz"],
+          });
+        } finally {
+          await host.stop();
+        }
+      },
+    });
+  }
+
+  // (b) The main thread's event-loop delay, with 1,000 probes a second and
+  // without, in both modes; interleaved over the rounds.
+  const LAG = THREADS.flatMap((thread) => [true, false].map((probes) => ({ thread, probes })));
+  const lagRuns = new Map(LAG.map((c) => [c, [] as (ProbeRun & { lag: number[]; mainCpu: number })[]]));
+  for (let round = 1; round <= settings.rounds; round++) {
+    for (const condition of alternate(LAG, round)) {
+      const { thread, probes } = condition;
+      steps.push({
+        label: `beside the app · main thread's event-loop delay · ${thread} · ${
+          probes ? "1,000 probes a second" : "no probes"
+        } · round ${round}/${settings.rounds}`,
+        seconds: settings.lagWindow + 1.2,
+        run: async () => {
+          const path = h.socket(`lag-${thread}`);
+          const host = await h.host(path, "trivial", { thread });
+          try {
+            await host.send("sample");
+            await sleep(300);
+            const cpuBefore = await mainThreadCpu(host.pid);
+            const t0 = performance.now();
+            let run: ProbeRun;
+            if (probes) {
+              run = await h.probes(path, 1000, settings.lagWindow, ["/livez"], 1000);
+            } else {
+              const from = performance.timeOrigin + performance.now();
+              await sleep(settings.lagWindow * 1000);
+              const to = performance.timeOrigin + performance.now();
+              run = { from, to, sent: 0, errors: 0, p50: NaN, p99: NaN, max: NaN, over100: 0, statuses: {} };
+            }
+            const mainCpu = (await mainThreadCpu(host.pid) - cpuBefore) / ((performance.now() - t0) / 1000);
+            const lag = (await host.ask(`lag ${run.from} ${run.to}`, "lag "))!.split(" ").slice(1).map(Number);
+            lagRuns.get(condition)!.push({ ...run, lag, mainCpu });
+          } finally {
+            await host.stop();
+          }
+        },
+      });
+    }
+  }
+
+  // (c) Start-up, spawn to serving: the host importing the library only, and
+  // serving in each mode; interleaved.
+  const STARTUP = ["imported", ...THREADS] as const;
+  const startupRuns = new Map(STARTUP.map((id) => [id, { spawn: [] as number[], serve: [] as number[] }]));
+  steps.push({
+    label:
+      `beside the app · start-up, spawn to serving · imported only, main thread, Worker · ${settings.startups} runs each`,
+    seconds: settings.startups * 3 * 0.35,
+    run: async () => {
+      for (let i = 0; i <= settings.startups; i++) {
+        for (const id of alternate(STARTUP, i)) {
+          const path = h.socket(`start-${id}`);
+          const host = await (id === "imported" ? h.host(path, "imported") : h.host(path, "trivial", { thread: id }));
+          try {
+            const serve = Number((await host.take("serve "))?.slice(6));
+            if (i === 0) continue; // the first run of each warms the caches
+            startupRuns.get(id)!.spawn.push(host.startMs);
+            startupRuns.get(id)!.serve.push(serve);
+          } finally {
+            await host.stop();
+          }
+        }
       }
     },
   });
@@ -385,9 +571,10 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
   await runSteps(steps);
 
   const load = summarize(rows);
-  const isolation = (["trivial", "slow"] as const).map((variant) => {
-    const runs = isolationRuns[variant];
+  const isolation = ISOLATION.map(({ thread, variant }) => {
+    const runs = isolationRuns[`${thread} ${variant}`] ?? [];
     return {
+      thread,
       variant: variant === "slow" ? "trivial + 200 ms background check" : "trivial check only",
       p50: median(runs.map((r) => r.p50)),
       p99: median(runs.map((r) => r.p99)),
@@ -412,6 +599,48 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
       failures: entry.failures,
     };
   });
-  const results: Results = { machine, settings, load, isolation, idle, growth, probes, targets: [] };
+  const lag: LagSummary[] = LAG.map((condition) => {
+    const runs = lagRuns.get(condition)!;
+    const per = (f: (r: (typeof runs)[number]) => number) => median(runs.map(f));
+    return {
+      thread: condition.thread,
+      probes: condition.probes,
+      p50: per((r) => r.lag[0]),
+      p99: per((r) => r.lag[1]),
+      max: Math.max(...runs.map((r) => r.lag[2])),
+      mainCpu: per((r) => r.mainCpu * 100),
+      probeP99: per((r) => r.p99),
+      rate: per((r) => r.sent ? (r.sent - r.errors) / ((r.to - r.from) / 1000) : 0),
+      errors: runs.reduce((sum, r) => sum + r.errors, 0),
+    };
+  });
+  const STARTUP_NAMES = {
+    imported: "host importing healthsock, not serving",
+    main: "host serving on the main thread",
+    worker: "host serving from a Worker",
+  };
+  const startup: StartupSummary[] = STARTUP.map((id) => {
+    const runs = startupRuns.get(id)!;
+    return {
+      id,
+      label: STARTUP_NAMES[id],
+      spawnMs: median(runs.spawn),
+      serveMs: median(runs.serve),
+      runs: runs.spawn.length,
+    };
+  });
+  const results: Results = {
+    machine,
+    settings,
+    load,
+    isolation,
+    blocked,
+    lag,
+    startup,
+    idle,
+    growth,
+    probes,
+    targets: [],
+  };
   return results;
 }

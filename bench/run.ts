@@ -13,8 +13,16 @@
  *    before versus after a sustained load;
  * 4. probe latency with a 200 ms background check versus a trivial one.
  *
+ * 5. beside the app, Worker vs main thread: probes of an app whose main
+ *    thread blocks 1.5 s of every 2 s; the main thread's event-loop delay and
+ *    CPU with 1,000 probes a second and without; start-up, spawn to serving.
+ *
+ * Load, isolation, memory and probe figures are taken in both modes
+ * (`thread: "worker"`, the default, and `"main"`).
+ *
  * Prints progress on stderr, a markdown report on stdout, and writes
- * RESULTS.md and chart.svg (into bench/, or `--out DIR`).
+ * RESULTS.md (between its markers, keeping the hand-written sections around
+ * them) and chart.svg (into bench/, or `--out DIR`).
  *
  * Flags: `--quick` (a few seconds, for CI), `--duration S` and `--rounds N`
  * (each load run), `--growth S` (the memory growth run), `--probes N` (probe
@@ -24,6 +32,7 @@
  * @module
  */
 import { machineInfo, measure } from "./measure.ts";
+import { merged } from "./markers.ts";
 import { catProc } from "./proc.ts";
 import { chart, formatted, markdown, targets } from "./report.ts";
 import { settingsFrom } from "./scenarios.ts";
@@ -54,12 +63,21 @@ async function main(): Promise<void> {
     machine.loadAfter = (await catProc(["/proc/loadavg"]).catch(() => "")).split(" ").slice(0, 3).join(" ");
     const report = await formatted(markdown(results), "md");
     console.log(report);
-    await Deno.writeTextFile(`${settings.out}RESULTS.md`, report);
+    await Deno.writeTextFile(`${settings.out}RESULTS.md`, merged(await existing(`${settings.out}RESULTS.md`), report));
     await Deno.writeTextFile(`${settings.out}chart.svg`, await formatted(chart(results), "svg"));
     if (settings.json) await Deno.writeTextFile(settings.json, JSON.stringify(results, null, 2));
     console.error(`Wrote ${settings.out}RESULTS.md and ${settings.out}chart.svg`);
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+async function existing(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "";
+    throw error;
   }
 }
 

@@ -13,7 +13,10 @@ export const ROOT = new URL("..", import.meta.url).pathname;
 export const MiB = 2 ** 20;
 
 export type Framing = "line" | "http";
-export type ServerKind = "healthsock" | "floor" | "deno-serve" | "node";
+export type ServerKind = "healthsock" | "healthsock-main" | "floor" | "deno-serve" | "node";
+/** Where `serve()` runs the socket: `thread: "worker"` (its default) or `"main"`. */
+export type Thread = "worker" | "main";
+export const THREADS: readonly Thread[] = ["worker", "main"];
 export type LoadMode = "line" | "http" | "http-close" | "mixed";
 export type HostVariant = "trivial" | "slow" | "imported" | "none";
 
@@ -25,6 +28,12 @@ export interface Settings {
   growth: number;
   probes: number;
   memoryRuns: number;
+  /** Seconds of probes against the blocking app, per mode. */
+  blocked: number;
+  /** Seconds of each event-loop delay window. */
+  lagWindow: number;
+  /** Start-ups timed per variant. */
+  startups: number;
   out: string;
   json?: string;
   pin: boolean;
@@ -46,7 +55,7 @@ export const SCENARIOS: Scenario[] = [
     mode: "line",
     clients: 1,
     framing: "line",
-    servers: ["healthsock", "floor", "node"],
+    servers: ["healthsock", "healthsock-main", "floor", "node"],
   },
   {
     id: "line-16",
@@ -54,7 +63,7 @@ export const SCENARIOS: Scenario[] = [
     mode: "line",
     clients: 16,
     framing: "line",
-    servers: ["healthsock", "floor", "node"],
+    servers: ["healthsock", "healthsock-main", "floor", "node"],
   },
   {
     id: "http-ka",
@@ -62,7 +71,7 @@ export const SCENARIOS: Scenario[] = [
     mode: "http",
     clients: 16,
     framing: "http",
-    servers: ["healthsock", "floor", "deno-serve", "node"],
+    servers: ["healthsock", "healthsock-main", "floor", "deno-serve", "node"],
   },
   {
     id: "http-close",
@@ -70,16 +79,18 @@ export const SCENARIOS: Scenario[] = [
     mode: "http-close",
     clients: 16,
     framing: "http",
-    servers: ["healthsock", "floor", "deno-serve", "node"],
+    servers: ["healthsock", "healthsock-main", "floor", "deno-serve", "node"],
   },
 ];
 
-export const SERVER_ORDER: ServerKind[] = ["healthsock", "floor", "deno-serve", "node"];
+export const SERVER_ORDER: ServerKind[] = ["healthsock", "healthsock-main", "floor", "deno-serve", "node"];
 
 export function serverName(kind: ServerKind, framing?: Framing): string {
   switch (kind) {
     case "healthsock":
-      return "healthsock serve()";
+      return "healthsock serve(), Worker";
+    case "healthsock-main":
+      return "healthsock serve(), main thread";
     case "floor":
       return "Deno.listen floor";
     case "deno-serve":
@@ -118,6 +129,9 @@ export function settingsFrom(args: string[]): Settings {
     growth: number(values.growth, quick ? 1.5 : 60, "growth") * 1000,
     probes: Math.round(number(values.probes, quick ? 2 : 30, "probes")),
     memoryRuns: quick ? 1 : 3,
+    blocked: quick ? 3 : 12,
+    lagWindow: quick ? 1 : 5,
+    startups: quick ? 1 : 10,
     out: values.out.endsWith("/") ? values.out : values.out + "/",
     json: values.json,
     pin: !values["no-pin"],

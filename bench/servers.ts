@@ -7,9 +7,10 @@
  */
 import { permissionFlags } from "../paths.ts";
 import type { Captured, LoadResult } from "./load.ts";
+import type { ProbeRun } from "./probes.ts";
 import { readStatus } from "./proc.ts";
 import { BENCH, serverName } from "./scenarios.ts";
-import type { Framing, HostVariant, LoadMode, ServerKind, Settings } from "./scenarios.ts";
+import type { Framing, HostVariant, LoadMode, ServerKind, Settings, Thread } from "./scenarios.ts";
 
 export const decoder = new TextDecoder();
 export const encoder = new TextEncoder();
@@ -116,12 +117,19 @@ class Lines {
 /** A server process, up and answering. */
 export interface Running {
   pid: number;
+  /** Milliseconds from spawning the process to its `ready` line. */
+  startMs: number;
   stop(): Promise<void>;
+  /** Take the first line of its output not yet taken that starts with `prefix`. */
+  take(prefix: string): Promise<string | undefined>;
+  /** Send a line to the process's stdin. */
+  send(line: string): Promise<void>;
   /** Send a line to the process's stdin and take the first answer line starting with `prefix`. */
   ask(line: string, prefix: string): Promise<string | undefined>;
 }
 
 async function startProcess(command: string, args: string[], what: string): Promise<Running> {
+  const started = performance.now();
   const child = new Deno.Command(command, { args, stdin: "piped", stdout: "piped", stderr: "piped" }).spawn();
   const stdout = new Lines(child.stdout);
   const stderr = new Lines(child.stderr);
@@ -146,11 +154,13 @@ async function startProcess(command: string, args: string[], what: string): Prom
     await stop();
     throw new Error(`${what} did not start: ${stderr.text || stdout.text || "no output"}`);
   }
+  const startMs = performance.now() - started;
+  const send = (line: string) => stdin.write(encoder.encode(line + "\n"));
   const ask = async (line: string, prefix: string) => {
-    await stdin.write(encoder.encode(line + "\n"));
+    await send(line);
     return await stdout.take(prefix, 30_000);
   };
-  return { pid: child.pid, stop, ask };
+  return { pid: child.pid, startMs, stop, send, ask, take: (prefix) => stdout.take(prefix, 1000) };
 }
 
 function socketFlags(path: string): string[] {
@@ -174,7 +184,16 @@ export class Harness {
     return `${this.dir}/${++this.#sockets}-${name}.sock`;
   }
 
-  host(path: string, variant: HostVariant, exposeGc = false): Promise<Running> {
+  /**
+   * The host (bench/host.ts) serving with `thread`; `block` makes its main
+   * thread spin `block[0]` ms of every `block[1]` ms.
+   */
+  host(
+    path: string,
+    variant: HostVariant,
+    options: { thread?: Thread; exposeGc?: boolean; block?: [number, number] } = {},
+  ): Promise<Running> {
+    const { thread = "worker", exposeGc = false, block = [] } = options;
     const gc = exposeGc ? ["--v8-flags=--expose-gc"] : [];
     const args = [
       "run",
@@ -184,18 +203,49 @@ export class Harness {
       `${BENCH}host.ts`,
       path,
       variant,
+      thread,
+      ...block.map(String),
     ];
-    return startProcess(...pinned(this.place.server, "deno", args), `host.ts (${variant})`);
+    return startProcess(...pinned(this.place.server, "deno", args), `host.ts (${variant}, ${thread})`);
   }
 
-  /** The floor of an idle server's memory: a bare listener that imports @logtape/logtape and runs one timer. */
-  memoryFloor(path: string): Promise<Running> {
-    const args = ["run", "--no-prompt", ...socketFlags(path), `${BENCH}memory_floor.ts`, path];
-    return startProcess(...pinned(this.place.server, "deno", args), "memory_floor.ts");
+  /**
+   * The floor of an idle server's memory: a bare listener that imports
+   * @logtape/logtape and runs one timer; with `worker`, the listener in a Worker.
+   */
+  memoryFloor(path: string, thread: Thread = "main"): Promise<Running> {
+    const read = thread === "worker" ? [`--allow-read=${BENCH}memory_floor_worker.ts`] : [];
+    const args = ["run", "--no-prompt", ...socketFlags(path), ...read, `${BENCH}memory_floor.ts`, path, thread];
+    return startProcess(...pinned(this.place.server, "deno", args), `memory_floor.ts (${thread})`);
+  }
+
+  /** Probe `path` at `rate` a second for `seconds`, from bench/probes.ts on the generator's core. */
+  async probes(path: string, rate: number, seconds: number, targets: string[], timeout = 5000): Promise<ProbeRun> {
+    const args = [
+      "run",
+      "--no-prompt",
+      ...socketFlags(path),
+      `${BENCH}probes.ts`,
+      "--socket",
+      path,
+      "--rate",
+      String(rate),
+      "--seconds",
+      String(seconds),
+      "--targets",
+      targets.join(","),
+      "--timeout",
+      String(timeout),
+    ];
+    const [command, full] = pinned(this.place.load, "deno", args);
+    const { code, stdout, stderr } = await new Deno.Command(command, { args: full, stdin: "null" }).output();
+    if (code !== 0) throw new Error(`The probe generator failed: ${decoder.decode(stderr)}`);
+    return JSON.parse(decoder.decode(stdout));
   }
 
   server(kind: ServerKind, framing: Framing, path: string): Promise<Running> {
     if (kind === "healthsock") return this.host(path, "trivial");
+    if (kind === "healthsock-main") return this.host(path, "trivial", { thread: "main" });
     const captured = this.captured!;
     const body = btoa(atob(captured.line).replace(/\n$/, ""));
     let command = "deno";

@@ -2,6 +2,7 @@
 // run of `deno task bench` with the task's own permissions. No timing is asserted.
 import assert from "node:assert/strict";
 import { median, parseCpuList, parseStat, parseStatus, percentile } from "../bench/proc.ts";
+import { BEGIN, END } from "../bench/markers.ts";
 import { hasCommand, ROOT, run, TASKS } from "./_util.ts";
 
 // A stat line whose command name holds a space and a parenthesis, as `comm` may.
@@ -98,9 +99,16 @@ Deno.test({
       // Its own lockfile (bench/deno.lock) keeps echarts out of the one the demo and the library use.
       assert.ok(rest.includes("--lock=bench/deno.lock"), "the bench task uses bench/deno.lock");
       const flags = rest.filter((arg) => arg.startsWith("--")).map((arg) =>
-        arg.startsWith("--allow-write=") ? "--allow-write=/tmp" : arg.replace(/^--lock=/, `--lock=${ROOT}`)
+        arg.startsWith("--allow-write=")
+          ? "--allow-write=/tmp"
+          : arg.startsWith("--allow-read=")
+          ? `--allow-read=${dir}/RESULTS.md`
+          : arg.replace(/^--lock=/, `--lock=${ROOT}`)
       );
       const json = `${dir}/results.json`;
+      // A report written by hand around the generated part, which the run must keep.
+      const handWritten = "## Notes written by hand\n\nKept as they are.\n";
+      await Deno.writeTextFile(`${dir}/RESULTS.md`, `# Results\n\n${BEGIN}\n\nold figures\n\n${END}\n\n${handWritten}`);
       const { code, stdout, stderr } = await run(
         "deno",
         ["run", ...flags, `${ROOT}bench/run.ts`, "--quick", "--out", dir, "--json", json],
@@ -110,14 +118,21 @@ Deno.test({
       assert.match(stderr, /^\[ ?1\/\d+\] .+ · about \S+ left$/m, "progress lines");
       assert.match(stdout, /^## Targets$/m);
       const report = await Deno.readTextFile(`${dir}/RESULTS.md`);
-      assert.equal(report + "\n", stdout);
+      assert.ok(report.startsWith(`# Results\n\n${BEGIN}\n\n`), "what precedes the markers is kept");
+      assert.ok(report.endsWith(`${END}\n\n${handWritten}`), "what follows the markers is kept");
+      assert.ok(!report.includes("old figures"), "the generated part is replaced");
+      assert.ok(report.includes(stdout.trimEnd()), "the file holds the report printed");
       assert.match(report, /Deno \d+\.\d+\.\d+/);
       const svg = await Deno.readTextFile(`${dir}/chart.svg`);
       assert.match(svg, /^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
       assert.match(svg, /healthsock serve\(\)/);
 
       const results = JSON.parse(await Deno.readTextFile(json));
-      assert.equal(results.load.length, 14);
+      assert.equal(results.load.length, 18);
+      // Both modes were measured: the Worker (the default) and the main thread.
+      for (const kind of ["healthsock", "healthsock-main"]) {
+        assert.ok(results.load.some((row: { kind: string }) => row.kind === kind), kind);
+      }
       for (const row of results.load) {
         assert.ok(row.requests > 0, `${row.label} · ${row.server}: no requests`);
         assert.equal(row.errors, 0, `${row.label} · ${row.server}: errors`);
@@ -132,13 +147,21 @@ Deno.test({
         const tool = probe.command.split(" ")[0];
         if (tool === "deno" || hasCommand(tool)) assert.equal(probe.failures, 0, `${probe.name} failed`);
       }
-      assert.equal(results.isolation.length, 2);
-      assert.equal(results.targets.length, 7);
+      assert.equal(results.isolation.length, 4);
+      // Beside the app: probes of a blocking app, event-loop delay and start-up, in both modes.
+      assert.deepEqual(results.blocked.map((b: { thread: string }) => b.thread), ["worker", "main"]);
+      for (const b of results.blocked) assert.ok(b.sent > 0 && b.livez && b.readyz, `${b.thread}: probes`);
+      assert.equal(results.lag.length, 4);
+      for (const lag of results.lag) assert.ok(Number.isFinite(lag.p99), `${lag.thread}: event-loop delay`);
+      assert.deepEqual(results.startup.map((s: { id: string }) => s.id), ["imported", "worker", "main"]);
+      for (const s of results.startup) assert.ok(s.spawnMs > 0 && s.serveMs > 0, `${s.id}: start-up`);
+      assert.equal(results.targets.length, 15);
       // The four floors the goals compare with were measured in the same run.
       assert.ok(results.load.some((row: { kind: string }) => row.kind === "floor"), "the Deno.listen floor");
       assert.ok(results.load.some((row: { kind: string }) => row.kind === "deno-serve"), "Deno.serve");
       assert.ok(results.probes.some((probe: { name: string }) => probe.name === "Deno probe floor"));
       assert.ok(results.idle.some((idle: { id: string }) => idle.id === "floor"), "the memory floor");
+      assert.ok(results.idle.some((idle: { id: string }) => idle.id === "floor-worker"), "the Worker's memory floor");
       for (const target of results.targets) {
         assert.match(target.goal, /^≤ /, `${target.target}: a goal`);
         assert.equal(typeof target.met, "boolean");
