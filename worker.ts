@@ -45,6 +45,13 @@ export class WorkerHealth extends EventTarget implements HealthSource {
   #post: (message: FromWorker) => void;
   #pending = new Map<number, Pending>();
   #id = 0;
+  /**
+   * The last report of each endpoint (and single check), with what it was built from. Its main-loop entry changes
+   * only with a heartbeat stamp (every 50 ms): reusing the same object until then lets the server reuse its encoding,
+   * as it does for `Health`'s reports, instead of rendering every answer anew. Requests with exclusions (the client's
+   * to vary) are not kept, so the map stays bounded.
+   */
+  #reports = new Map<string, { snapshot: HealthSnapshot; blocked: number; last: number; report: HealthReport }>();
 
   constructor(snapshot: HealthSnapshot, heartbeat: Heartbeat, limits: LoopLimits, post: (message: FromWorker) => void) {
     super();
@@ -112,9 +119,15 @@ export class WorkerHealth extends EventTarget implements HealthSource {
   }
 
   #report(endpoint: Endpoint, options: ReportOptions): HealthReport {
-    const now = epochNow();
-    const loop = loopResult(this.#heartbeat.blockedFor(now), this.#heartbeat.last, endpoint, this.#limits);
-    return reportFromSnapshot(this.#snapshot, endpoint, options, loop);
+    const blocked = this.#heartbeat.blockedFor(epochNow());
+    const last = this.#heartbeat.last;
+    const snapshot = this.#snapshot;
+    const key = options.exclude?.length ? undefined : `${endpoint}/${options.check ?? ""}`;
+    const kept = key === undefined ? undefined : this.#reports.get(key);
+    if (kept && kept.snapshot === snapshot && kept.blocked === blocked && kept.last === last) return kept.report;
+    const report = reportFromSnapshot(snapshot, endpoint, options, loopResult(blocked, last, endpoint, this.#limits));
+    if (key !== undefined) this.#reports.set(key, { snapshot, blocked, last, report });
+    return report;
   }
 
   /**
