@@ -163,24 +163,37 @@ export async function waitForPath(path: string, timeoutMs = 20_000): Promise<voi
   }
 }
 
-/** Read lines from a stream until one matches, returning it (and everything read so far). */
+/** Read lines from a stream until one matches, returning it (and everything read so far); fail after `timeoutMs`. */
 export async function readUntil(
   reader: ReadableStreamDefaultReader<string>,
   pattern: RegExp,
+  timeoutMs = 60_000,
 ): Promise<{ line: string; seen: string[] }> {
   const seen: string[] = [];
   let buffered = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`Stream ended before a line matched ${pattern}:\n${seen.join("\n")}`);
-    buffered += value;
-    let lf: number;
-    while ((lf = buffered.indexOf("\n")) >= 0) {
-      const line = buffered.slice(0, lf);
-      buffered = buffered.slice(lf + 1);
-      seen.push(line);
-      if (pattern.test(line)) return { line, seen };
+  // A line that never comes fails the test instead of holding the whole suite.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`No line matched ${pattern} within ${timeoutMs} ms:\n${seen.join("\n")}`)),
+      timeoutMs,
+    );
+  });
+  try {
+    for (;;) {
+      const { value, done } = await Promise.race([reader.read(), late]);
+      if (done) throw new Error(`Stream ended before a line matched ${pattern}:\n${seen.join("\n")}`);
+      buffered += value;
+      let lf: number;
+      while ((lf = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, lf);
+        buffered = buffered.slice(lf + 1);
+        seen.push(line);
+        if (pattern.test(line)) return { line, seen };
+      }
     }
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -1,6 +1,8 @@
 // The CLI's log on stderr: one line a record, whatever a request or a check
 // puts in it, as text (control characters escaped) or as JSON objects.
 import assert from "node:assert/strict";
+import { probe } from "../client.ts";
+import { delay } from "../delay.ts";
 import { permissionFlags } from "../paths.ts";
 import { cli, readUntil, ROOT, spawnDemo, spawnDeno, tempSocket, untilReady, writeAll } from "./_util.ts";
 import type { DemoProcess } from "./_util.ts";
@@ -115,8 +117,12 @@ Deno.test("with --log-format json every line the demo writes to stderr is a JSON
   await readUntil(demo.log, /Serving health on/);
   await untilReady(sock.path);
   await send(sock.path, HOSTILE);
-  // The stalled worker's ticker fails with a reason.
-  await send(sock.path, "GET /livez\n");
+  // The stalled worker's ticker fails with a reason once 100 ms have passed without a tick: ask until it does
+  // (a first answer may come sooner, and is then cached for a second).
+  for (let i = 0; i < 100; i++) {
+    if ((await probe(sock.path, { target: "/livez" })).status === "fail") break;
+    await delay(100, AbortSignal.timeout(1000));
+  }
   const { seen } = await readUntil(demo.log, /Check \W*ticker\W* is \W*fail/);
   demo.child.kill("SIGTERM");
   seen.push(...(await readUntil(demo.log, /draining/i)).seen);
