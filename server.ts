@@ -17,7 +17,6 @@ import type { HealthReport } from "./report.ts";
 import type { ConnectionHost, ConnectionLimits } from "./connection.ts";
 import { claim, release } from "./socket_file.ts";
 import type { ClaimedSocket } from "./socket_file.ts";
-import { serveBeside } from "./worker_host.ts";
 
 export { SocketError } from "./socket_file.ts";
 export type { SocketErrorReason } from "./socket_file.ts";
@@ -168,7 +167,8 @@ export async function serve(
   }
   const settings = resolveOptions(options);
   const server = settings.thread === "worker"
-    ? await serveBeside(path, health, settings)
+    // Loaded only for the Worker: it carries the Worker's whole source, which same-thread servers need not hold.
+    ? await (await import("./worker_host.ts")).serveBeside(path, health, settings)
     : startServer(health, await claim(path, settings.mode), settings);
   options.signal?.addEventListener("abort", () => server.drain(), { once: true });
   if (options.signal?.aborted) server.drain();
