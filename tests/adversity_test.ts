@@ -1,4 +1,4 @@
-// Issue 9, end to end: what a check says cannot forge the framing it travels
+// End to end: what a check says cannot forge the framing it travels
 // in, and a large output cannot make a healthy server unreadable.
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
