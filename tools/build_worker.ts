@@ -21,8 +21,10 @@ async function bundle(): Promise<string> {
     }).output();
     if (!success) throw new Error(`Cannot bundle worker.ts: ${new TextDecoder().decode(stderr)}`);
     const code = await Deno.readTextFile(out);
-    // The bundler names each module's path in a comment; those depend on where the npm cache is.
-    return code.split("\n").filter((line) => !/^\/\/ .*\.(js|ts|mjs)$/.test(line)).join("\n");
+    // The bundler names each module's path in a comment, and an npm module's path relative to this checkout in
+    // its lazy initialiser's key: both depend on where the checkout and the npm cache are, so neither may stay.
+    return code.split("\n").filter((line) => !/^\/\/ .*\.(js|ts|mjs)$/.test(line)).join("\n")
+      .replace(/"[^"\n]*\/registry\.npmjs\.org\//g, '"npm:');
   } finally {
     await Deno.remove(out);
   }
