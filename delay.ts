@@ -59,3 +59,43 @@ export function delay(ms: number, signal: AbortSignal): Promise<void> {
     signal.addEventListener("abort", done, { once: true });
   });
 }
+
+/** Options of {@linkcode within}. */
+export interface WithinOptions<U> {
+  /** What to answer when time runs out (or `signal` aborts) first. @default {undefined} */
+  otherwise?: U;
+  /** Ends the wait early, answering `otherwise`. @default {undefined} */
+  signal?: AbortSignal;
+}
+
+/**
+ * Wait for `work` at most `ms` milliseconds: its value, or `otherwise` once the
+ * time is up or `signal` aborts. A rejection of `work` passes through; the
+ * timer never outlives the wait.
+ *
+ * @param work What to wait for.
+ * @param ms The longest wait.
+ * @param options The answer when time runs out, and a signal that ends the wait.
+ * @returns The value of `work`, or `otherwise`.
+ * @example
+ * ```ts
+ * import { within } from "./delay.ts";
+ * await within(new Promise(() => {}), 100, { otherwise: "late" }); // "late"
+ * ```
+ */
+export function within<T, U = undefined>(work: Promise<T>, ms: number, options: WithinOptions<U> = {}): Promise<T | U> {
+  const { otherwise, signal } = options;
+  let end = () => {};
+  const late = new Promise<U>((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve(otherwise as U);
+    }
+    end = done;
+    signal?.addEventListener("abort", done, { once: true });
+    if (signal?.aborted) done();
+  });
+  return Promise.race([work, late]).finally(end);
+}

@@ -18,7 +18,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Health } from "./health.ts";
-import { MAX_DELAY, milliseconds } from "./delay.ts";
+import { MAX_DELAY, milliseconds, within } from "./delay.ts";
 import { componentOf, escapeText } from "./report.ts";
 import type { HealthReport } from "./report.ts";
 
@@ -517,7 +517,7 @@ class Notifier implements SystemdNotifier {
         const outgoing = this.#queue.shift()!;
         const sent = this.#conn.send(encoder.encode(outgoing.text), { transport: "unixpacket", path: this.#address })
           .then(() => undefined, (error: unknown) => error ?? new Error("Send failed"));
-        let result = await within(sent, SEND_BOUND, "waiting");
+        let result = await within(sent, SEND_BOUND, { otherwise: "waiting" });
         if (result === "waiting") {
           this.#stall();
           outgoing.done.resolve();
@@ -568,16 +568,6 @@ class Notifier implements SystemdNotifier {
     });
     this.close();
   }
-}
-
-/**
- * `promise`, or `otherwise` once `ms` pass first. The timer is cleared either
- * way, so nothing outlives the wait.
- */
-function within<T, U = undefined>(promise: Promise<T>, ms: number, otherwise?: U): Promise<T | U> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<U>((resolve) => timer = setTimeout(() => resolve(otherwise as U), ms));
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 /** A send's error, saying what NOTIFY_SOCKET is when the kernel only says "refused". */

@@ -10,7 +10,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Health, HealthSource } from "./health.ts";
 import { Connection } from "./connection.ts";
 import { Responder } from "./responder.ts";
-import { delay, MAX_DELAY } from "./delay.ts";
+import { delay, MAX_DELAY, within } from "./delay.ts";
 import { MAX_HEADER_BYTES } from "./protocol.ts";
 import type { Route } from "./protocol.ts";
 import type { HealthReport } from "./report.ts";
@@ -325,7 +325,7 @@ class Server implements HealthServer, ConnectionHost {
   sweeps = 0;
   // Read buffers of finished connections, for the next ones.
   #buffers: Uint8Array[] = [];
-  #tally: Tally = { evicted: 0, busy: 0, watchers: 0, stalled: 0, descriptors: 0 };
+  #tally: Tally = emptyTally();
   #tallyTimer?: ReturnType<typeof setTimeout>;
   // Watch streams wake together: one timer and one change listener per server,
   // and one report per route and wake, however many follow it.
@@ -399,7 +399,7 @@ class Server implements HealthServer, ConnectionHost {
           if (!there) gone.push(watcher);
         })
       );
-      await within(Promise.all(asking), PRESENCE_WAIT);
+      await within(Promise.allSettled(asking), PRESENCE_WAIT);
       for (const watcher of gone) this.#watchers.delete(watcher);
     }
     if (this.#watchers.size >= maxWatchers || connection.state === "closed") {
@@ -605,11 +605,6 @@ class Server implements HealthServer, ConnectionHost {
   }
 
   /**
-   * Close the connection that has waited longest without a complete request,
-   * if it has had its grace (or `force`d: at a hard limit, see #ripe).
-   * Returns whether one was closed.
-   */
-  /**
    * Whether a connection may be closed at a hard limit: it was accepted
    * HARD_GRACE ago and at least two turns of the accept loop's waiting ago (each
    * lets the event loop poll reads), so a request that was there has been
@@ -619,6 +614,11 @@ class Server implements HealthServer, ConnectionHost {
     return now - connection.waitingFrom >= HARD_GRACE && this.#turns - connection.turn >= 2;
   }
 
+  /**
+   * Close the connection that has waited longest without a complete request,
+   * if it has had its grace (or `force`d: at a hard limit, see #ripe).
+   * Returns whether one was closed.
+   */
   #evict(now: number, force: boolean): boolean {
     const victim = first(this.#waiting);
     if (victim === undefined || (!force && now - victim.waitingFrom < GRACE)) return false;
@@ -634,9 +634,8 @@ class Server implements HealthServer, ConnectionHost {
    * one cannot hold a probe off); while every waiting connection is younger
    * than its grace, the newcomer is taken over the cap (up to a ceiling the
    * accept loop keeps), and the sweeper closes the longest-waiting once it is
-   * past its grace. When every
-   * connection is answering, the newcomer is told the server is busy, in its
-   * own request's framing.
+   * past its grace. When every connection is answering, the newcomer is told
+   * the server is busy, in its own request's framing.
    */
   #admit(conn: Deno.UnixConn): void {
     this.#wake();
@@ -682,7 +681,7 @@ class Server implements HealthServer, ConnectionHost {
 
   #flushTally(): void {
     this.#tallyTimer = undefined;
-    if (Object.values(this.#tally).some((count) => count > 0)) {
+    if (counted(this.#tally)) {
       this.#logTally();
       this.#tallyTimer = setTimeout(() => this.#flushTally(), TALLY_PERIOD);
     }
@@ -690,7 +689,7 @@ class Server implements HealthServer, ConnectionHost {
 
   #logTally(): void {
     const { evicted, busy, watchers, stalled, descriptors } = this.#tally;
-    this.#tally = { evicted: 0, busy: 0, watchers: 0, stalled: 0, descriptors: 0 };
+    this.#tally = emptyTally();
     const parts = [
       evicted && `closed ${evicted} waiting connection(s) to make room`,
       busy && `answered ${busy} request(s) 503 busy (${this.#settings.maxAnswering} answering at once)`,
@@ -718,14 +717,14 @@ class Server implements HealthServer, ConnectionHost {
         this.#claimed.listener.close();
       } catch { /* already closed */ }
       for (const connection of this.#all()) connection.stop();
-      if (graceful && this.#live > 0) await within(this.#settled(), shutdownTimeout, this.#hurry.signal);
+      if (graceful && this.#live > 0) await within(this.#settled(), shutdownTimeout, { signal: this.#hurry.signal });
       // Whatever is still running is cut short: checks are aborted, connections closed.
       this.#stopHealth();
       for (const connection of this.#all()) connection.close();
       await within(this.#settled(), LAST_WAIT);
       // Deno unlinks the listener's bound name (the temporary name) only once
       // its pending accept has ended; wait for that before the lock is given up.
-      await within(this.#accepting, LAST_WAIT);
+      await within(this.#accepting.catch(() => {}), LAST_WAIT);
       clearInterval(this.#sweeper);
       release(this.#claimed);
     } finally {
@@ -733,7 +732,7 @@ class Server implements HealthServer, ConnectionHost {
       this.#stopWatchTimer();
       clearTimeout(this.#tallyTimer);
       this.#tallyTimer = undefined;
-      if (Object.values(this.#tally).some((count) => count > 0)) this.#logTally();
+      if (counted(this.#tally)) this.#logTally();
       this.#stopHealth();
       this.#health.markStopped();
       logger.info("Stopped serving {path}", { path: this.path });
@@ -754,6 +753,16 @@ class Server implements HealthServer, ConnectionHost {
   }
 }
 
+/** A period with nothing counted yet. */
+function emptyTally(): Tally {
+  return { evicted: 0, busy: 0, watchers: 0, stalled: 0, descriptors: 0 };
+}
+
+/** Whether anything was counted. */
+function counted(tally: Tally): boolean {
+  return Object.values(tally).some((count) => count > 0);
+}
+
 /** A read buffer's size: small, as a flood may hold thousands of waiting connections, each reading into one. */
 const BUFFER_SIZE = 1024;
 
@@ -766,17 +775,4 @@ function first<T>(set: Set<T>): T | undefined {
 /** EMFILE or ENFILE: the process or the system ran out of file descriptors. */
 function outOfDescriptors(error: unknown): boolean {
   return /os error 2[34]\b|too many open files/i.test(String(error));
-}
-
-/** Wait for `work`, for at most `ms` (less if `signal` aborts); never rejects. */
-async function within(work: Promise<unknown>, ms: number, signal?: AbortSignal): Promise<void> {
-  const done = new AbortController();
-  try {
-    await Promise.race([
-      work.catch(() => {}),
-      delay(ms, signal ? AbortSignal.any([signal, done.signal]) : done.signal),
-    ]);
-  } finally {
-    done.abort();
-  }
 }

@@ -35,6 +35,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { within } from "./delay.ts";
 import { lockPath, permissionFlags, socketDirectory, temporaryPath } from "./paths.ts";
 
 const logger = getLogger(["healthsock", "server"]);
@@ -540,10 +541,8 @@ function lstat(path: string): Deno.FileInfo | null {
  */
 async function answers(path: string): Promise<"live" | "dead" | "denied"> {
   const attempt = Deno.connect({ transport: "unix", path });
-  const { promise: late, resolve } = Promise.withResolvers<null>();
-  const timer = setTimeout(resolve, 1000, null);
   try {
-    const conn = await Promise.race([attempt, late]);
+    const conn = await within(attempt, 1000, { otherwise: null });
     if (conn === null) attempt.then((conn) => conn.close(), () => {});
     else conn.close();
     return "live";
@@ -551,7 +550,5 @@ async function answers(path: string): Promise<"live" | "dead" | "denied"> {
     if (error instanceof Deno.errors.ConnectionRefused || error instanceof Deno.errors.NotFound) return "dead";
     if (error instanceof Deno.errors.PermissionDenied) return "denied";
     return "live"; // a full backlog and the like: someone is there; never replace it
-  } finally {
-    clearTimeout(timer);
   }
 }

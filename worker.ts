@@ -8,6 +8,7 @@
  */
 import { configure } from "@logtape/logtape";
 import type { LogRecord } from "@logtape/logtape";
+import { within } from "./delay.ts";
 import type { HealthSnapshot, HealthSource, ReportOptions } from "./health.ts";
 import { reportFromSnapshot, snapshotHas } from "./health.ts";
 import type { Endpoint, HealthReport } from "./report.ts";
@@ -150,10 +151,7 @@ export class WorkerHealth extends EventTarget implements HealthSource {
     promise.then(() => answered = true);
     const limit = asked + due.timeout + HEARTBEAT_PERIOD * 2;
     while (!answered) {
-      const tick = Promise.withResolvers<void>();
-      const timer = setTimeout(tick.resolve, 10);
-      await Promise.race([promise, tick.promise]);
-      clearTimeout(timer);
+      await within(promise, 10);
       if (answered) break;
       const now = epochNow();
       const heartbeat = this.#heartbeat;
