@@ -204,3 +204,38 @@ export function isHealthReport(value: unknown): value is HealthReport {
 export function isStatus(value: unknown): value is HealthStatus {
   return value === "pass" || value === "warn" || value === "fail";
 }
+
+/**
+ * A time as `Date#toISOString()` writes it, by arithmetic. The first
+ * toISOString() of a process faults about 1.5 MiB of the runtime's date
+ * code into resident memory, and every server does it at start (the
+ * lifecycle's `time`): this keeps an idle server's memory down.
+ */
+export function isoTime(ms: number): string {
+  const days = Math.floor(ms / 86_400_000);
+  let rest = ms - days * 86_400_000;
+  // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  if (!Number.isInteger(ms) || year < 0 || year > 9999) return new Date(ms).toISOString();
+  const hour = Math.floor(rest / 3_600_000);
+  rest -= hour * 3_600_000;
+  const minute = Math.floor(rest / 60_000);
+  rest -= minute * 60_000;
+  const second = Math.floor(rest / 1000);
+  const milli = rest - second * 1000;
+  return `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}T${pad(hour, 2)}:${pad(minute, 2)}:${pad(second, 2)}.${
+    pad(milli, 3)
+  }Z`;
+}
+
+function pad(n: number, width: number): string {
+  return String(n).padStart(width, "0");
+}

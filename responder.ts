@@ -6,7 +6,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { HealthSource } from "./health.ts";
+import type { HealthSource } from "./model.ts";
 import { errorResponse, HEALTH_JSON, parseTarget } from "./protocol.ts";
 import type { Framing, ProtocolError, Route, WireRequest, WireResponse } from "./protocol.ts";
 import { httpStatus, renderVerbose, withholdDetails } from "./report.ts";

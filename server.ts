@@ -7,7 +7,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Health, HealthSource } from "./health.ts";
+import type { Health } from "./health.ts";
+import type { HealthSource } from "./model.ts";
 import { Connection } from "./connection.ts";
 import { Responder } from "./responder.ts";
 import { delay, MAX_DELAY, within } from "./delay.ts";

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { probe, ProbeError } from "../client.ts";
 import { Health } from "../health.ts";
-import type { CheckFunction } from "../health.ts";
+import type { CheckFunction } from "../check.ts";
 import { permissionFlags } from "../paths.ts";
 import { serve, SocketError } from "../server.ts";
 import { cli, cliArgs, exists, hasCommand, readUntil, ROOT, run, tempSocket } from "./_util.ts";

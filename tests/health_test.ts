@@ -1,8 +1,9 @@
 // The rules of the health model: against Health directly and, where
 // a rule is about serving, through a real server on a temporary socket.
 import assert from "node:assert/strict";
-import { Health, heapUsage } from "../health.ts";
-import type { CheckFunction } from "../health.ts";
+import { heapUsage } from "../builtin_checks.ts";
+import { Health } from "../health.ts";
+import type { CheckFunction } from "../check.ts";
 import type { CheckResult, HealthReport } from "../report.ts";
 import { serve } from "../server.ts";
 import { probe } from "../client.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { reportFromSnapshot } from "../health.ts";
+import { MAIN_LOOP_CHECK, reportFromSnapshot } from "../model.ts";
 import {
   dueChecks,
   errorShape,
@@ -9,7 +9,6 @@ import {
   isFromWorker,
   loopResult,
   lowestLevel,
-  MAIN_LOOP_CHECK,
 } from "../thread.ts";
 import { SocketError } from "../socket_file.ts";
 import type { Endpoint } from "../report.ts";
