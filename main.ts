@@ -229,7 +229,7 @@ async function missingPermissions(path: string, server: boolean): Promise<string
   for (const descriptor of descriptors) {
     const { state } = await Deno.permissions.query(descriptor);
     if (state !== "granted") {
-      return `Cannot use "${path}": Deno lacks permission; run with ${permissionFlags(path, server)}`;
+      return `Cannot use "${path}": Deno lacks permission; run with ${permissionFlags(path, { server })}`;
     }
   }
   return undefined;

@@ -130,7 +130,7 @@ export async function run(
 
 /** `deno run` arguments for main.ts with exactly the flags users get for `path`. */
 export function cliArgs(path: string, server: boolean, args: string[]): string[] {
-  return ["run", "--no-prompt", ...permissionFlags(path, server).split(" "), `${ROOT}main.ts`, ...args];
+  return ["run", "--no-prompt", ...permissionFlags(path, { server }).split(" "), `${ROOT}main.ts`, ...args];
 }
 
 /** Run the CLI as users do, with the scoped permissions for `path`. */

@@ -47,8 +47,8 @@ function fakeServer(path: string, answer: (conn: Deno.UnixConn) => Promise<void>
 
 Deno.test("the check, watch and demo tasks grant exactly the socket path (and the demo its .tmp sibling)", () => {
   const socket = "$HEALTHSOCK_SOCKET";
-  const client = permissionFlags(socket, false);
-  const server = permissionFlags(socket, true);
+  const client = permissionFlags(socket);
+  const server = permissionFlags(socket, { server: true });
   const path = `export HEALTHSOCK_SOCKET=$(sh -c 'echo "\${HEALTHSOCK_SOCKET:-/tmp/app.sock}"') && `;
   assert.equal(TASKS.check, `${path}deno run --no-prompt ${client} main.ts check --socket ${socket}`);
   assert.equal(TASKS.watch, `${path}deno run --no-prompt ${client} main.ts watch --socket ${socket}`);
@@ -158,7 +158,7 @@ Deno.test("bad flags print one line saying what is wrong and where the usage is,
     const out = await run("deno", [
       "run",
       "--no-prompt",
-      ...permissionFlags(sock.path, true).split(" "),
+      ...permissionFlags(sock.path, { server: true }).split(" "),
       `${ROOT}main.ts`,
       ...args,
     ]);
@@ -186,7 +186,7 @@ Deno.test("a missing permission prints the exact flags to add, with the path fil
   await using sock = await tempSocket();
   const check = await run("deno", ["run", "--no-prompt", `${ROOT}main.ts`, "check", "--socket", sock.path]);
   assert.equal(check.code, 3);
-  assert.ok(check.stderr.includes(permissionFlags(sock.path, false)), check.stderr);
+  assert.ok(check.stderr.includes(permissionFlags(sock.path)), check.stderr);
   // The task's flags are for /tmp/app.sock only: another socket needs its own.
   const other = await run("deno", [...taskArgs("check", "/tmp/app.sock"), "--socket", sock.path]);
   assert.equal(other.code, 3);
@@ -201,7 +201,7 @@ Deno.test("a missing permission prints the exact flags to add, with the path fil
     sock.path,
   ]);
   assert.equal(demo.code, 77);
-  assert.ok(demo.stderr.includes(permissionFlags(sock.path, true)), demo.stderr);
+  assert.ok(demo.stderr.includes(permissionFlags(sock.path, { server: true })), demo.stderr);
 });
 
 Deno.test("watch --count prints one line per answer and exits as check would", async () => {
@@ -525,7 +525,7 @@ Deno.test("README's deno install -g line for a checkout gives a probe whose demo
   const words = line.split(" ");
   assert.deepEqual(
     words.filter((word) => word.startsWith("--allow-")),
-    permissionFlags("/tmp/app.sock", false).split(" "),
+    permissionFlags("/tmp/app.sock").split(" "),
     "the flags a probe needs for /tmp/app.sock, nothing else",
   );
   await using sock = await tempSocket();
@@ -549,7 +549,7 @@ Deno.test("an unexpected error exits 70 with one line, never 1, which says the h
     "--name",
     "healthsock",
     "--no-prompt",
-    ...permissionFlags(sock.path, false).split(" "),
+    ...permissionFlags(sock.path).split(" "),
     "main.ts",
   ]);
   const out = await run("sh", [script, "check", "--socket", sock.path, "--log-level", "debug"]);

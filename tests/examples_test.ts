@@ -169,7 +169,8 @@ function assertServerCommand(words: string[], socket: string, extra = ""): void 
   assert.ok(script > 1, `no main.ts in ${words.join(" ")}`);
   assert.deepEqual(
     words.slice(2, script).sort(),
-    ["--no-prompt", ...permissionFlags(socket, true).split(" "), ...extra.split(" ").filter(Boolean)].sort(),
+    ["--no-prompt", ...permissionFlags(socket, { server: true }).split(" "), ...extra.split(" ").filter(Boolean)]
+      .sort(),
     "a server gets read, write and net for the socket, its lock file and temporary names, nothing else",
   );
   assert.equal(words[script + 1], "demo");

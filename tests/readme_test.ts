@@ -29,7 +29,7 @@ Deno.test("the README's library in ten lines serves a passing report as written"
     "--config",
     `${ROOT}deno.json`,
     `--allow-read=${file}`,
-    ...permissionFlags(sock.path, true).split(" "),
+    ...permissionFlags(sock.path, { server: true }).split(" "),
     file,
   ]);
   await waitForPath(sock.path);
