@@ -19,8 +19,8 @@ import type { Framing } from "./protocol.ts";
 import { ENDPOINTS, escapeText, renderVerbose } from "./report.ts";
 import type { Endpoint, HealthStatus } from "./report.ts";
 
-// `check` is what probes run, many times a minute: it loads only the client,
-// protocol and args modules. Logging (an npm package), node:util's parseArgs
+// `check` and `watch` are what probes run, many times a minute: they load only
+// the client, protocol and args modules. Logging (an npm package), node:util's parseArgs
 // (for demo) and the server load on demand: any npm package or node: module
 // boots Deno's Node layer, a fifth of a probe's start-up.
 
@@ -272,9 +272,19 @@ function statusLine(path: string, target: string, result: ProbeResult): string {
   return `"${path}" answered ${target} with ${result.status}${why}`;
 }
 
+/**
+ * A body from the server as safe lines for a terminal: it keeps its line
+ * breaks, and every other control character is escaped (`escapeText`), so a
+ * process answering on the path cannot send ESC, BEL or CR to the user's
+ * terminal, as the server's own framings guarantee for what checks say.
+ */
+function safeLines(body: string): string {
+  return body.replace(/\n$/, "").split("\n").map(escapeText).join("\n");
+}
+
 function renderText(result: ProbeResult, target: string, verbose: boolean): string {
   const endpoint = endpointOf(target);
-  if (!result.report) return result.body;
+  if (!result.report) return safeLines(result.body);
   if (verbose) return renderVerbose(result.report, endpoint);
   const summary = `${endpoint} check ${result.status === "fail" ? "failed" : "passed"}`;
   return result.report.output ? `${summary} (${escapeText(result.report.output)})` : summary;
@@ -333,7 +343,9 @@ async function runCheck(values: Record<string, string | boolean | undefined>): P
     throw error;
   }
   if (!values.quiet) {
-    console.log(flags.format === "json" ? result.body : renderText(result, flags.target, Boolean(values.verbose)));
+    console.log(
+      flags.format === "json" ? safeLines(result.body) : renderText(result, flags.target, Boolean(values.verbose)),
+    );
   }
   if (result.status === "fail") return fatal(EXIT.fail, statusLine(flags.path, flags.target, result));
   return EXIT.ok;
@@ -401,7 +413,8 @@ async function runWatch(values: Record<string, string | boolean | undefined>): P
     } else if (observation.status === "error") {
       printLine(`${time} ${observation.error.kind} ${escapeText(observation.error.message)}`);
     } else {
-      printLine(`${time} ${observation.status} ${renderText(observation.result, flags.target, false)}`);
+      // One line per answer, whatever the body holds (a ?verbose target answers several).
+      printLine(`${time} ${observation.status} ${escapeText(renderText(observation.result, flags.target, false))}`);
     }
     return printed < count;
   };
@@ -602,8 +615,9 @@ async function main(args: string[] = Deno.args): Promise<number> {
       "--log-level",
     );
     const format = choice(values["log-format"] as string, ["text", "json"] as const, "--log-format");
-    // check logs nothing of its own unless asked: it reports on stdout and stderr.
-    if (command !== "check" || values["log-level"] !== undefined || format === "json") {
+    // check and watch log nothing of their own unless asked: they report on stdout and stderr, and a probe
+    // loads no npm package (LogTape is one), so it runs on an empty cache with --cached-only.
+    if (command === "demo" || values["log-level"] !== undefined || format === "json") {
       logging = await import("./logging.ts");
       await logging.setUpLogging(level, format);
     }

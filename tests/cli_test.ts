@@ -557,3 +557,50 @@ Deno.test("an unexpected error exits 70 with one line, never 1, which says the h
   assert.match(out.stderr, /^healthsock: Internal error \(please report it\): .*@logtape\/logtape/);
   assert.equal(out.stderr.trimEnd().split("\n").length, 1, out.stderr);
 });
+
+Deno.test("check and watch run on an empty Deno cache with --cached-only: the probe path loads no npm package", async () => {
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, healthy());
+  const denoDir = await Deno.makeTempDir({ prefix: "healthsock-deno-dir-" });
+  try {
+    const env = { DENO_DIR: denoDir, NO_COLOR: "1" };
+    const offline = (args: string[]) =>
+      run("deno", ["run", "--cached-only", ...cliArgs(sock.path, false, [...args, "--socket", sock.path]).slice(1)], {
+        cwd: ROOT,
+        env,
+      });
+    const check = await offline(["check"]);
+    assert.equal(check.code, 0, check.stderr);
+    assert.equal(check.stdout, "healthz check passed\n");
+    const watch = await offline(["watch", "--count", "1"]);
+    assert.equal(watch.code, 0, watch.stderr);
+    assert.match(watch.stdout, /^\S+ pass healthz check passed\n$/);
+    // Asking for logging is asking for LogTape, which this cache does not hold.
+    const logged = await offline(["watch", "--count", "1", "--log-level", "debug"]);
+    assert.notEqual(logged.code, 0, "LogTape was loaded from an empty cache");
+  } finally {
+    await Deno.remove(denoDir, { recursive: true });
+  }
+});
+
+Deno.test("check and watch escape a text body's control characters, so the answer cannot drive the terminal", async () => {
+  await using sock = await tempSocket();
+  // A process answering on the path with a ?verbose-like text holding ESC, BEL and CR.
+  const hostile = "[+]db ok\x1b]0;owned\x07\r[+]x\x1b[2J\nhealthz check passed\n";
+  await using _fake = fakeServer(sock.path, async (conn) => {
+    await conn.read(new Uint8Array(1024));
+    await conn.write(new TextEncoder().encode(hostile));
+    conn.close();
+  });
+  const check = await cli(sock.path, ["check", "--path", "/healthz?verbose"]);
+  assert.equal(check.code, 0, check.stderr);
+  assert.equal(check.stdout, "[+]db ok\\u001b]0;owned\\u0007\\r[+]x\\u001b[2J\nhealthz check passed\n");
+  const json = await cli(sock.path, ["check", "--path", "/healthz?verbose", "--format", "json"]);
+  assert.equal(json.stdout, check.stdout);
+  const watch = await cli(sock.path, ["watch", "--count", "1", "--path", "/healthz?verbose"]);
+  assert.equal(watch.code, 0, watch.stderr);
+  assert.match(
+    watch.stdout,
+    /^\S+ pass \[\+\]db ok\\u001b\]0;owned\\u0007\\r\[\+\]x\\u001b\[2J\\nhealthz check passed\n$/,
+  );
+});
