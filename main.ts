@@ -125,12 +125,24 @@ Options:
                              /readyz passes, WATCHDOG=1 while /livez passes,
                              STOPPING=1 on drain; sends from PATH.notify and
                              needs --unstable-net (see the README)
-  --socket PATH              Socket path (default ${DEFAULT_SOCKET})
+  --socket PATH              Socket path (default ${DEFAULT_SOCKET})`,
+};
+
+/** Safe to paste into a shell and to print: quoted unless plain, control characters escaped. */
+function shellWord(text: string): string {
+  return escapeText(/^[\w/.,:@%+=-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`);
+}
+
+/** A command's usage; the demo's names the socket it would serve, so its examples can be pasted as they are. */
+function usage(command: Command, socket: string): string {
+  if (command !== "demo") return USAGE[command];
+  const path = shellWord(socket);
+  return `${USAGE.demo}
 
 While it runs, from another terminal:
-  socat - UNIX-CONNECT:/tmp/app.sock <<< "GET /healthz"
-  curl --unix-socket /tmp/app.sock http://localhost/healthz`,
-};
+  socat - UNIX-CONNECT:${path} <<< "GET /healthz"
+  curl --unix-socket ${path} http://localhost/healthz`;
+}
 
 type Command = "demo" | "check" | "watch";
 
@@ -603,7 +615,7 @@ async function main(args: string[] = Deno.args): Promise<number> {
     return usageError(command, (error as Error).message);
   }
   if (values.help) {
-    console.log(USAGE[command]);
+    console.log(usage(command, values.socket as string));
     return EXIT.ok;
   }
   try {

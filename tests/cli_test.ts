@@ -49,7 +49,10 @@ Deno.test("the check, watch and demo tasks grant exactly the socket path (and th
   const socket = "$HEALTHSOCK_SOCKET";
   const client = permissionFlags(socket);
   const server = permissionFlags(socket, { server: true });
-  const path = `export HEALTHSOCK_SOCKET=$(sh -c 'echo "\${HEALTHSOCK_SOCKET:-/tmp/app.sock}"') && `;
+  const path = "sh -c 'case ${HEALTHSOCK_SOCKET:-/} in [!/]*|*[[:space:],]*) " +
+    `echo "healthsock: Invalid HEALTHSOCK_SOCKET \\"$HEALTHSOCK_SOCKET\\": use an absolute path without spaces or commas" ` +
+    ">&2; exit 64;; esac' && " +
+    `export HEALTHSOCK_SOCKET=$(sh -c 'echo "\${HEALTHSOCK_SOCKET:-/tmp/app.sock}"') && `;
   assert.equal(TASKS.check, `${path}deno run --no-prompt ${client} main.ts check --socket ${socket}`);
   assert.equal(TASKS.watch, `${path}deno run --no-prompt ${client} main.ts watch --socket ${socket}`);
   assert.equal(TASKS.demo, `${path}deno run --no-prompt ${server} main.ts demo --socket ${socket}`);
@@ -603,4 +606,32 @@ Deno.test("check and watch escape a text body's control characters, so the answe
     watch.stdout,
     /^\S+ pass \[\+\]db ok\\u001b\]0;owned\\u0007\\r\[\+\]x\\u001b\[2J\\nhealthz check passed\n$/,
   );
+});
+
+Deno.test("a relative HEALTHSOCK_SOCKET, or one with a space or comma, stops every task with one line and exit 64", async () => {
+  for (const name of ["demo", "check", "watch", "compile"]) {
+    for (const bad of ["app.sock", "/tmp/my app.sock", "/tmp/a,b.sock"]) {
+      const out = await task(name, bad, ["--help"]).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 64, `${name} with "${bad}": ${stderr}`);
+      assert.equal(
+        stderr,
+        `healthsock: Invalid HEALTHSOCK_SOCKET "${bad}": use an absolute path without spaces or commas\n`,
+        name,
+      );
+      assert.equal(out.stdout.length, 0);
+    }
+  }
+});
+
+Deno.test("demo --help names the socket in use in its examples, through the task too", async () => {
+  await using sock = await tempSocket();
+  const direct = await cli(sock.path, ["demo", "--help"], { server: true });
+  assert.equal(direct.code, 0, direct.stderr);
+  assert.ok(direct.stdout.includes(`socat - UNIX-CONNECT:${sock.path} <<< "GET /healthz"\n`), direct.stdout);
+  assert.ok(direct.stdout.includes(`curl --unix-socket ${sock.path} http://localhost/healthz`), direct.stdout);
+  assert.doesNotMatch(direct.stdout, /UNIX-CONNECT:\/tmp\/app\.sock|--unix-socket \/tmp\/app\.sock/);
+  const viaTask = await task("demo", sock.path, ["--help"]).output();
+  assert.equal(viaTask.code, 0);
+  assert.equal(new TextDecoder().decode(viaTask.stdout), direct.stdout);
 });
