@@ -297,7 +297,7 @@ function safeLines(body: string): string {
 function renderText(result: ProbeResult, target: string, verbose: boolean): string {
   const endpoint = endpointOf(target);
   if (!result.report) return safeLines(result.body);
-  if (verbose) return renderVerbose(result.report, endpoint);
+  if (verbose) return renderVerbose(result.report, endpoint).replace(/\n$/, "");
   const summary = `${endpoint} check ${result.status === "fail" ? "failed" : "passed"}`;
   return result.report.output ? `${summary} (${escapeText(result.report.output)})` : summary;
 }

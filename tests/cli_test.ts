@@ -78,7 +78,7 @@ Deno.test("check prints per-check lines with --verbose and the body with --forma
   assert.equal(verbose.code, 0, verbose.stderr);
   assert.equal(
     verbose.stdout,
-    "[+]db ok\n[+]cache warn: check warned\n[+]lifecycle ok\n[+]mainloop ok\nreadyz check passed\n",
+    "[+]db ok\n[+]cache warn: check warned\n[+]lifecycle ok\n[+]mainloop ok\nreadyz check passed with warnings\n",
   );
   const json = await cli(sock.path, ["check", "--format", "json", "--http"]);
   assert.equal(json.code, 0);
