@@ -635,3 +635,13 @@ Deno.test("demo --help names the socket in use in its examples, through the task
   assert.equal(viaTask.code, 0);
   assert.equal(new TextDecoder().decode(viaTask.stdout), direct.stdout);
 });
+
+Deno.test("through deno task -q, as the README says, --log-format json leaves only JSON lines on stderr", async () => {
+  await using sock = await tempSocket();
+  const out = await task("check", sock.path, ["--log-format", "json"]).output();
+  assert.equal(out.code, 3);
+  const lines = new TextDecoder().decode(out.stderr).trimEnd().split("\n");
+  assert.equal(lines.length, 1, lines.join("\n"));
+  for (const line of lines) assert.equal(JSON.parse(line).properties.exitCode, 3, line);
+  assert.match(await Deno.readTextFile(`${ROOT}README.md`), /`deno task -q demo --log-format json`/);
+});
