@@ -11,6 +11,7 @@ import {
   encodeResponse,
   errorResponse,
   isUnterminatedLine,
+  lineOf,
   parseRequest,
   sniffFraming,
 } from "./protocol.ts";
@@ -476,7 +477,7 @@ export class Connection {
           changedAt = performance.now();
           const { body } = responder.render(report, route).response;
           if (http) await sendText(event(body));
-          else await send(this.#lastLine = encoder.encode(`${body}\n`));
+          else await send(this.#lastLine = encoder.encode(lineOf(body)));
         } else if (idle !== undefined && performance.now() - changedAt >= idle) {
           break;
         }
@@ -496,8 +497,8 @@ export class Connection {
 
 /** One server-sent event carrying a body: a `data:` line per body line, no `event:` field (so `onmessage` gets it). */
 function event(body: string): string {
-  // Bodies hold no CR, and LF only between lines (renderVerbose escapes both inside values).
-  return `data: ${body.replaceAll("\n", "\ndata: ")}\n\n`;
+  // Bodies hold no CR, and LF only at the end of lines (renderVerbose escapes both inside values).
+  return `data: ${body.replace(/\n$/, "").replaceAll("\n", "\ndata: ")}\n\n`;
 }
 
 /** One chunk of a chunked HTTP/1.1 body. */

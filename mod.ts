@@ -46,6 +46,7 @@ export type { CheckKind, CheckSnapshot, HealthSnapshot, HealthSource, Lifecycle,
 export { probe, ProbeError, watch } from "./client.ts";
 export type { ProbeErrorKind, ProbeOptions, ProbeResult, WatchOptions } from "./client.ts";
 export { permissionFlags } from "./paths.ts";
+export type { PermissionFlagsOptions } from "./paths.ts";
 export { renderVerbose } from "./report.ts";
 export type { CheckResult, Endpoint, HealthReport, HealthStatus, VerboseOptions } from "./report.ts";
 export type { Framing } from "./protocol.ts";

@@ -67,13 +67,20 @@ export interface VerboseOptions {
 }
 
 /**
- * Render a report as the `?verbose` text: one `[+]name ok` or
- * `[-]name failed: reason` line per check, then `NAME check passed|failed`.
+ * Render a report as the `?verbose` text: one line per check, then the
+ * total, each line ending with a newline (so a terminal's prompt does not
+ * land on the last one).
+ *
+ * A check's line is its own result, as its entry in the JSON report is:
+ * `[+]name ok`, `[+]name warn: reason` or `[-]name failed: reason`, a
+ * non-critical check that fails too. The last line is the report's status:
+ * `NAME check passed` (`pass`), `NAME check passed with warnings` (`warn`: a
+ * check warned, or a non-critical one failed) or `NAME check failed`.
  *
  * A failing check without an `output` shows `reason withheld`: the server
  * strips outputs when it hides details.
  *
- * Guarantee: the text has no CR, and its only LFs separate these lines. Check
+ * Guarantee: the text has no CR, and its only LFs end these lines. Check
  * names, outputs and notes are escaped (CR and LF become `\r` and `\n`, other controls `\uXXXX`), so no check
  * can forge a `[+]name ok` line here, nor an extra event in a `?watch` event
  * stream, whose `data:` lines are this text's lines.
@@ -81,12 +88,14 @@ export interface VerboseOptions {
  * @param report The report.
  * @param endpoint The endpoint, named in the last line.
  * @param options Checks that were excluded, to list as such.
- * @returns The text, without a final newline.
+ * @returns The text, ending with a newline.
  * @example
  * ```ts
  * import { renderVerbose } from "@healthsock/healthsock";
  * renderVerbose({ status: "pass", checks: { "db:responseTime": [{ status: "pass" }] } }, "readyz");
- * // "[+]db ok\nreadyz check passed"
+ * // "[+]db ok\nreadyz check passed\n"
+ * renderVerbose({ status: "warn", checks: { "cache:hits": [{ status: "fail", output: "cold" }] } }, "readyz");
+ * // "[-]cache failed: cold\nreadyz check passed with warnings\n"
  * ```
  */
 export function renderVerbose(report: HealthReport, endpoint: Endpoint, options: VerboseOptions = {}): string {
@@ -102,8 +111,9 @@ export function renderVerbose(report: HealthReport, endpoint: Endpoint, options:
   }
   for (const name of options.excluded ?? []) lines.push(`[+]${escapeText(name)} excluded: ok`);
   for (const note of report.notes ?? []) lines.push(`warn: ${escapeText(String(note))}`);
-  lines.push(`${endpoint} check ${report.status === "fail" ? "failed" : "passed"}`);
-  return lines.join("\n");
+  const verdict = { pass: "passed", warn: "passed with warnings", fail: "failed" }[report.status];
+  lines.push(`${endpoint} check ${verdict}`);
+  return lines.join("\n") + "\n";
 }
 
 // C0 controls but tab, DEL, C1 controls (NEL among them) and the Unicode line and paragraph separators.
