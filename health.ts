@@ -6,7 +6,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { cutOutput, MAX_CHECKS, MAX_NAME_BYTES, MAX_OUTPUT_BYTES, reportCost } from "./bounds.ts";
+import { cutText, MAX_CHECKS, MAX_NAME_BYTES, MAX_OUTPUT_BYTES, reportCost } from "./bounds.ts";
 import { Check } from "./check.ts";
 import type { CheckDefinition, CheckFunction, CheckOptions } from "./check.ts";
 import { milliseconds } from "./delay.ts";
@@ -20,6 +20,7 @@ import {
   lifecycleResult,
   MAIN_LOOP_CHECK,
   noSuchCheck,
+  NOT_READY,
   selectChecks,
   SERVICE_FIELDS,
 } from "./model.ts";
@@ -211,8 +212,9 @@ export class Health extends EventTarget {
    * @param check The check function, or a definition such as a built-in check returns.
    * @param options Options; they override those of a definition.
    * @returns This registry, for chaining.
-   * @throws {TypeError} When the name is invalid or taken, or a kind is unknown.
-   * @throws {RangeError} When a timeout, interval or cache time is out of range, the
+   * @throws {TypeError} When the name is invalid or taken, a kind is unknown, or a tag is not a name.
+   * @throws {RangeError} When a timeout, interval, cache time, threshold or `maxTimeInError` is out of range, a tag is
+   * longer than 128 bytes or there are more than 32, the
    * name, measurement or component type is longer than 128 bytes, or the registry
    * holds 128 checks already (a report of them all stays far below what a client accepts).
    * @example
@@ -320,7 +322,7 @@ export class Health extends EventTarget {
    * starting, the program is not ready anyway: nothing changes. Called again
    * while not ready, it replaces the reason.
    *
-   * @param reason Why, for the report: cut to 1 KiB.
+   * @param reason Why, for the report: cut so that `not ready: REASON` takes at most 1 KiB.
    * @throws {TypeError} When the reason is not a string.
    * @throws {Error} Once draining has begun.
    * @example
@@ -340,7 +342,8 @@ export class Health extends EventTarget {
       throw new Error(`Cannot mark the health not ready: it is ${this.#state}`);
     }
     if (this.#state === "starting") return;
-    const bounded = cutOutput(reason);
+    // "not ready: REASON" is the lifecycle's output: bounded as a check's is.
+    const bounded = cutText(reason, MAX_OUTPUT_BYTES - NOT_READY.length);
     if (this.#state === "not-ready") {
       if (bounded === this.#reason) return;
       this.#reason = bounded;

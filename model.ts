@@ -305,6 +305,9 @@ export function noSuchCheck(name: string, endpoint: Endpoint): RangeError {
   return new RangeError(`No check named "${name}" on /${endpoint}`);
 }
 
+/** What the lifecycle's output on `/readyz` says before the reason, while `not-ready`. */
+export const NOT_READY = "not ready: ";
+
 /**
  * The lifecycle pseudo-check's result on an endpoint, for a state entered at
  * `since`: `/readyz` fails unless ready (naming the reason when `not-ready`),
@@ -324,7 +327,7 @@ export function lifecycleResult(state: Lifecycle, since: string, endpoint: Endpo
     output = state === "draining"
       ? "shutting down"
       : state === "not-ready"
-      ? (reason ? `not ready: ${reason}` : "not ready")
+      ? (reason ? `${NOT_READY}${reason}` : "not ready")
       : "starting";
   } else if (endpoint === "startupz" && state === "starting") output = "starting";
   if (output) {

@@ -7,7 +7,7 @@ import type { CheckFunction } from "../check.ts";
 import { renderVerbose } from "../report.ts";
 import type { CheckResult, HealthReport } from "../report.ts";
 import { serve } from "../server.ts";
-import { probe } from "../client.ts";
+import { probe, watch } from "../client.ts";
 import { cli, exchange, exists, hasCommand, parseHttp, run, tempSocket } from "./_util.ts";
 
 const encoder = new TextEncoder();
@@ -266,8 +266,16 @@ Deno.test("add bounds a check's name, measurement and component type, and the nu
 });
 
 Deno.test("a report of the most checks, every field at its limit, stays far below what a client accepts", async () => {
-  const health = new Health({ ready: true });
+  const field = "\x01".repeat(21); // 126 bytes, escaped
+  const health = new Health({
+    ready: true,
+    version: field,
+    releaseId: field,
+    serviceId: field,
+    description: "\x01".repeat(170),
+  });
   const hostile = '\x01\n"\\\u2028é😀'.repeat(2000);
+  health.markNotReady(hostile);
   for (let i = 0; i < 128; i++) {
     health.add(`${i}`.padStart(128, "n"), () => ({
       status: "fail",
@@ -276,8 +284,9 @@ Deno.test("a report of the most checks, every field at its limit, stays far belo
       observedUnit: hostile,
     }), { measurement: "m".repeat(128), componentType: "t".repeat(128), critical: false });
   }
-  const report = await health.report("healthz");
-  assert.equal(report.status, "warn");
+  const report = await health.report("readyz");
+  assert.equal(report.status, "fail");
+  assert.ok(encoder.encode(JSON.stringify(report.checks["lifecycle:state"][0].output)).length <= 1024 + 2);
   const size = encoder.encode(JSON.stringify(report)).length;
   assert.ok(size < 400 * 1024, `${size} bytes`);
 });
@@ -1070,7 +1079,7 @@ Deno.test("markNotReady: nothing changes while starting; after draining, it and 
   assert.throws(() => starting.markNotReady(42 as any), TypeError);
   const long = new Health({ ready: true });
   long.markNotReady("r".repeat(4000));
-  assert.ok(resultOf(await long.report("readyz"), "lifecycle")!.output!.length <= 1024 + "not ready: ".length);
+  assert.ok(resultOf(await long.report("readyz"), "lifecycle")!.output!.length <= 1024);
   long.markNotReady("again");
   assert.equal(resultOf(await long.report("readyz"), "lifecycle")?.output, "not ready: again");
   long.markDraining();
@@ -1194,3 +1203,22 @@ Deno.test("tags: a tag no check of the endpoint carries is reported in notes and
     "livez check passed",
   ]);
 });
+
+for (const thread of THREADS) {
+  Deno.test(`a ?watch stream follows a background check's thresholds: warn, then fail (thread: ${thread})`, async () => {
+    const health = new Health({ ready: true })
+      .add("db", () => ({ status: "fail", output: "refused" }), { interval: 300, failureThreshold: 3 });
+    await using sock = await tempSocket();
+    await using _server = await serve(sock.path, health, { thread, watchInterval: 60_000 });
+    const statuses: string[] = [];
+    const stop = AbortSignal.timeout(20_000);
+    for await (const report of watch(sock.path, { target: "/readyz", signal: stop, timeout: 20_000 })) {
+      statuses.push(`${report.status}: ${resultOf(report, "db")?.output}`);
+      if (report.status === "fail" && resultOf(report, "db")?.output === "refused") break;
+    }
+    // Before its first run the check counts as failing ("no result yet"); then 2 runs warn, the third fails.
+    // (The stream sends a report when its status changes: it may join after the first warning run.)
+    assert.match(statuses.at(-2) ?? "", /^warn: failed [12] of 3 runs in a row: refused$/, statuses.join(" | "));
+    assert.equal(statuses.at(-1), "fail: refused");
+  });
+}
