@@ -547,7 +547,7 @@ export class Health extends EventTarget {
     this.#stateSince = isoTime(Date.now());
     this.#lifecycleResults.clear();
     this.#plans.clear();
-    this.#changed(LIFECYCLE_CHECK, previous, state, reason, false);
+    this.#changed(LIFECYCLE_CHECK, previous, state, reason || undefined, false);
   }
 
   /** Tell listeners what changed; `onRequest`: a run on request made the change (see `madeOnRequest`). */
