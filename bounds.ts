@@ -19,6 +19,8 @@ export const MAX_UNIT_BYTES = 64;
 export const MAX_NAME_BYTES = 128;
 /** The most checks a `Health` holds, so that a report of all of them stays bounded. */
 export const MAX_CHECKS = 128;
+/** The most tags a check carries. */
+export const MAX_TAGS = 32;
 const encoder = new TextEncoder();
 
 /**

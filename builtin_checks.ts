@@ -1,5 +1,5 @@
 /**
- * The built-in checks: {@linkcode eventLoopLag} and {@linkcode heapUsage}.
+ * The built-in checks: {@linkcode eventLoopLag}, {@linkcode heapUsage} and {@linkcode progress}.
  *
  * @module
  */
@@ -196,6 +196,62 @@ export function heapUsage(options: HeapUsageOptions): CheckDefinition {
         };
       }
       return { status: "pass", observedValue: used, observedUnit: "bytes" };
+    },
+  };
+}
+
+/** Options of {@linkcode progress}. */
+export interface ProgressOptions {
+  /** Fail when the last `beat()` is this many milliseconds old or older. */
+  within: number;
+}
+
+/** A check definition that passes while `beat()` is called often enough; see {@linkcode progress}. */
+export interface ProgressCheck extends CheckDefinition {
+  /** The check: its outcome at once, `observedValue` the milliseconds since the last beat. */
+  check: (signal?: AbortSignal) => CheckOutcome;
+  /** Record progress now. */
+  beat(): void;
+}
+
+/**
+ * A built-in check that work goes on: call `beat()` whenever the work moves
+ * (a tick, a job done, a message handled); the check passes while the last
+ * beat is younger than `within` ms, and fails after. Its `observedValue` is
+ * the milliseconds since the last beat; the check's making counts as the
+ * first beat. A `live` check (work that stopped moving is stuck: restart it),
+ * measured as `sinceLastBeat`, run afresh on every request (`cacheTtl: 0`).
+ *
+ * @param options How young the last beat must be.
+ * @returns A check definition with a `beat()` method, for {@linkcode Health.prototype.add}.
+ * @throws {RangeError} When `within` is not a number of milliseconds from 1 to 2^31-1.
+ * @example
+ * ```ts
+ * import { Health, progress } from "@healthsock/healthsock";
+ * const ticker = progress({ within: 2000 });
+ * const health = new Health().add("ticker", ticker);
+ * setTimeout(() => ticker.beat(), 100); // in the loop that does the work
+ * ```
+ */
+export function progress(options: ProgressOptions): ProgressCheck {
+  const within = milliseconds(options?.within, "within");
+  let last = performance.now();
+  return {
+    kinds: ["live"],
+    measurement: "sinceLastBeat",
+    cacheTtl: 0,
+    check: () => {
+      const quiet = Math.round(performance.now() - last);
+      if (quiet < within) return { status: "pass", observedValue: quiet, observedUnit: "ms" };
+      return {
+        status: "fail",
+        observedValue: quiet,
+        observedUnit: "ms",
+        output: `no progress for ${quiet} ms (expected within ${within} ms)`,
+      };
+    },
+    beat() {
+      last = performance.now();
     },
   };
 }

@@ -6,7 +6,17 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { boundValue, cutOutput, cutText, describe, MAX_UNIT_BYTES, messageOf } from "./bounds.ts";
+import {
+  boundValue,
+  cutOutput,
+  cutText,
+  describe,
+  MAX_NAME_BYTES,
+  MAX_TAGS,
+  MAX_UNIT_BYTES,
+  messageOf,
+  reportCost,
+} from "./bounds.ts";
 import { milliseconds } from "./delay.ts";
 import type { CheckKind, CheckSnapshot } from "./model.ts";
 import { isoTime, isStatus } from "./report.ts";
@@ -35,17 +45,19 @@ export interface CheckOutcome {
 
 /**
  * A check: an async function that gets an `AbortSignal` (aborted when the
- * check times out or the server stops) and returns a status, an outcome, or
- * nothing (meaning `pass`). Throwing or rejecting, with anything, is `fail`
- * with the message as `output`.
+ * check times out or the server stops) and returns a status, an outcome, a
+ * boolean (`true` is `pass`, `false` is `fail` with the output "check
+ * returned false"), or nothing (meaning `pass`). Throwing or rejecting, with
+ * anything, is `fail` with the message as `output`.
  */
 export type CheckFunction = (
   signal: AbortSignal,
 ) =>
   | CheckOutcome
   | HealthStatus
+  | boolean
   | void
-  | Promise<CheckOutcome | HealthStatus | void>;
+  | Promise<CheckOutcome | HealthStatus | boolean | void>;
 
 /** Options of one check. */
 export interface CheckOptions {
@@ -63,6 +75,23 @@ export interface CheckOptions {
   measurement?: string;
   /** The IETF `componentType` of the result, such as `datastore` or `system`. @default {undefined} */
   componentType?: string;
+  /**
+   * Failing runs in a row before the check reports `fail`; until then it reports `warn`, saying how many of how
+   * many, with the last failure's output. A cached result is not a run. @default {1}
+   */
+  failureThreshold?: number;
+  /** After reporting `fail`, passing runs in a row before the check reports `pass` again; until then, `fail`. @default {1} */
+  successThreshold?: number;
+  /**
+   * Milliseconds a check must have failed continuously (from its first failing run in a row) before it reports
+   * `fail`; until then, `warn`. With `failureThreshold`, both must be reached. @default {undefined}
+   */
+  maxTimeInError?: number;
+  /**
+   * Labels to select the check by: `?tag=NAME` keeps the checks carrying any of the tags named. Letters, digits,
+   * `.`, `_` and `-`; at most 32 of at most 128 bytes each. @default {[]}
+   */
+  tags?: string[];
 }
 
 /** A check function together with its options, as the built-in checks return it. */
@@ -70,6 +99,12 @@ export interface CheckDefinition extends CheckOptions {
   /** The check function. */
   check: CheckFunction;
 }
+
+/**
+ * Told of each run's result as reported: the status reported before (undefined
+ * before the first run), and whether the status changed.
+ */
+export type OnResult = (result: CheckResult, previous: HealthStatus | undefined, changed: boolean) => void;
 
 interface Settled {
   result: CheckResult;
@@ -106,6 +141,7 @@ export class Check {
   readonly kinds: readonly CheckKind[];
   readonly critical: boolean;
   readonly interval?: number;
+  readonly tags: readonly string[];
   #fn: CheckFunction;
   #timeout: number;
   #cacheTtl: number;
@@ -119,9 +155,19 @@ export class Check {
   #stop?: AbortController;
   /** Aborts the on-request runs in progress when the health stops serving. */
   #runs = new AbortController();
-  #onResult: (changed: boolean) => void;
+  #onResult: OnResult;
+  #failureThreshold: number;
+  #successThreshold: number;
+  #maxTimeInError?: number;
+  /** Failing runs in a row, and when the first of them finished (`performance.now()`). */
+  #failures = 0;
+  #failingSince = 0;
+  /** The check reports `fail` (past its thresholds): passing runs in a row since, and the last failure's output. */
+  #failed = false;
+  #passes = 0;
+  #lastFailure?: string;
 
-  constructor(name: string, definition: WatchingDefinition, cacheTtl: number, onResult: (changed: boolean) => void) {
+  constructor(name: string, definition: WatchingDefinition, cacheTtl: number, onResult: OnResult) {
     this.name = name;
     this.#fn = definition.check;
     this.#timeout = milliseconds(definition.timeout ?? 1000, "timeout");
@@ -134,6 +180,12 @@ export class Check {
         throw new TypeError(`Cannot add check "${name}": unknown kind "${kind}"; use live, ready or startup`);
       }
     }
+    this.#failureThreshold = runs(definition.failureThreshold ?? 1, "failureThreshold");
+    this.#successThreshold = runs(definition.successThreshold ?? 1, "successThreshold");
+    if (definition.maxTimeInError !== undefined) {
+      this.#maxTimeInError = milliseconds(definition.maxTimeInError, "maxTimeInError", true);
+    }
+    this.tags = tagsOf(name, definition.tags ?? []);
     this.#measurement = definition.measurement ?? "responseTime";
     this.#componentType = definition.componentType;
     this.#watch = definition[WATCH];
@@ -150,6 +202,7 @@ export class Check {
       critical: this.critical,
       background: this.interval !== undefined,
       timeout: this.#timeout,
+      tags: [...this.tags],
     };
     if (this.#last) {
       snapshot.result = this.#last.result;
@@ -208,9 +261,7 @@ export class Check {
     const started = performance.now();
     const outcome = await this.#call(stopSignal);
     const finished = performance.now();
-    const result = this.#resultOf(outcome, finished - started);
-    this.#record(result, finished);
-    return result;
+    return this.#record(this.#resultOf(outcome, finished - started), finished);
   }
 
   /**
@@ -260,16 +311,60 @@ export class Check {
   }
 
   /**
-   * Keep a result finished at `at` as the latest (what is cached and
-   * snapshotted), log a change of status, and tell the Health: a change of a
-   * background check's status is a change of the reports.
+   * Keep a run's result finished at `at` as the latest (what is cached and
+   * snapshotted), as its thresholds make it (see `#judge`),
+   * log a change of status, and tell the Health.
    */
-  #record(result: CheckResult, at: number): void {
+  #record(run: CheckResult, at: number): CheckResult {
+    const result = this.#judge(run, at);
     const previous = this.#last?.result.status;
     this.#last = { result, at };
     const changed = previous !== result.status;
     if (changed) this.#logChange(result);
-    this.#onResult(changed && this.interval !== undefined);
+    this.#onResult(result, previous, changed);
+    return result;
+  }
+
+  /**
+   * What a run's result reports, by the thresholds: each run counts once (a
+   * cached result is no run). A failing run reports `warn` until
+   * `failureThreshold` runs in a row have failed, and for `maxTimeInError`
+   * ms since the first of them; once the check reports `fail`, a passing run
+   * (or warning one) reports `fail` until `successThreshold` runs in a row
+   * have not failed. With the defaults, a run reports what it returned.
+   */
+  #judge(run: CheckResult, at: number): CheckResult {
+    if (run.status === "fail") {
+      this.#passes = 0;
+      if (this.#failures++ === 0) this.#failingSince = at;
+      this.#lastFailure = run.output;
+      if (this.#failed) return run;
+      const failures = this.#failures;
+      const threshold = this.#failureThreshold;
+      const time = Math.round(at - this.#failingSince);
+      const limit = this.#maxTimeInError;
+      if (failures >= threshold && (limit === undefined || time >= limit)) {
+        this.#failed = true;
+        return run;
+      }
+      const parts: string[] = [];
+      if (threshold > 1 || limit === undefined) {
+        parts.push(failures < threshold ? `${failures} of ${threshold} runs in a row` : `${failures} runs in a row`);
+      }
+      if (limit !== undefined) parts.push(`for ${time} of ${limit} ms`);
+      return { ...run, status: "warn", output: cutOutput(`failed ${parts.join(", ")}: ${run.output}`) };
+    }
+    this.#failures = 0;
+    if (!this.#failed) return run;
+    if (++this.#passes >= this.#successThreshold) {
+      this.#failed = false;
+      this.#passes = 0;
+      return run;
+    }
+    const output = `recovering: passed ${this.#passes} of ${this.#successThreshold} runs in a row; last failure: ${
+      this.#lastFailure ?? "check failed"
+    }`;
+    return { ...run, status: "fail", output: cutOutput(output) };
   }
 
   #logChange(result: CheckResult): void {
@@ -286,7 +381,8 @@ export class Check {
 
 /** Turn what a check returned into an outcome; throws only from getters of the value (caught by the caller). */
 export function normalize(value: unknown): CheckOutcome {
-  if (value === undefined) return { status: "pass" };
+  if (value === undefined || value === true) return { status: "pass" };
+  if (value === false) return { status: "fail", output: "check returned false" };
   if (isStatus(value)) return { status: value };
   if (typeof value === "object" && value !== null && isStatus((value as CheckOutcome).status)) {
     const { status, observedValue, observedUnit, output, time } = value as CheckOutcome;
@@ -308,4 +404,32 @@ export function normalize(value: unknown): CheckOutcome {
     return outcome;
   }
   return { status: "fail", output: `check returned an invalid result: ${describe(value)}` };
+}
+
+/** A number of runs, from 1. */
+function runs(value: number, name: string): number {
+  if (!Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
+    throw new RangeError(`Cannot use ${name} ${value}: expected a whole number of runs from 1 to ${2 ** 31 - 1}`);
+  }
+  return value;
+}
+
+/** A check's tags, checked as names are, without repeats. */
+function tagsOf(name: string, tags: readonly string[]): string[] {
+  if (!Array.isArray(tags)) throw new TypeError(`Cannot add check "${name}": tags must be an array of names`);
+  const unique = [...new Set(tags)];
+  for (const tag of unique) {
+    if (typeof tag !== "string" || !/^[A-Za-z0-9._-]+$/.test(tag)) {
+      throw new TypeError(`Cannot add check "${name}": tag ${describe(tag)} is not letters, digits, ".", "_" and "-"`);
+    }
+    if (reportCost(tag) > MAX_NAME_BYTES) {
+      throw new RangeError(
+        `Cannot add check "${name}": tag "${tag.slice(0, 32)}…" is longer than ${MAX_NAME_BYTES} bytes`,
+      );
+    }
+  }
+  if (unique.length > MAX_TAGS) {
+    throw new RangeError(`Cannot add check "${name}": a check carries at most ${MAX_TAGS} tags`);
+  }
+  return unique;
 }

@@ -9,7 +9,7 @@
 import { getLogger } from "@logtape/logtape";
 import { probe, ProbeError } from "./client.ts";
 import { delay } from "./delay.ts";
-import { eventLoopLag } from "./builtin_checks.ts";
+import { eventLoopLag, progress } from "./builtin_checks.ts";
 import { Health } from "./health.ts";
 import { serve } from "./server.ts";
 import type { HealthServer } from "./server.ts";
@@ -101,11 +101,14 @@ export async function startDemo(path: string, options: DemoOptions = {}): Promis
   }
   let ticks = 0;
   let lastTick = Date.now();
+  // The seed's pattern: the worker beats at each tick, the ticker check fails when the beats stop.
+  const ticking = progress({ within: unhealthyAfter });
   let tickTimer: ReturnType<typeof setTimeout> | undefined;
   const started = Date.now();
   const tick = () => {
     ticks++;
     lastTick = Date.now();
+    ticking.beat();
     if (stallAfter !== undefined && lastTick - started >= stallAfter) {
       tickTimer = undefined;
       logger.warn("Worker stalled on purpose after {ms} ms: /livez fails in {after} ms", {
@@ -119,14 +122,15 @@ export async function startDemo(path: string, options: DemoOptions = {}): Promis
   tickTimer = setTimeout(tick, Math.random() * 500);
 
   const health = new Health()
+    // Reported as the seed did: the tick count, the time of the last tick.
     .add("ticker", () => {
-      const quiet = Date.now() - lastTick;
+      const { status, observedValue: quiet } = ticking.check();
       return {
-        status: quiet > unhealthyAfter ? "fail" : "pass",
+        status,
         observedValue: ticks,
         observedUnit: "ticks",
         time: new Date(lastTick),
-        output: quiet > unhealthyAfter ? `no tick for ${(quiet / 1000).toFixed(1)} s` : undefined,
+        output: status === "fail" ? `no tick for ${(Number(quiet) / 1000).toFixed(1)} s` : undefined,
       };
     }, { kinds: ["live"], measurement: "ticks", cacheTtl: 0 })
     .add("started", () => ticks > 0 ? "pass" : { status: "fail", output: "waiting for the first tick" }, {
@@ -154,13 +158,15 @@ export async function startDemo(path: string, options: DemoOptions = {}): Promis
       throw error;
     }
   }
-  const readyTimer = setTimeout(() => health.markReady(), readyAfter);
+  // A drain may come first: a draining health is not made ready again.
+  const readyTimer = setTimeout(() => health.state === "starting" && health.markReady(), readyAfter);
   // The worker's synchronous work: it counts as a tick once done (busy is not dead).
   const block = () => {
     logger.info("Worker busy for {ms} ms: the main thread is blocked", { ms: blockFor });
     spin(blockFor!);
     ticks++;
     lastTick = Date.now();
+    ticking.beat();
     blockTimer = setTimeout(block, blockEvery! - blockFor!);
   };
   let blockTimer = blockEvery === undefined ? undefined : setTimeout(block, blockEvery - blockFor!);

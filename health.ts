@@ -6,12 +6,13 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { MAX_CHECKS, MAX_NAME_BYTES, reportCost } from "./bounds.ts";
+import { cutText, MAX_CHECKS, MAX_NAME_BYTES, MAX_OUTPUT_BYTES, reportCost } from "./bounds.ts";
 import { Check } from "./check.ts";
 import type { CheckDefinition, CheckFunction, CheckOptions } from "./check.ts";
 import { milliseconds } from "./delay.ts";
 import {
   buildReport,
+  changeEvent,
   hasCheck,
   HEALTH_PSEUDO,
   LIFECYCLE_CHECK,
@@ -19,11 +20,13 @@ import {
   lifecycleResult,
   MAIN_LOOP_CHECK,
   noSuchCheck,
+  NOT_READY,
   selectChecks,
+  SERVICE_FIELDS,
 } from "./model.ts";
-import type { HealthSnapshot, Lifecycle, ReportOptions } from "./model.ts";
-import { isoTime } from "./report.ts";
-import type { CheckResult, Endpoint, HealthReport } from "./report.ts";
+import type { HealthChange, HealthSnapshot, Lifecycle, ReportOptions, ServiceFields } from "./model.ts";
+import { escapeText, isoTime } from "./report.ts";
+import type { CheckResult, Endpoint, HealthReport, HealthStatus } from "./report.ts";
 
 const logger = getLogger(["healthsock", "health"]);
 
@@ -33,6 +36,22 @@ export interface HealthOptions {
   ready?: boolean;
   /** The default `cacheTtl` of on-request checks, in milliseconds. @default {1000} */
   cacheTtl?: number;
+  /** The service's public version (the draft's `version`), at the top of every JSON report; at most 128 bytes. @default {undefined} */
+  version?: string;
+  /** The version of this release (`releaseId`), such as `"1.4.2"` or a commit; at most 128 bytes. @default {undefined} */
+  releaseId?: string;
+  /** An id of this instance of the service (`serviceId`); at most 128 bytes. @default {undefined} */
+  serviceId?: string;
+  /** What the service is, for people (`description`); at most 1 KiB. @default {undefined} */
+  description?: string;
+}
+
+/** The events a {@linkcode Health} dispatches, by type. */
+export interface HealthEventMap {
+  /** A check's reported status, or the lifecycle state, changed. */
+  change: CustomEvent<HealthChange>;
+  /** A check was added or removed, or finished a run. */
+  update: Event;
 }
 
 /** The checks an endpoint selects, and its last report with the results it was built from. */
@@ -53,9 +72,10 @@ function sameResults(a: readonly (CheckResult | undefined)[], b: readonly (Check
  *
  * Register checks with {@linkcode Health.prototype.add}, serve them with
  * `serve()`, and call {@linkcode Health.prototype.markReady} once start-up is
- * done. Dispatches a `change` event when the lifecycle state or the status of
- * a background check changes, and an `update` event when a check is added or
- * removed or finishes a run.
+ * done. Dispatches a `change` event (a `CustomEvent` whose `detail` is a
+ * {@linkcode HealthChange}) once per check whose reported status changes, and
+ * when the lifecycle state changes (named `lifecycle`), and an `update` event
+ * when a check is added or removed or finishes a run.
  *
  * @example Register two checks
  * ```ts
@@ -81,17 +101,98 @@ export class Health extends EventTarget {
   /** The lifecycle pseudo-check's result on each endpoint, for the current state (cleared when it changes). */
   #lifecycleResults = new Map<Endpoint, CheckResult>();
   #plans = new Map<string, Plan>();
+  /** Why the program is `not-ready`, bounded. */
+  #reason?: string;
+  #service?: ServiceFields;
 
   /**
    * Create an empty registry.
    *
-   * @param options Initial state and default cache time.
-   * @throws {RangeError} When `cacheTtl` is negative.
+   * @param options Initial state, default cache time, and the fields describing the service.
+   * @throws {RangeError} When `cacheTtl` is negative, or a service field is too long.
+   * @throws {TypeError} When a service field is not a string.
    */
   constructor(options: HealthOptions = {}) {
     super();
     this.#state = options.ready ? "ready" : "starting";
     this.#cacheTtl = milliseconds(options.cacheTtl ?? 1000, "cacheTtl", true);
+    const service: ServiceFields = {};
+    for (const field of SERVICE_FIELDS) {
+      const value = options[field];
+      if (value === undefined) continue;
+      if (typeof value !== "string") throw new TypeError(`Cannot use ${field} ${typeof value}: expected a string`);
+      const max = field === "description" ? MAX_OUTPUT_BYTES : MAX_NAME_BYTES;
+      if (reportCost(value) > max) throw new RangeError(`Cannot use ${field}: it is longer than ${max} bytes`);
+      service[field] = value;
+    }
+    if (Object.keys(service).length > 0) this.#service = service;
+  }
+
+  /**
+   * Listen to a {@linkcode HealthEventMap} event: `change` gets a
+   * `CustomEvent` whose `detail` says what changed.
+   *
+   * @param type `change` or `update`.
+   * @param listener Called with the event.
+   * @param options As for any `EventTarget`.
+   * @example
+   * ```ts
+   * import { Health } from "@healthsock/healthsock";
+   * const health = new Health();
+   * health.addEventListener("change", ({ detail }) => console.log(detail.name, detail.previous, detail.current));
+   * ```
+   */
+  override addEventListener<K extends keyof HealthEventMap>(
+    type: K,
+    listener: (this: Health, event: HealthEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  /** As for any `EventTarget`, for other event types. */
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener, options);
+  }
+
+  /**
+   * Stop listening to a {@linkcode HealthEventMap} event.
+   *
+   * @param type `change` or `update`.
+   * @param listener The listener added.
+   * @param options As for any `EventTarget`.
+   * @example
+   * ```ts
+   * import { Health } from "@healthsock/healthsock";
+   * const health = new Health();
+   * const log = () => {};
+   * health.addEventListener("change", log);
+   * health.removeEventListener("change", log);
+   * ```
+   */
+  override removeEventListener<K extends keyof HealthEventMap>(
+    type: K,
+    listener: (this: Health, event: HealthEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  /** As for any `EventTarget`, for other event types. */
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(type, listener, options);
   }
 
   /** The lifecycle state. */
@@ -111,8 +212,9 @@ export class Health extends EventTarget {
    * @param check The check function, or a definition such as a built-in check returns.
    * @param options Options; they override those of a definition.
    * @returns This registry, for chaining.
-   * @throws {TypeError} When the name is invalid or taken, or a kind is unknown.
-   * @throws {RangeError} When a timeout, interval or cache time is out of range, the
+   * @throws {TypeError} When the name is invalid or taken, a kind is unknown, or a tag is not a name.
+   * @throws {RangeError} When a timeout, interval, cache time, threshold or `maxTimeInError` is out of range, a tag is
+   * longer than 128 bytes or there are more than 32, the
    * name, measurement or component type is longer than 128 bytes, or the registry
    * holds 128 checks already (a report of them all stays far below what a client accepts).
    * @example
@@ -146,8 +248,8 @@ export class Health extends EventTarget {
         );
       }
     }
-    const entry = new Check(name, definition, this.#cacheTtl, (changed) => {
-      if (changed) this.#changed();
+    const entry = new Check(name, definition, this.#cacheTtl, (result, previous, changed) => {
+      if (changed) this.#changed(name, previous, result.status, result.output, entry.interval === undefined);
       this.dispatchEvent(new Event("update"));
     });
     this.#checks.set(name, entry);
@@ -193,8 +295,10 @@ export class Health extends EventTarget {
   }
 
   /**
-   * Open `/readyz` and `/startupz`: start-up is done.
+   * Open `/readyz` and `/startupz`: start-up is done. After
+   * {@linkcode Health.prototype.markNotReady}, open `/readyz` again.
    *
+   * @throws {Error} Once draining has begun: a program shutting down is not ready again.
    * @example
    * ```ts
    * import { Health } from "./health.ts";
@@ -204,7 +308,51 @@ export class Health extends EventTarget {
    * ```
    */
   markReady(): void {
-    if (this.#state === "starting") this.#setState("ready");
+    if (this.#state === "draining" || this.#state === "stopped") {
+      throw new Error(`Cannot mark the health ready: it is ${this.#state}`);
+    }
+    if (this.#state !== "ready") this.#setState("ready");
+  }
+
+  /**
+   * Take a ready program out of readiness until the next
+   * {@linkcode Health.prototype.markReady}: a lost database connection, a full
+   * queue, a maintenance window. `/readyz` fails, its `lifecycle` entry saying
+   * `not ready: REASON`; `/livez` and `/startupz` are not affected. While
+   * starting, the program is not ready anyway: nothing changes. Called again
+   * while not ready, it replaces the reason.
+   *
+   * @param reason Why, for the report: cut so that `not ready: REASON` takes at most 1 KiB.
+   * @throws {TypeError} When the reason is not a string.
+   * @throws {Error} Once draining has begun.
+   * @example
+   * ```ts
+   * import { Health } from "@healthsock/healthsock";
+   * const health = new Health({ ready: true });
+   * health.markNotReady("database connection lost");
+   * console.log((await health.report("readyz")).status); // "fail"
+   * health.markReady();
+   * ```
+   */
+  markNotReady(reason: string): void {
+    if (typeof reason !== "string") {
+      throw new TypeError(`Cannot mark the health not ready: expected a reason string, got ${typeof reason}`);
+    }
+    if (this.#state === "draining" || this.#state === "stopped") {
+      throw new Error(`Cannot mark the health not ready: it is ${this.#state}`);
+    }
+    if (this.#state === "starting") return;
+    // "not ready: REASON" is the lifecycle's output: bounded as a check's is.
+    const bounded = cutText(reason, MAX_OUTPUT_BYTES - NOT_READY.length);
+    if (this.#state === "not-ready") {
+      if (bounded === this.#reason) return;
+      this.#reason = bounded;
+      this.#lifecycleResults.clear();
+      this.#plans.clear();
+      this.dispatchEvent(new Event("update"));
+      return;
+    }
+    this.#setState("not-ready", bounded);
   }
 
   /**
@@ -220,7 +368,9 @@ export class Health extends EventTarget {
    * ```
    */
   markDraining(): void {
-    if (this.#state === "starting" || this.#state === "ready") this.#setState("draining");
+    if (this.#state === "starting" || this.#state === "ready" || this.#state === "not-ready") {
+      this.#setState("draining");
+    }
   }
 
   /**
@@ -323,8 +473,8 @@ export class Health extends EventTarget {
   evaluate(endpoint: Endpoint, options: ReportOptions = {}): HealthReport | Promise<HealthReport> {
     const only = options.check;
     if (only !== undefined && !this.has(only, endpoint)) throw noSuchCheck(only, endpoint);
-    // Exclusions are the client's to vary: only plans without them are kept (a bounded set).
-    const key = !options.exclude?.length ? `${endpoint}/${only ?? ""}` : undefined;
+    // Exclusions and tags are the client's to vary: only plans without them are kept (a bounded set).
+    const key = !options.exclude?.length && !options.tags?.length ? `${endpoint}/${only ?? ""}` : undefined;
     let plan = key === undefined ? undefined : this.#plans.get(key);
     if (!plan) {
       plan = { selected: selectChecks(this.#checks.values(), endpoint, options) };
@@ -352,7 +502,8 @@ export class Health extends EventTarget {
     // a server can reuse its encoding too.
     if (plan.report && sameResults(plan.results!, results)) return plan.report;
     const pseudo = [lifecycleEntry(this.#lifecycleResult(endpoint))];
-    const report = buildReport(endpoint, options, plan.selected, results, pseudo, (name) => this.#checks.has(name));
+    const known = (name: string) => this.#checks.has(name);
+    const report = buildReport(endpoint, options, plan.selected, results, pseudo, known, this.#service);
     plan.results = results;
     plan.report = report;
     return report;
@@ -371,28 +522,44 @@ export class Health extends EventTarget {
    * ```
    */
   snapshot(): HealthSnapshot {
-    return { state: this.#state, since: this.#stateSince, checks: [...this.#checks.values()].map((c) => c.snapshot()) };
+    const snapshot: HealthSnapshot = { state: this.#state, since: this.#stateSince, checks: [] };
+    if (this.#reason !== undefined) snapshot.reason = this.#reason;
+    if (this.#service) snapshot.service = { ...this.#service };
+    for (const check of this.#checks.values()) snapshot.checks.push(check.snapshot());
+    return snapshot;
   }
 
   /** The lifecycle pseudo-check's result on an endpoint, made once per state; its `time` is when the state last changed. */
   #lifecycleResult(endpoint: Endpoint): CheckResult {
     const known = this.#lifecycleResults.get(endpoint);
     if (known) return known;
-    const result = lifecycleResult(this.#state, this.#stateSince, endpoint);
+    const result = lifecycleResult(this.#state, this.#stateSince, endpoint, this.#reason);
     this.#lifecycleResults.set(endpoint, result);
     return result;
   }
 
-  #setState(state: Lifecycle): void {
-    logger.info("Lifecycle {from} → {to}", { from: this.#state, to: state });
+  #setState(state: Lifecycle, reason?: string): void {
+    const previous = this.#state;
+    if (reason === undefined) logger.info("Lifecycle {from} → {to}", { from: previous, to: state });
+    else logger.info("Lifecycle {from} → {to}: {reason}", { from: previous, to: state, reason });
     this.#state = state;
+    this.#reason = reason;
     this.#stateSince = isoTime(Date.now());
     this.#lifecycleResults.clear();
     this.#plans.clear();
-    this.#changed();
+    this.#changed(LIFECYCLE_CHECK, previous, state, reason || undefined, false);
   }
 
-  #changed(): void {
-    this.dispatchEvent(new Event("change"));
+  /** Tell listeners what changed; `onRequest`: a run on request made the change (see `madeOnRequest`). */
+  #changed(
+    name: string,
+    previous: HealthStatus | Lifecycle | undefined,
+    current: HealthStatus | Lifecycle,
+    output: string | undefined,
+    onRequest: boolean,
+  ): void {
+    const detail: HealthChange = { name, previous, current };
+    if (output !== undefined) detail.output = escapeText(output);
+    this.dispatchEvent(changeEvent(detail, onRequest));
   }
 }

@@ -12,8 +12,12 @@ import type { CheckResult, Endpoint, HealthReport, HealthStatus } from "./report
 /** Which probes a check answers to. */
 export type CheckKind = "live" | "ready" | "startup";
 
-/** Where a program is in its life, as the probes see it. */
-export type Lifecycle = "starting" | "ready" | "draining" | "stopped";
+/**
+ * Where a program is in its life, as the probes see it: `starting` →
+ * `ready` → `draining` → `stopped`, and `not-ready` between `ready` and
+ * `draining` while `markNotReady()` holds (until `markReady()`).
+ */
+export type Lifecycle = "starting" | "ready" | "not-ready" | "draining" | "stopped";
 
 /** Options of {@linkcode Health.prototype.report}. */
 export interface ReportOptions {
@@ -21,7 +25,30 @@ export interface ReportOptions {
   check?: string;
   /** Leave these checks out. @default {[]} */
   exclude?: readonly string[];
+  /**
+   * Keep only the checks carrying any of these tags (the lifecycle and main-loop entries stay); a tag no check of
+   * the endpoint carries is reported in `notes`. Not applied to a check asked for alone. @default {[]}
+   */
+  tags?: readonly string[];
 }
+
+/**
+ * The draft-inadarei-api-health-check fields that describe the service, added
+ * at the top of every JSON report when set.
+ */
+export interface ServiceFields {
+  /** The service's public version, such as `"1"`. @default {undefined} */
+  version?: string;
+  /** The version of this release, such as `"1.4.2"` or a commit. @default {undefined} */
+  releaseId?: string;
+  /** An id of this instance of the service. @default {undefined} */
+  serviceId?: string;
+  /** What the service is, for people. @default {undefined} */
+  description?: string;
+}
+
+/** The names of the {@linkcode ServiceFields}, in the order a report lists them. */
+export const SERVICE_FIELDS = ["version", "releaseId", "serviceId", "description"] as const;
 
 /**
  * The kind of check each endpoint selects; undefined selects every check. The
@@ -79,6 +106,8 @@ export interface CheckSnapshot {
   background: boolean;
   /** Milliseconds a run may take. */
   timeout: number;
+  /** Its tags. */
+  tags: string[];
   /** Its latest result, if it has run. */
   result?: CheckResult;
   /** For an on-request check: the latest result is reused until this time (ms since the epoch). */
@@ -91,8 +120,59 @@ export interface HealthSnapshot {
   state: Lifecycle;
   /** When it was entered (ISO). */
   since: string;
+  /** Why the program is `not-ready` (bounded), while it is. */
+  reason?: string;
+  /** The fields describing the service, those set. */
+  service?: ServiceFields;
   /** The checks, in registration order. */
   checks: CheckSnapshot[];
+}
+
+/**
+ * A change of what a check, or the lifecycle, reports: the `detail` of the
+ * `change` event a {@linkcode Health} dispatches.
+ */
+export interface HealthChange {
+  /** The check's name, or {@linkcode LIFECYCLE_CHECK} (`"lifecycle"`) for the lifecycle. */
+  name: string;
+  /** The status reported before, undefined before a check's first result; for the lifecycle, the state left. */
+  previous: HealthStatus | Lifecycle | undefined;
+  /** The status reported now; for the lifecycle, the state entered. */
+  current: HealthStatus | Lifecycle;
+  /**
+   * Why it does not pass: the result's output, or the reason given to `markNotReady()`; at most 1 KiB, escaped as
+   * `?verbose` text is (one line, no control characters). Absent when it passes.
+   */
+  output?: string;
+}
+
+/** Marks a change event that a run on request made (see {@linkcode madeOnRequest}). */
+const ON_REQUEST = Symbol("healthsock.onRequest");
+
+/**
+ * The `change` event of a {@linkcode HealthChange}.
+ *
+ * @param detail The change.
+ * @param onRequest A run on request made it.
+ * @returns The event.
+ */
+export function changeEvent(detail: HealthChange, onRequest: boolean): CustomEvent<HealthChange> {
+  const event = new CustomEvent<HealthChange>("change", { detail });
+  if (onRequest) Object.defineProperty(event, ON_REQUEST, { value: true });
+  return event;
+}
+
+/**
+ * Whether a `change` event comes from a run on request. Whoever asked has the
+ * new report already: a listener that evaluates again on a change (a watch
+ * stream, the Worker's host, the systemd notifier) ignores it, or a check that
+ * flips at each run, asked again at each change, would run without end.
+ *
+ * @param event A `change` event.
+ * @returns True when a run on request made it.
+ */
+export function madeOnRequest(event: Event): boolean {
+  return (event as Event & { [ON_REQUEST]?: boolean })[ON_REQUEST] === true;
 }
 
 /** What the model needs of a check: a registered one, or one of a {@linkcode HealthSnapshot}. */
@@ -105,6 +185,8 @@ export interface ModelCheck {
   readonly kinds: readonly CheckKind[];
   /** Whether failing fails the report. */
   readonly critical: boolean;
+  /** Its tags. */
+  readonly tags: readonly string[];
 }
 
 /** A pseudo-check's entry in a report: always critical. */
@@ -137,12 +219,14 @@ export function answersTo(check: ModelCheck, endpoint: Endpoint): boolean {
 
 /**
  * Whether a report selects a check: the endpoint answers to it, and it is the
- * one asked for, or, when none is, not excluded.
+ * one asked for, or, when none is, not excluded and carrying one of the tags
+ * asked for, if any.
  *
  * @param check The check.
  * @param endpoint The endpoint.
  * @param only The check asked for alone, if any.
  * @param excluded The checks left out (see {@linkcode excludedOf}).
+ * @param tags The tags asked for; none keeps every check.
  * @returns True when the report lists it.
  */
 export function selects(
@@ -150,8 +234,16 @@ export function selects(
   endpoint: Endpoint,
   only: string | undefined,
   excluded: ReadonlySet<string>,
+  tags: readonly string[] = [],
 ): boolean {
-  return (only === undefined ? !excluded.has(check.name) : check.name === only) && answersTo(check, endpoint);
+  if (only !== undefined) return check.name === only && answersTo(check, endpoint);
+  return !excluded.has(check.name) && (tags.length === 0 || tagged(check, tags)) && answersTo(check, endpoint);
+}
+
+/** Whether a check carries any of the tags. */
+function tagged(check: ModelCheck, tags: readonly string[]): boolean {
+  for (const tag of tags) if (check.tags.includes(tag)) return true;
+  return false;
 }
 
 /**
@@ -169,7 +261,8 @@ export function selectChecks<T extends ModelCheck>(
 ): T[] {
   const excluded = excludedOf(options.exclude);
   const selected: T[] = [];
-  for (const check of checks) if (selects(check, endpoint, options.check, excluded)) selected.push(check);
+  const tags = options.tags ?? [];
+  for (const check of checks) if (selects(check, endpoint, options.check, excluded, tags)) selected.push(check);
   return selected;
 }
 
@@ -212,22 +305,30 @@ export function noSuchCheck(name: string, endpoint: Endpoint): RangeError {
   return new RangeError(`No check named "${name}" on /${endpoint}`);
 }
 
+/** What the lifecycle's output on `/readyz` says before the reason, while `not-ready`. */
+export const NOT_READY = "not ready: ";
+
 /**
  * The lifecycle pseudo-check's result on an endpoint, for a state entered at
- * `since`: `/readyz` fails unless ready, `/startupz` while starting, every
- * endpoint once stopped.
+ * `since`: `/readyz` fails unless ready (naming the reason when `not-ready`),
+ * `/startupz` while starting, every endpoint once stopped.
  *
  * @param state The lifecycle state.
  * @param since When it was entered (ISO).
  * @param endpoint The endpoint.
+ * @param reason Why the program is `not-ready`, bounded.
  * @returns The result, its `observedValue` the state.
  */
-export function lifecycleResult(state: Lifecycle, since: string, endpoint: Endpoint): CheckResult {
+export function lifecycleResult(state: Lifecycle, since: string, endpoint: Endpoint, reason?: string): CheckResult {
   const result: CheckResult = { status: "pass", observedValue: state, time: since };
   let output: string | undefined;
   if (state === "stopped") output = "stopped";
   else if (endpoint === "readyz" && state !== "ready") {
-    output = state === "draining" ? "shutting down" : "starting";
+    output = state === "draining"
+      ? "shutting down"
+      : state === "not-ready"
+      ? (reason ? `${NOT_READY}${reason}` : "not ready")
+      : "starting";
   } else if (endpoint === "startupz" && state === "starting") output = "starting";
   if (output) {
     result.status = "fail";
@@ -270,6 +371,7 @@ export function mainLoopEntry(result: CheckResult): PseudoEntry {
  * @param results Their latest results, in the same order.
  * @param pseudo The pseudo-checks' entries.
  * @param known Whether a check of this name exists, for the notes on exclusions.
+ * @param service The fields describing the service, added at the top when set.
  * @returns The report.
  */
 export function buildReport(
@@ -279,8 +381,9 @@ export function buildReport(
   results: readonly (CheckResult | undefined)[],
   pseudo: readonly PseudoEntry[],
   known: (name: string) => boolean,
+  service?: ServiceFields,
 ): HealthReport {
-  const { check: only, exclude = [] } = options;
+  const { check: only, exclude = [], tags = [] } = options;
   const checks: Record<string, CheckResult[]> = {};
   const failed: string[] = [];
   const warned: string[] = [];
@@ -305,7 +408,8 @@ export function buildReport(
     tally(entry.name, entry.result, true);
   }
   const status: HealthStatus = failed.length ? "fail" : warned.length ? "warn" : "pass";
-  const report: HealthReport = { status, checks };
+  // The service's fields come right after the status, as the draft lists them (`service` holds only those set).
+  const report: HealthReport = service ? { status, ...service, checks } : { status, checks };
   if (status !== "pass") {
     report.output = [
       failed.length ? `failed: ${failed.join(", ")}` : "",
@@ -313,9 +417,15 @@ export function buildReport(
     ].filter(Boolean).join("; ");
   }
   const unknown = [...new Set(exclude)].filter((name) => !pseudo.some((entry) => entry.name === name) && !known(name));
-  if (unknown.length) {
-    report.notes = unknown.map((name) => `cannot exclude "${name}": no check of that name`);
+  const notes = unknown.map((name) => `cannot exclude "${name}": no check of that name`);
+  if (only === undefined) {
+    for (const tag of new Set(tags)) {
+      if (!selected.some((check) => check.tags.includes(tag))) {
+        notes.push(`cannot select tag "${tag}": no check on /${endpoint} carries it`);
+      }
+    }
   }
+  if (notes.length) report.notes = notes;
   return report;
 }
 
@@ -342,10 +452,11 @@ export function reportFromSnapshot(
     throw noSuchCheck(only, endpoint);
   }
   const selected = selectChecks(snapshot.checks, endpoint, options);
-  const pseudo = [lifecycleEntry(lifecycleResult(snapshot.state, snapshot.since, endpoint))];
+  const pseudo = [lifecycleEntry(lifecycleResult(snapshot.state, snapshot.since, endpoint, snapshot.reason))];
   if (loop) pseudo.push(mainLoopEntry(loop));
   const known = (name: string) => snapshot.checks.some((check) => check.name === name);
-  return buildReport(endpoint, options, selected, selected.map((check) => check.result), pseudo, known);
+  const results = selected.map((check) => check.result);
+  return buildReport(endpoint, options, selected, results, pseudo, known, snapshot.service);
 }
 
 /**

@@ -19,6 +19,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Health } from "./health.ts";
 import { MAX_DELAY, milliseconds, within } from "./delay.ts";
+import { madeOnRequest } from "./model.ts";
 import { componentOf, escapeText } from "./report.ts";
 import type { HealthReport } from "./report.ts";
 
@@ -338,7 +339,10 @@ class Notifier implements SystemdNotifier {
   #watchdog?: ReturnType<typeof setInterval>;
   #pinging?: Promise<void>;
   #readyTimer?: ReturnType<typeof setTimeout>;
-  #onChange = () => this.#update();
+  // A change a run on request made came from evaluating: the timer looks again (see #follow).
+  #onChange = (event: Event) => {
+    if (!madeOnRequest(event)) this.#update();
+  };
 
   constructor(
     health: Health,

@@ -37,6 +37,14 @@ export interface CheckResult {
 export interface HealthReport {
   /** The aggregated status. */
   status: HealthStatus;
+  /** The service's public version, when the `Health` was given one. */
+  version?: string;
+  /** The version of this release, when given. */
+  releaseId?: string;
+  /** An id of this instance of the service, when given. */
+  serviceId?: string;
+  /** What the service is, when given. */
+  description?: string;
   /** Results keyed `"component:measurement"`, each an array of one result. */
   checks: Record<string, CheckResult[]>;
   /** A summary of what failed, for `warn` and `fail`. */

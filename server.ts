@@ -8,6 +8,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Health } from "./health.ts";
+import { madeOnRequest } from "./model.ts";
 import type { HealthSource } from "./model.ts";
 import { Connection } from "./connection.ts";
 import { Responder } from "./responder.ts";
@@ -333,7 +334,10 @@ class Server implements HealthServer, ConnectionHost {
   #watchTimer?: ReturnType<typeof setInterval>;
   #watchWakers = new Set<() => void>();
   #watchReports = new Map<string, Promise<HealthReport>>();
-  #onChange = () => this.#wakeWatchers();
+  // A change a run on request made was made by evaluating a report: waking on it would evaluate again, without end.
+  #onChange = (event: Event) => {
+    if (!madeOnRequest(event)) this.#wakeWatchers();
+  };
 
   constructor(health: HealthSource, claimed: ClaimedSocket, settings: Settings) {
     this.path = claimed.path;

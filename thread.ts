@@ -103,6 +103,8 @@ export interface EvaluateMessage {
   endpoint: Endpoint;
   check?: string;
   exclude: string[];
+  /** The tags asked for (see `ReportOptions.tags`). */
+  tags?: string[];
 }
 
 /** Main thread to Worker: the request was taken (the main thread is turning). */
@@ -319,6 +321,7 @@ export interface Due {
  * @param check One check, if asked for alone.
  * @param exclude Checks left out.
  * @param now The time (ms since the epoch).
+ * @param tags The tags asked for; none keeps every check.
  * @returns What is due, or undefined when nothing is.
  */
 export function dueChecks(
@@ -327,11 +330,12 @@ export function dueChecks(
   check: string | undefined,
   exclude: readonly string[],
   now: number,
+  tags: readonly string[] = [],
 ): Due | undefined {
   const excluded = excludedOf(exclude);
   let due: Due | undefined;
   for (const entry of snapshot.checks) {
-    if (entry.background || !selects(entry, endpoint, check, excluded)) continue;
+    if (entry.background || !selects(entry, endpoint, check, excluded, tags)) continue;
     if (entry.result === undefined || entry.freshUntil === undefined || entry.freshUntil <= now) {
       due ??= { timeout: 0, first: false };
       due.timeout = Math.max(due.timeout, entry.timeout);

@@ -82,7 +82,7 @@ export class WorkerHealth extends EventTarget implements HealthSource {
 
   evaluate(endpoint: Endpoint, options: ReportOptions = {}): HealthReport | Promise<HealthReport> {
     const now = epochNow();
-    const due = dueChecks(this.#snapshot, endpoint, options.check, options.exclude ?? [], now);
+    const due = dueChecks(this.#snapshot, endpoint, options.check, options.exclude ?? [], now, options.tags);
     // Nothing to run, or a main thread that has stopped turning: answer from the latest results now.
     // (A stamp a little late is a loaded machine, not a blocked loop: ask, with a bound.)
     const patience = due?.first ? FIRST_ASK_BOUND : STALL_BOUND;
@@ -105,7 +105,7 @@ export class WorkerHealth extends EventTarget implements HealthSource {
 
   markDraining(): void {
     const state = this.#snapshot.state;
-    if (state === "starting" || state === "ready") this.#setState("draining");
+    if (state === "starting" || state === "ready" || state === "not-ready") this.#setState("draining");
     this.#post({ type: "call", name: "markDraining" });
   }
 
@@ -123,7 +123,7 @@ export class WorkerHealth extends EventTarget implements HealthSource {
     const blocked = this.#heartbeat.blockedFor(epochNow());
     const last = this.#heartbeat.last;
     const snapshot = this.#snapshot;
-    const key = options.exclude?.length ? undefined : `${endpoint}/${options.check ?? ""}`;
+    const key = options.exclude?.length || options.tags?.length ? undefined : `${endpoint}/${options.check ?? ""}`;
     const kept = key === undefined ? undefined : this.#reports.get(key);
     if (kept && kept.snapshot === snapshot && kept.blocked === blocked && kept.last === last) return kept.report;
     const report = reportFromSnapshot(snapshot, endpoint, options, loopResult(blocked, last, endpoint, this.#limits));
@@ -146,7 +146,8 @@ export class WorkerHealth extends EventTarget implements HealthSource {
     this.#pending.set(id, pending);
     const bound = due.first ? FIRST_ASK_BOUND : ASK_BOUND;
     const exclude = [...(options.exclude ?? [])];
-    this.#post({ type: "evaluate", id, asked, bound, endpoint, check: options.check, exclude });
+    const tags = [...(options.tags ?? [])];
+    this.#post({ type: "evaluate", id, asked, bound, endpoint, check: options.check, exclude, tags });
     let answered = false;
     promise.then(() => answered = true);
     const limit = asked + due.timeout + HEARTBEAT_PERIOD * 2;

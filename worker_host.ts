@@ -9,6 +9,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Health } from "./health.ts";
 import { MAX_DELAY } from "./delay.ts";
+import { madeOnRequest } from "./model.ts";
 import type { Endpoint } from "./report.ts";
 import type { HealthServer, Settings } from "./server.ts";
 import { SocketError } from "./socket_file.ts";
@@ -155,7 +156,10 @@ class WorkerHost implements HealthServer {
     }
   }
 
-  #onChange = () => this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), changed: true });
+  // A change a run on request made reaches the Worker with that run's snapshot (an update, or the answer to its ask).
+  #onChange = (event: Event) => {
+    if (!madeOnRequest(event)) this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), changed: true });
+  };
 
   // Results come in bursts (every check of a report at once): send one snapshot per burst.
   #onUpdate = () => {
@@ -195,7 +199,7 @@ class WorkerHost implements HealthServer {
           break;
         }
         this.#post({ type: "ack", id: message.id });
-        this.#evaluate(message.id, message.endpoint, message.check, message.exclude);
+        this.#evaluate(message.id, message.endpoint, message.check, message.exclude, message.tags ?? []);
         break;
       case "call":
         this.#call(message.name);
@@ -211,9 +215,15 @@ class WorkerHost implements HealthServer {
     }
   }
 
-  async #evaluate(id: number, endpoint: Endpoint, check: string | undefined, exclude: string[]): Promise<void> {
+  async #evaluate(
+    id: number,
+    endpoint: Endpoint,
+    check: string | undefined,
+    exclude: string[],
+    tags: string[],
+  ): Promise<void> {
     try {
-      await this.#health.evaluate(endpoint, { check, exclude });
+      await this.#health.evaluate(endpoint, { check, exclude, tags });
     } catch { /* the Worker builds the answer, and its error, from the snapshot */ }
     this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), id, changed: false });
   }

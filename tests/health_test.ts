@@ -1,12 +1,13 @@
 // The rules of the health model: against Health directly and, where
 // a rule is about serving, through a real server on a temporary socket.
 import assert from "node:assert/strict";
-import { heapUsage } from "../builtin_checks.ts";
+import { heapUsage, progress } from "../builtin_checks.ts";
 import { Health } from "../health.ts";
 import type { CheckFunction } from "../check.ts";
+import { renderVerbose } from "../report.ts";
 import type { CheckResult, HealthReport } from "../report.ts";
 import { serve } from "../server.ts";
-import { probe } from "../client.ts";
+import { probe, watch } from "../client.ts";
 import { cli, exchange, exists, hasCommand, parseHttp, run, tempSocket } from "./_util.ts";
 
 const encoder = new TextEncoder();
@@ -265,8 +266,16 @@ Deno.test("add bounds a check's name, measurement and component type, and the nu
 });
 
 Deno.test("a report of the most checks, every field at its limit, stays far below what a client accepts", async () => {
-  const health = new Health({ ready: true });
+  const field = "\x01".repeat(21); // 126 bytes, escaped
+  const health = new Health({
+    ready: true,
+    version: field,
+    releaseId: field,
+    serviceId: field,
+    description: "\x01".repeat(170),
+  });
   const hostile = '\x01\n"\\\u2028é😀'.repeat(2000);
+  health.markNotReady(hostile);
   for (let i = 0; i < 128; i++) {
     health.add(`${i}`.padStart(128, "n"), () => ({
       status: "fail",
@@ -275,8 +284,9 @@ Deno.test("a report of the most checks, every field at its limit, stays far belo
       observedUnit: hostile,
     }), { measurement: "m".repeat(128), componentType: "t".repeat(128), critical: false });
   }
-  const report = await health.report("healthz");
-  assert.equal(report.status, "warn");
+  const report = await health.report("readyz");
+  assert.equal(report.status, "fail");
+  assert.ok(encoder.encode(JSON.stringify(report.checks["lifecycle:state"][0].output)).length <= 1024 + 2);
   const size = encoder.encode(JSON.stringify(report)).length;
   assert.ok(size < 400 * 1024, `${size} bytes`);
 });
@@ -304,7 +314,7 @@ Deno.test("a passing check that returns 1.1 MB is a pass for check and curl, its
 });
 
 Deno.test("a check returning garbage fails and says what it returned", async () => {
-  for (const value of [42, "ok", "PASS", null, true, [], { status: "up" }, { ok: true }]) {
+  for (const value of [42, "ok", "PASS", null, 1, [], { status: "up" }, { ok: true }]) {
     const result = await outcomeOf(() => value as never);
     assert.equal(result.status, "fail", JSON.stringify(value));
     assert.equal(typeof result.output, "string", JSON.stringify(value));
@@ -661,14 +671,14 @@ Deno.test("drain fails readyz with shutting down while livez passes, then remove
   assert.equal(health.state, "stopped");
 });
 
-Deno.test("the lifecycle only moves forward: markReady does not reopen a draining Health", async () => {
+Deno.test("the lifecycle only moves forward: markReady refuses to reopen a draining Health", async () => {
   const health = new Health();
   const events: string[] = [];
   health.addEventListener("change", () => events.push(health.state));
   health.markReady();
   health.markReady();
   health.markDraining();
-  health.markReady();
+  assert.throws(() => health.markReady(), Error);
   assert.equal(health.state, "draining");
   assert.equal((await health.report("readyz")).status, "fail");
   health.markStopped();
@@ -813,3 +823,402 @@ Deno.test("heapUsage fails above a tiny limit and passes under a huge one", asyn
   assert.throws(() => heapUsage({ limit: 0 }), RangeError);
   assert.throws(() => heapUsage({ limit: -1 }), RangeError);
 });
+
+// -------------------------------------------- results, thresholds, events, tags
+
+const THREADS = ["worker", "main"] as const;
+
+/** `curl --unix-socket` a target: the HTTP status and the body. */
+async function curl(path: string, target: string): Promise<{ code: number; body: string }> {
+  const out = await run("curl", ["-sS", "-w", "\n%{http_code}", "--unix-socket", path, `http://localhost${target}`]);
+  assert.equal(out.code, 0, out.stderr);
+  const cut = out.stdout.lastIndexOf("\n");
+  return { code: Number(out.stdout.slice(cut + 1)), body: out.stdout.slice(0, cut) };
+}
+
+/** `socat` a line-mode request: the answer. */
+async function socat(path: string, request: string): Promise<string> {
+  const out = await run("socat", ["-t5", "-", `UNIX-CONNECT:${path}`], { stdin: `${request}\n` });
+  assert.equal(out.code, 0, out.stderr);
+  return out.stdout;
+}
+
+/** Resolves at the next `change` event of a Health. */
+function nextChange(health: Health): Promise<void> {
+  return new Promise((resolve) => health.addEventListener("change", () => resolve(), { once: true }));
+}
+
+Deno.test('a check returning true passes and false fails with "check returned false"', async () => {
+  assert.equal((await outcomeOf(() => true)).status, "pass");
+  assert.equal((await outcomeOf(() => Promise.resolve(true))).status, "pass");
+  const no = await outcomeOf(() => false);
+  assert.deepEqual([no.status, no.output], ["fail", "check returned false"]);
+});
+
+for (const thread of THREADS) {
+  Deno.test(`boolean results are served as pass and fail to curl and socat (thread: ${thread})`, async () => {
+    const connected = { db: true };
+    const health = new Health({ ready: true })
+      .add("db", () => connected.db, { cacheTtl: 0 })
+      .add("off", () => false, { critical: false });
+    await using sock = await tempSocket();
+    await using _server = await serve(sock.path, health, { thread });
+    const answer = await curl(sock.path, "/readyz?verbose");
+    assert.equal(answer.code, 200, answer.body);
+    assert.ok(answer.body.split("\n").includes("[+]db ok"), answer.body);
+    assert.ok(answer.body.split("\n").includes("[-]off failed: check returned false"), answer.body);
+    connected.db = false;
+    const report = lineJson(await socat(sock.path, "GET /readyz")) as unknown as HealthReport;
+    assert.equal(report.status, "fail");
+    assert.deepEqual(resultOf(report, "db"), {
+      ...resultOf(report, "db"),
+      status: "fail",
+      output: "check returned false",
+    });
+  });
+}
+
+Deno.test("failureThreshold: a failing check warns, counting its runs, until that many runs in a row failed", async () => {
+  let status: "pass" | "fail" = "fail";
+  const health = new Health({ ready: true })
+    .add("db", () => status === "fail" ? { status, output: "refused" } : status, { cacheTtl: 0, failureThreshold: 3 });
+  const outputs: (string | undefined)[] = [];
+  for (let run = 0; run < 4; run++) {
+    const result = resultOf(await health.report("readyz"), "db")!;
+    outputs.push(`${result.status}: ${result.output}`);
+  }
+  assert.deepEqual(outputs, [
+    "warn: failed 1 of 3 runs in a row: refused",
+    "warn: failed 2 of 3 runs in a row: refused",
+    "fail: refused",
+    "fail: refused",
+  ]);
+  status = "pass";
+  assert.equal(resultOf(await health.report("readyz"), "db")?.status, "pass");
+  // A pass starts the count again.
+  status = "fail";
+  assert.equal(resultOf(await health.report("readyz"), "db")?.output, "failed 1 of 3 runs in a row: refused");
+});
+
+Deno.test("successThreshold: after failing, a check fails until that many runs in a row passed", async () => {
+  let status: "pass" | "warn" | "fail" = "fail";
+  const health = new Health({ ready: true }).add("db", () => status, { cacheTtl: 0, successThreshold: 2 });
+  assert.equal(resultOf(await health.report("readyz"), "db")?.status, "fail");
+  status = "pass";
+  const recovering = resultOf(await health.report("readyz"), "db")!;
+  assert.deepEqual(
+    [recovering.status, recovering.output],
+    ["fail", "recovering: passed 1 of 2 runs in a row; last failure: check failed"],
+  );
+  status = "fail";
+  assert.equal(resultOf(await health.report("readyz"), "db")?.output, "check failed");
+  status = "pass";
+  assert.equal(resultOf(await health.report("readyz"), "db")?.status, "fail");
+  status = "warn"; // not a failure: it counts towards recovery, and is then reported as it is
+  assert.equal(resultOf(await health.report("readyz"), "db")?.status, "warn");
+  status = "pass";
+  assert.equal(resultOf(await health.report("readyz"), "db")?.status, "pass");
+});
+
+Deno.test("thresholds count runs, not probes: a cached result is no new run", async () => {
+  let runs = 0;
+  const health = new Health({ ready: true }).add("db", () => {
+    runs++;
+    return "fail";
+  }, { cacheTtl: 60_000, failureThreshold: 2 });
+  for (let probe = 0; probe < 5; probe++) {
+    assert.equal(resultOf(await health.report("readyz"), "db")?.output, "failed 1 of 2 runs in a row: check failed");
+  }
+  assert.equal(runs, 1);
+});
+
+Deno.test("maxTimeInError: a check fails only once it has failed continuously that long; with failureThreshold, both", async () => {
+  const health = new Health({ ready: true })
+    .add("timed", () => "fail", { cacheTtl: 0, maxTimeInError: 150 })
+    .add("both", () => "fail", { cacheTtl: 0, maxTimeInError: 150, failureThreshold: 5 });
+  let report = await health.report("readyz");
+  assert.equal(resultOf(report, "timed")?.status, "warn");
+  assert.match(resultOf(report, "timed")!.output!, /^failed for \d+ of 150 ms: check failed$/);
+  assert.match(resultOf(report, "both")!.output!, /^failed 1 of 5 runs in a row, for \d+ of 150 ms: check failed$/);
+  await delay(200);
+  report = await health.report("readyz");
+  assert.deepEqual([resultOf(report, "timed")?.status, resultOf(report, "timed")?.output], ["fail", "check failed"]);
+  assert.equal(resultOf(report, "both")?.status, "warn", "5 runs are needed too");
+  for (let run = 3; run <= 5; run++) report = await health.report("readyz");
+  assert.equal(resultOf(report, "both")?.status, "fail");
+  await delay(200);
+  const passing = new Health({ ready: true }).add("x", () => "fail", { cacheTtl: 0, failureThreshold: 3 });
+  await passing.report("readyz");
+  await delay(200); // time alone makes no run
+  assert.equal(resultOf(await passing.report("readyz"), "x")?.output, "failed 2 of 3 runs in a row: check failed");
+});
+
+Deno.test("add rejects thresholds that are not whole runs or milliseconds with RangeError, and bad tags", () => {
+  const health = new Health();
+  for (const failureThreshold of [0, -1, 1.5, NaN, Infinity, 2 ** 31]) {
+    assert.throws(
+      () => health.add("x", () => {}, { failureThreshold }),
+      RangeError,
+      `failureThreshold ${failureThreshold}`,
+    );
+  }
+  for (const successThreshold of [0, 2.5]) {
+    assert.throws(() => health.add("x", () => {}, { successThreshold }), RangeError);
+  }
+  for (const maxTimeInError of [-1, NaN, 2 ** 31]) {
+    assert.throws(() => health.add("x", () => {}, { maxTimeInError }), RangeError, `maxTimeInError ${maxTimeInError}`);
+  }
+  for (const tags of [["has space"], [""], ["a?b"], [7], "db"]) {
+    // deno-lint-ignore no-explicit-any
+    assert.throws(() => health.add("x", () => {}, { tags: tags as any }), TypeError, JSON.stringify(tags));
+  }
+  assert.throws(() => health.add("x", () => {}, { tags: ["t".repeat(129)] }), RangeError);
+  assert.throws(() => health.add("x", () => {}, { tags: Array.from({ length: 33 }, (_, i) => `t${i}`) }), RangeError);
+  assert.deepEqual(health.names, []);
+});
+
+for (const thread of THREADS) {
+  Deno.test(`failureThreshold over the socket: warn, then fail, run by run (thread: ${thread})`, async () => {
+    const health = new Health({ ready: true })
+      .add("db", () => ({ status: "fail", output: "refused" }), { cacheTtl: 0, failureThreshold: 2 });
+    await using sock = await tempSocket();
+    await using _server = await serve(sock.path, health, { thread });
+    const first = await curl(sock.path, "/readyz");
+    assert.equal(first.code, 200, first.body);
+    assert.equal(resultOf(JSON.parse(first.body), "db")?.output, "failed 1 of 2 runs in a row: refused");
+    const second = await socat(sock.path, "GET /readyz?verbose");
+    assert.ok(second.split("\n").includes("[-]db failed: refused"), second);
+  });
+}
+
+Deno.test("change events: one per check whose reported status changes, and one per lifecycle change, with detail", async () => {
+  let status: "pass" | "fail" = "pass";
+  const health = new Health()
+    .add("db", () => status === "fail" ? { status, output: "refused\n[+]db ok" } : status, { cacheTtl: 0 })
+    .add("cache", () => "pass", { cacheTtl: 0 });
+  const seen: unknown[] = [];
+  health.addEventListener("change", ({ detail }) => seen.push(detail));
+  health.markReady();
+  await health.report("readyz");
+  await health.report("readyz"); // nothing changes
+  status = "fail";
+  await health.report("readyz");
+  health.markNotReady("queue full");
+  health.markNotReady("queue still full"); // the same state: no change event
+  health.markReady();
+  health.markDraining();
+  assert.deepEqual(seen, [
+    { name: "lifecycle", previous: "starting", current: "ready" },
+    { name: "db", previous: undefined, current: "pass" },
+    { name: "cache", previous: undefined, current: "pass" },
+    { name: "db", previous: "pass", current: "fail", output: "refused\\n[+]db ok" },
+    { name: "lifecycle", previous: "ready", current: "not-ready", output: "queue full" },
+    { name: "lifecycle", previous: "not-ready", current: "ready" },
+    { name: "lifecycle", previous: "ready", current: "draining" },
+  ]);
+});
+
+Deno.test("a change event's output is bounded", async () => {
+  const health = new Health({ ready: true }).add("db", () => ({ status: "fail", output: "x".repeat(5000) }));
+  const details: { output?: string }[] = [];
+  health.addEventListener("change", ({ detail }) => details.push(detail));
+  await health.report("readyz");
+  assert.equal(details.length, 1);
+  assert.ok(details[0].output!.length <= 1024, `${details[0].output!.length}`);
+  assert.match(details[0].output!, /… \(cut from 5000 bytes\)$/);
+});
+
+for (const thread of THREADS) {
+  Deno.test(`a watch stream does not run a check that flips at each run again at each change (thread: ${thread})`, async () => {
+    let runs = 0;
+    const health = new Health({ ready: true }).add("flaky", () => ++runs % 2 === 0 ? "pass" : "fail", { cacheTtl: 0 });
+    await using sock = await tempSocket();
+    await using _server = await serve(sock.path, health, { thread, watchInterval: 60_000 });
+    // curl follows the stream for 600 ms: without the guard, each run's change would wake it to run the check again.
+    const out = await run("curl", ["-sS", "-N", "-m", "0.6", "--unix-socket", sock.path, "http://x/readyz?watch"]);
+    assert.match(out.stdout, /^data: \{"status":"fail"/, out.stderr);
+    assert.ok(runs <= 3, `the check ran ${runs} times`);
+  });
+}
+
+for (const thread of THREADS) {
+  Deno.test(`markNotReady fails /readyz naming the reason until markReady; /livez and /startupz pass (thread: ${thread})`, async () => {
+    const health = new Health({ ready: true }).add("worker", () => {}, { kinds: ["live"] });
+    await using sock = await tempSocket();
+    await using _server = await serve(sock.path, health, { thread });
+    assert.equal((await curl(sock.path, "/readyz")).code, 200);
+    const changed = nextChange(health);
+    health.markNotReady("database connection lost");
+    await changed;
+    assert.equal(health.state, "not-ready");
+    const ready = await curl(sock.path, "/readyz");
+    assert.equal(ready.code, 503, ready.body);
+    assert.deepEqual(resultOf(JSON.parse(ready.body), "lifecycle"), {
+      status: "fail",
+      observedValue: "not-ready",
+      time: resultOf(JSON.parse(ready.body), "lifecycle")?.time,
+      output: "not ready: database connection lost",
+    });
+    const verbose = await socat(sock.path, "GET /readyz?verbose");
+    assert.ok(verbose.split("\n").includes("[-]lifecycle failed: not ready: database connection lost"), verbose);
+    assert.equal((await curl(sock.path, "/livez")).code, 200);
+    assert.equal((await curl(sock.path, "/startupz")).code, 200);
+    const back = nextChange(health);
+    health.markReady();
+    await back;
+    assert.equal((await curl(sock.path, "/readyz")).code, 200);
+  });
+}
+
+Deno.test("markNotReady: nothing changes while starting; after draining, it and markReady throw; a reason is bounded", async () => {
+  const starting = new Health();
+  starting.markNotReady("not yet");
+  assert.equal(starting.state, "starting");
+  assert.equal(resultOf(await starting.report("readyz"), "lifecycle")?.output, "starting");
+  // deno-lint-ignore no-explicit-any
+  assert.throws(() => starting.markNotReady(42 as any), TypeError);
+  const long = new Health({ ready: true });
+  long.markNotReady("r".repeat(4000));
+  assert.ok(resultOf(await long.report("readyz"), "lifecycle")!.output!.length <= 1024);
+  long.markNotReady("again");
+  assert.equal(resultOf(await long.report("readyz"), "lifecycle")?.output, "not ready: again");
+  long.markDraining();
+  assert.throws(() => long.markNotReady("x"), new Error("Cannot mark the health not ready: it is draining"));
+  assert.throws(() => long.markReady(), new Error("Cannot mark the health ready: it is draining"));
+  long.markStopped();
+  assert.throws(() => long.markReady(), new Error("Cannot mark the health ready: it is stopped"));
+  assert.equal(long.state, "stopped");
+});
+
+Deno.test("service fields: at the top of every JSON report when set, absent when not, checked when given", async () => {
+  const service = { version: "1", releaseId: "1.4.2", serviceId: "orders-7f9c", description: 'Orders "API"\n\u0007' };
+  const health = new Health({ ready: true, ...service }).add("db", () => {});
+  for (const endpoint of ["healthz", "livez", "readyz", "startupz"] as const) {
+    const report = await health.report(endpoint);
+    assert.deepEqual(Object.keys(report).slice(0, 6), ["status", ...Object.keys(service), "checks"]);
+    assert.deepEqual({ ...report, status: undefined, checks: undefined }, {
+      ...service,
+      status: undefined,
+      checks: undefined,
+    });
+  }
+  assert.deepEqual(Object.keys(await new Health({ version: "2" }).report("livez")), ["status", "version", "checks"]);
+  assert.deepEqual(Object.keys(await new Health().report("livez")), ["status", "checks"]);
+  // deno-lint-ignore no-explicit-any
+  assert.throws(() => new Health({ version: 2 as any }), TypeError);
+  assert.throws(() => new Health({ releaseId: "x".repeat(129) }), RangeError);
+  assert.throws(() => new Health({ description: "x".repeat(1025) }), RangeError);
+  new Health({ description: "x".repeat(1024) });
+});
+
+for (const thread of THREADS) {
+  Deno.test(`service fields reach curl escaped and whole (thread: ${thread})`, async () => {
+    const description = 'Orders "API"\nline two \u2028 \u0000';
+    const health = new Health({ ready: true, version: "1", releaseId: "1.4.2", description });
+    await using sock = await tempSocket();
+    await using _server = await serve(sock.path, health, { thread });
+    const answer = await curl(sock.path, "/readyz");
+    assert.equal(answer.body.split("\n").length, 1, answer.body);
+    const report = JSON.parse(answer.body);
+    assert.deepEqual([report.version, report.releaseId, report.serviceId, report.description], [
+      "1",
+      "1.4.2",
+      undefined,
+      description,
+    ]);
+    assert.equal(lineJson(await socat(sock.path, "GET /livez")).description, description);
+  });
+}
+
+Deno.test("progress passes while beats come within its time, fails after, and reports ms since the last beat", async () => {
+  const ticker = progress({ within: 1000 });
+  const health = new Health({ ready: true }).add("ticker", ticker);
+  let result = resultOf(await health.report("livez"), "ticker")!;
+  assert.equal(result.status, "pass");
+  assert.equal(result.observedUnit, "ms");
+  assert.ok(typeof result.observedValue === "number" && result.observedValue < 1000);
+  assert.deepEqual(Object.keys((await health.report("livez")).checks), ["ticker:sinceLastBeat", "lifecycle:state"]);
+  await delay(1100);
+  result = resultOf(await health.report("livez"), "ticker")!;
+  assert.equal(result.status, "fail");
+  assert.ok((result.observedValue as number) >= 1000, `${result.observedValue}`);
+  assert.equal(result.output, `no progress for ${result.observedValue} ms (expected within 1000 ms)`);
+  ticker.beat();
+  assert.equal(resultOf(await health.report("livez"), "ticker")?.status, "pass");
+  for (const within of [0, -1, NaN, 2 ** 31]) assert.throws(() => progress({ within }), RangeError);
+});
+
+for (const thread of THREADS) {
+  Deno.test(`progress over the socket: /livez fails once the beats stop (thread: ${thread})`, async () => {
+    const ticker = progress({ within: 1000 });
+    const health = new Health({ ready: true }).add("ticker", ticker);
+    await using sock = await tempSocket();
+    await using _server = await serve(sock.path, health, { thread });
+    ticker.beat();
+    const live = await curl(sock.path, "/livez");
+    assert.equal(live.code, 200, live.body);
+    assert.equal(JSON.parse(live.body).checks["ticker:sinceLastBeat"][0].observedUnit, "ms");
+    await delay(1100);
+    const stalled = await socat(sock.path, "GET /livez?verbose");
+    assert.match(stalled.split("\n")[0], /^\[-\]ticker failed: no progress for \d+ ms \(expected within 1000 ms\)$/);
+  });
+}
+
+Deno.test("tags: ?tag keeps the checks carrying any of them on every endpoint; the lifecycle stays", async () => {
+  const health = new Health({ ready: true })
+    .add("db", () => "fail", { tags: ["storage", "critical-path"] })
+    .add("cache", () => {}, { tags: ["storage"] })
+    .add("mail", () => {}, { tags: ["external"], kinds: ["ready", "live"] })
+    .add("plain", () => {});
+  assert.deepEqual(names(await health.report("readyz", { tags: ["storage"] })), ["db", "cache", "lifecycle"]);
+  assert.deepEqual(names(await health.report("readyz", { tags: ["external", "critical-path"] })), [
+    "db",
+    "mail",
+    "lifecycle",
+  ]);
+  const storage = await health.report("healthz", { tags: ["storage"], exclude: ["db"] });
+  assert.deepEqual([names(storage), storage.status], [["cache", "lifecycle"], "pass"]);
+  assert.deepEqual(names(await health.report("livez", { tags: ["external"] })), ["mail", "lifecycle"]);
+  // A check asked for alone is answered whatever the tags.
+  assert.deepEqual(names(await health.report("readyz", { check: "plain", tags: ["storage"] })), ["plain"]);
+  assert.equal((await health.report("readyz", { tags: ["storage"] })).notes, undefined);
+});
+
+Deno.test("tags: a tag no check of the endpoint carries is reported in notes and as a warn: line of ?verbose", async () => {
+  const health = new Health({ ready: true })
+    .add("db", () => {}, { tags: ["storage"] })
+    .add("worker", () => {}, { kinds: ["live"], tags: ["jobs"] });
+  const report = await health.report("livez", { tags: ["storage", "jobs", "nope", "nope"] });
+  assert.deepEqual(names(report), ["worker", "lifecycle"]);
+  assert.equal(report.status, "pass");
+  assert.deepEqual(report.notes, [
+    'cannot select tag "storage": no check on /livez carries it',
+    'cannot select tag "nope": no check on /livez carries it',
+  ]);
+  assert.deepEqual(renderVerbose(report, "livez").split("\n"), [
+    "[+]worker ok",
+    "[+]lifecycle ok",
+    'warn: cannot select tag "storage": no check on /livez carries it',
+    'warn: cannot select tag "nope": no check on /livez carries it',
+    "livez check passed",
+  ]);
+});
+
+for (const thread of THREADS) {
+  Deno.test(`a ?watch stream follows a background check's thresholds: warn, then fail (thread: ${thread})`, async () => {
+    const health = new Health({ ready: true })
+      .add("db", () => ({ status: "fail", output: "refused" }), { interval: 300, failureThreshold: 3 });
+    await using sock = await tempSocket();
+    await using _server = await serve(sock.path, health, { thread, watchInterval: 60_000 });
+    const statuses: string[] = [];
+    const stop = AbortSignal.timeout(20_000);
+    for await (const report of watch(sock.path, { target: "/readyz", signal: stop, timeout: 20_000 })) {
+      statuses.push(`${report.status}: ${resultOf(report, "db")?.output}`);
+      if (report.status === "fail" && resultOf(report, "db")?.output === "refused") break;
+    }
+    // Before its first run the check counts as failing ("no result yet"); then 2 runs warn, the third fails.
+    // (The stream sends a report when its status changes: it may join after the first warning run.)
+    assert.match(statuses.at(-2) ?? "", /^warn: failed [12] of 3 runs in a row: refused$/, statuses.join(" | "));
+    assert.equal(statuses.at(-1), "fail: refused");
+  });
+}

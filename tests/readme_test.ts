@@ -116,3 +116,67 @@ Deno.test("the README's serve() options table lists every option of ServeOptions
     assert.equal(rows.get(name), value === "undefined" ? "none" : value, `${name}'s default`);
   }
 });
+
+/** Run a README block of "The health model" as a program: its stdout, after it exits 0. */
+async function runModelSnippet(heading: string, flags: string[] = [], env?: Record<string, string>): Promise<string> {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/example.ts`;
+    const code = (await snippet(heading)).replaceAll('"@healthsock/healthsock"', JSON.stringify(`${ROOT}mod.ts`));
+    await Deno.writeTextFile(file, code);
+    const out = await new Deno.Command("deno", {
+      args: ["run", "--no-prompt", "--config", `${ROOT}deno.json`, `--allow-read=${file}`, ...flags, file],
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    return new TextDecoder().decode(out.stdout);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("the README's thresholds example prints two warnings, then the failure, as written", async () => {
+  assert.equal(
+    await runModelSnippet("### Thresholds: one failed run is a blip"),
+    "warn: failed 1 of 3 runs in a row: check returned false\n" +
+      "warn: failed 2 of 3 runs in a row: check returned false\n" +
+      "fail: check returned false\n",
+  );
+});
+
+Deno.test("the README's change events example pushes each change to a webhook, as written", async () => {
+  const received: unknown[] = [];
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
+    received.push(await request.json());
+    return new Response(null, { status: 204 });
+  });
+  const address = `127.0.0.1:${server.addr.port}`;
+  await runModelSnippet("### Pushing changes somewhere", [`--allow-net=${address}`, "--allow-env=HEALTH_WEBHOOK"], {
+    HEALTH_WEBHOOK: `http://${address}/health-events`,
+  });
+  assert.deepEqual(received, [
+    { name: "lifecycle", previous: "starting", current: "ready" },
+    { name: "db", current: "fail", output: "check returned false" },
+  ]);
+});
+
+Deno.test("the README's markNotReady example prints the reason, then pass, as written", async () => {
+  assert.equal(
+    await runModelSnippet("### Not ready for a while"),
+    "not ready: database connection lost\npass\n",
+  );
+});
+
+Deno.test("the README's tags and service fields example prints what it says, as written", async () => {
+  assert.equal(
+    await runModelSnippet("### Tags and service fields"),
+    "1 1.4.2 s3:responseTime mail:responseTime lifecycle:state\n",
+  );
+});
+
+Deno.test("the README's progress example passes while it beats, as written", async () => {
+  assert.equal(await runModelSnippet("### A progress check"), "pass number ms\n");
+});
