@@ -84,6 +84,12 @@ export interface ServeOptions {
   /** Milliseconds between re-evaluations of watched reports (`?watch`). @default {1000} */
   watchInterval?: number;
   /**
+   * Milliseconds an HTTP `?watch` stream may go without sending before it is sent an SSE comment line
+   * (`: keep-alive`), so clients with a read timeout (undici and aiohttp: 300 s, httpx: 5 s) keep it open.
+   * Checked at each `watchInterval`; 0 sends none. Line-mode streams only ever carry reports. @default {15000}
+   */
+  keepAlive?: number;
+  /**
    * Where the socket is served: `"worker"`, beside the app in a Worker, so probes are answered
    * within milliseconds whatever the main thread does; or `"main"`, on the main thread's event
    * loop, which saves the Worker's memory (a few MiB) but leaves probes waiting while the app's
@@ -202,6 +208,7 @@ export function resolveOptions(options: ServeOptions): Settings {
     maxAnswering: options.maxAnswering ?? options.maxConnections ?? 64,
     maxWatchers: options.maxWatchers ?? 256,
     watchInterval: options.watchInterval ?? 1000,
+    keepAlive: options.keepAlive ?? 15_000,
     thread: options.thread ?? "worker",
     readyBlockLimit: options.readyBlockLimit ?? 1000,
     liveBlockLimit: options.liveBlockLimit ?? 10_000,
