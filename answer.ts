@@ -91,9 +91,10 @@ function judgeBody(body: string, code: number | undefined): Answer | string {
     }
     return `The answer is JSON but not a health report: "${truncate(body)}"`;
   }
-  const last = /(\S+) check (passed|failed)$/.exec(body);
+  // The text ends with a newline over HTTP (line mode's is its framing).
+  const last = /(\S+) check (passed|failed)( with warnings)?\n?$/.exec(body);
   if (last && KNOWN_ENDPOINTS.has(last[1])) {
-    const status: HealthStatus = last[2] === "passed" ? "pass" : "fail";
+    const status: HealthStatus = last[2] === "failed" ? "fail" : last[3] ? "warn" : "pass";
     return { code: code ?? httpStatus(status), body, status };
   }
   return `The answer is not a health report: "${truncate(body)}"`;

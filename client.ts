@@ -296,7 +296,7 @@ async function unreachable(error: unknown, path: string): Promise<ProbeError> {
   const options = { cause: error };
   const cannot = (why: string) => new ProbeError("unreachable", path, `Cannot connect to "${path}": ${why}`, options);
   if (error instanceof Deno.errors.NotCapable) {
-    return cannot(`Deno lacks permission; run with ${permissionFlags(path, false)}`);
+    return cannot(`Deno lacks permission; run with ${permissionFlags(path)}`);
   }
   if (error instanceof Deno.errors.NotFound) {
     const directory = path.slice(0, path.lastIndexOf("/")) || "/";

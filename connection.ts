@@ -11,6 +11,7 @@ import {
   encodeResponse,
   errorResponse,
   isUnterminatedLine,
+  lineOf,
   parseRequest,
   sniffFraming,
 } from "./protocol.ts";
@@ -480,7 +481,7 @@ export class Connection {
           const { body } = responder.render(report, route).response;
           // The first event tells an EventSource how soon to reconnect if the stream is lost.
           if (http) await sendText(`${last === undefined ? `retry: ${RETRY}\n` : ""}${event(body)}`);
-          else await send(this.#lastLine = encoder.encode(`${body}\n`));
+          else await send(this.#lastLine = encoder.encode(lineOf(body)));
           last = report.status;
           changedAt = sentAt = now;
         } else if (idle !== undefined && now - changedAt >= idle) {
@@ -516,8 +517,8 @@ function seconds(ms: number): string {
 
 /** One server-sent event carrying a body: a `data:` line per body line, no `event:` field (so `onmessage` gets it). */
 function event(body: string): string {
-  // Bodies hold no CR, and LF only between lines (renderVerbose escapes both inside values).
-  return `data: ${body.replaceAll("\n", "\ndata: ")}\n\n`;
+  // Bodies hold no CR, and LF only at the end of lines (renderVerbose escapes both inside values).
+  return `data: ${body.replace(/\n$/, "").replaceAll("\n", "\ndata: ")}\n\n`;
 }
 
 /** One chunk of a chunked HTTP/1.1 body. */

@@ -9,7 +9,8 @@
 import { getLogger } from "@logtape/logtape";
 import { probe, ProbeError } from "./client.ts";
 import { delay } from "./delay.ts";
-import { eventLoopLag, Health } from "./health.ts";
+import { eventLoopLag } from "./builtin_checks.ts";
+import { Health } from "./health.ts";
 import { serve } from "./server.ts";
 import type { HealthServer } from "./server.ts";
 import type { SystemdNotifier } from "./notify.ts";

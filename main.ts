@@ -19,8 +19,8 @@ import type { Framing } from "./protocol.ts";
 import { ENDPOINTS, escapeText, renderVerbose } from "./report.ts";
 import type { Endpoint, HealthStatus } from "./report.ts";
 
-// `check` is what probes run, many times a minute: it loads only the client,
-// protocol and args modules. Logging (an npm package), node:util's parseArgs
+// `check` and `watch` are what probes run, many times a minute: they load only
+// the client, protocol and args modules. Logging (an npm package), node:util's parseArgs
 // (for demo) and the server load on demand: any npm package or node: module
 // boots Deno's Node layer, a fifth of a probe's start-up.
 
@@ -125,12 +125,24 @@ Options:
                              /readyz passes, WATCHDOG=1 while /livez passes,
                              STOPPING=1 on drain; sends from PATH.notify and
                              needs --unstable-net (see the README)
-  --socket PATH              Socket path (default ${DEFAULT_SOCKET})
+  --socket PATH              Socket path (default ${DEFAULT_SOCKET})`,
+};
+
+/** Safe to paste into a shell and to print: quoted unless plain, control characters escaped. */
+function shellWord(text: string): string {
+  return escapeText(/^[\w/.,:@%+=-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`);
+}
+
+/** A command's usage; the demo's names the socket it would serve, so its examples can be pasted as they are. */
+function usage(command: Command, socket: string): string {
+  if (command !== "demo") return USAGE[command];
+  const path = shellWord(socket);
+  return `${USAGE.demo}
 
 While it runs, from another terminal:
-  socat - UNIX-CONNECT:/tmp/app.sock <<< "GET /healthz"
-  curl --unix-socket /tmp/app.sock http://localhost/healthz`,
-};
+  socat - UNIX-CONNECT:${path} <<< "GET /healthz"
+  curl --unix-socket ${path} http://localhost/healthz`;
+}
 
 type Command = "demo" | "check" | "watch";
 
@@ -229,7 +241,7 @@ async function missingPermissions(path: string, server: boolean): Promise<string
   for (const descriptor of descriptors) {
     const { state } = await Deno.permissions.query(descriptor);
     if (state !== "granted") {
-      return `Cannot use "${path}": Deno lacks permission; run with ${permissionFlags(path, server)}`;
+      return `Cannot use "${path}": Deno lacks permission; run with ${permissionFlags(path, { server })}`;
     }
   }
   return undefined;
@@ -272,10 +284,20 @@ function statusLine(path: string, target: string, result: ProbeResult): string {
   return `"${path}" answered ${target} with ${result.status}${why}`;
 }
 
+/**
+ * A body from the server as safe lines for a terminal: it keeps its line
+ * breaks, and every other control character is escaped (`escapeText`), so a
+ * process answering on the path cannot send ESC, BEL or CR to the user's
+ * terminal, as the server's own framings guarantee for what checks say.
+ */
+function safeLines(body: string): string {
+  return body.replace(/\n$/, "").split("\n").map(escapeText).join("\n");
+}
+
 function renderText(result: ProbeResult, target: string, verbose: boolean): string {
   const endpoint = endpointOf(target);
-  if (!result.report) return result.body;
-  if (verbose) return renderVerbose(result.report, endpoint);
+  if (!result.report) return safeLines(result.body);
+  if (verbose) return renderVerbose(result.report, endpoint).replace(/\n$/, "");
   const summary = `${endpoint} check ${result.status === "fail" ? "failed" : "passed"}`;
   return result.report.output ? `${summary} (${escapeText(result.report.output)})` : summary;
 }
@@ -333,7 +355,9 @@ async function runCheck(values: Record<string, string | boolean | undefined>): P
     throw error;
   }
   if (!values.quiet) {
-    console.log(flags.format === "json" ? result.body : renderText(result, flags.target, Boolean(values.verbose)));
+    console.log(
+      flags.format === "json" ? safeLines(result.body) : renderText(result, flags.target, Boolean(values.verbose)),
+    );
   }
   if (result.status === "fail") return fatal(EXIT.fail, statusLine(flags.path, flags.target, result));
   return EXIT.ok;
@@ -401,7 +425,8 @@ async function runWatch(values: Record<string, string | boolean | undefined>): P
     } else if (observation.status === "error") {
       printLine(`${time} ${observation.error.kind} ${escapeText(observation.error.message)}`);
     } else {
-      printLine(`${time} ${observation.status} ${renderText(observation.result, flags.target, false)}`);
+      // One line per answer, whatever the body holds (a ?verbose target answers several).
+      printLine(`${time} ${observation.status} ${escapeText(renderText(observation.result, flags.target, false))}`);
     }
     return printed < count;
   };
@@ -590,7 +615,7 @@ async function main(args: string[] = Deno.args): Promise<number> {
     return usageError(command, (error as Error).message);
   }
   if (values.help) {
-    console.log(USAGE[command]);
+    console.log(usage(command, values.socket as string));
     return EXIT.ok;
   }
   try {
@@ -602,8 +627,9 @@ async function main(args: string[] = Deno.args): Promise<number> {
       "--log-level",
     );
     const format = choice(values["log-format"] as string, ["text", "json"] as const, "--log-format");
-    // check logs nothing of its own unless asked: it reports on stdout and stderr.
-    if (command !== "check" || values["log-level"] !== undefined || format === "json") {
+    // check and watch log nothing of their own unless asked: they report on stdout and stderr, and a probe
+    // loads no npm package (LogTape is one), so it runs on an empty cache with --cached-only.
+    if (command === "demo" || values["log-level"] !== undefined || format === "json") {
       logging = await import("./logging.ts");
       await logging.setUpLogging(level, format);
     }

@@ -36,25 +36,17 @@
  */
 export { serve, SocketError } from "./server.ts";
 export type { HealthServer, ServeOptions, SocketErrorReason } from "./server.ts";
-export { eventLoopLag, Health, heapUsage, LIFECYCLE_CHECK, MAIN_LOOP_CHECK } from "./health.ts";
-export type {
-  CheckDefinition,
-  CheckFunction,
-  CheckKind,
-  CheckOptions,
-  CheckOutcome,
-  CheckSnapshot,
-  EventLoopLagOptions,
-  HealthOptions,
-  HealthSnapshot,
-  HealthSource,
-  HeapUsageOptions,
-  Lifecycle,
-  ReportOptions,
-} from "./health.ts";
+export { Health } from "./health.ts";
+export type { HealthOptions } from "./health.ts";
+export { eventLoopLag, heapUsage } from "./builtin_checks.ts";
+export type { EventLoopLagOptions, HeapUsageOptions } from "./builtin_checks.ts";
+export type { CheckDefinition, CheckFunction, CheckOptions, CheckOutcome } from "./check.ts";
+export { LIFECYCLE_CHECK, MAIN_LOOP_CHECK } from "./model.ts";
+export type { CheckKind, CheckSnapshot, HealthSnapshot, HealthSource, Lifecycle, ReportOptions } from "./model.ts";
 export { probe, ProbeError, watch } from "./client.ts";
 export type { ProbeErrorKind, ProbeOptions, ProbeResult, WatchOptions } from "./client.ts";
 export { permissionFlags } from "./paths.ts";
+export type { PermissionFlagsOptions } from "./paths.ts";
 export { renderVerbose } from "./report.ts";
 export type { CheckResult, Endpoint, HealthReport, HealthStatus, VerboseOptions } from "./report.ts";
 export type { Framing } from "./protocol.ts";

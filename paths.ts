@@ -6,6 +6,12 @@
  * @module
  */
 
+/** Options of {@linkcode permissionFlags}. */
+export interface PermissionFlagsOptions {
+  /** Grant what a server needs as well: its lock file (`PATH.lock`) and the private directory it binds in (`PATH.tmp`). @default {false} */
+  server?: boolean;
+}
+
 /**
  * The Deno permission flags a program needs to use a socket path: read, write
  * and `net=unix:` for the path; a server also needs its lock file
@@ -13,17 +19,19 @@
  * `PATH.tmp/s` before renaming the socket onto the path).
  *
  * @param path The absolute socket path.
- * @param server Include the server's lock file and temporary names.
+ * @param options Whether the flags are for a server (`{ server: true }`) or a client.
  * @returns The flags, space-separated.
  * @example
  * ```ts
  * import { permissionFlags } from "@healthsock/healthsock";
- * permissionFlags("/tmp/app.sock", false);
+ * permissionFlags("/tmp/app.sock");
  * // "--allow-read=/tmp/app.sock --allow-write=/tmp/app.sock --allow-net=unix:/tmp/app.sock"
+ * permissionFlags("/tmp/app.sock", { server: true });
+ * // "--allow-read=/tmp/app.sock,/tmp/app.sock.tmp,/tmp/app.sock.lock --allow-write=… --allow-net=unix:/tmp/app.sock,unix:/tmp/app.sock.tmp/s"
  * ```
  */
-export function permissionFlags(path: string, server: boolean): string {
-  const { files, sockets } = permissionPaths(path, server);
+export function permissionFlags(path: string, options: PermissionFlagsOptions = {}): string {
+  const { files, sockets } = permissionPaths(path, options.server ?? false);
   return [
     `--allow-read=${files.join(",")}`,
     `--allow-write=${files.join(",")}`,

@@ -403,7 +403,7 @@ export interface WireResponse {
   code: number;
   /** The content type of the body. */
   contentType: string;
-  /** The body; byte-for-byte the same in both framings (line mode adds `\n`). */
+  /** The body; byte-for-byte the same in both framings (line mode adds `\n` unless it ends with one). */
   body: string;
   /** Extra header lines for HTTP, such as `Allow`. */
   headers?: Record<string, string>;
@@ -442,7 +442,24 @@ export interface EncodeOptions {
 }
 
 /**
- * Encode a response in a framing: line mode writes the body and `\n`; HTTP
+ * A body as line mode sends it: ended by one `\n`, added unless the body
+ * already ends with one (`?verbose` text does, so it reads well over HTTP too).
+ *
+ * @param body The body.
+ * @returns The body ending with exactly the one newline line mode ends with.
+ * @example
+ * ```ts
+ * import { lineOf } from "./protocol.ts";
+ * lineOf('{"status":"pass","checks":{}}'); // '{"status":"pass","checks":{}}\n'
+ * lineOf("livez check passed\n"); // "livez check passed\n"
+ * ```
+ */
+export function lineOf(body: string): string {
+  return body.endsWith("\n") ? body : body + "\n";
+}
+
+/**
+ * Encode a response in a framing: line mode writes the body and `\n` (see {@linkcode lineOf}); HTTP
  * writes a status line, `Content-Type`, `Content-Length`,
  * `Cache-Control: no-store` and `Connection`, then the body.
  *
@@ -461,7 +478,7 @@ export function encodeResponse(
   framing: Framing,
   options: EncodeOptions = {},
 ): Uint8Array {
-  if (framing === "line") return encoder.encode(response.body + "\n");
+  if (framing === "line") return encoder.encode(lineOf(response.body));
   const body = encoder.encode(response.body);
   const head = encodeHead(response, body.length, options);
   if (options.head) return head;

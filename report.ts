@@ -67,13 +67,20 @@ export interface VerboseOptions {
 }
 
 /**
- * Render a report as the `?verbose` text: one `[+]name ok` or
- * `[-]name failed: reason` line per check, then `NAME check passed|failed`.
+ * Render a report as the `?verbose` text: one line per check, then the
+ * total, each line ending with a newline (so a terminal's prompt does not
+ * land on the last one).
+ *
+ * A check's line is its own result, as its entry in the JSON report is:
+ * `[+]name ok`, `[+]name warn: reason` or `[-]name failed: reason`, a
+ * non-critical check that fails too. The last line is the report's status:
+ * `NAME check passed` (`pass`), `NAME check passed with warnings` (`warn`: a
+ * check warned, or a non-critical one failed) or `NAME check failed`.
  *
  * A failing check without an `output` shows `reason withheld`: the server
  * strips outputs when it hides details.
  *
- * Guarantee: the text has no CR, and its only LFs separate these lines. Check
+ * Guarantee: the text has no CR, and its only LFs end these lines. Check
  * names, outputs and notes are escaped (CR and LF become `\r` and `\n`, other controls `\uXXXX`), so no check
  * can forge a `[+]name ok` line here, nor an extra event in a `?watch` event
  * stream, whose `data:` lines are this text's lines.
@@ -81,12 +88,14 @@ export interface VerboseOptions {
  * @param report The report.
  * @param endpoint The endpoint, named in the last line.
  * @param options Checks that were excluded, to list as such.
- * @returns The text, without a final newline.
+ * @returns The text, ending with a newline.
  * @example
  * ```ts
  * import { renderVerbose } from "@healthsock/healthsock";
  * renderVerbose({ status: "pass", checks: { "db:responseTime": [{ status: "pass" }] } }, "readyz");
- * // "[+]db ok\nreadyz check passed"
+ * // "[+]db ok\nreadyz check passed\n"
+ * renderVerbose({ status: "warn", checks: { "cache:hits": [{ status: "fail", output: "cold" }] } }, "readyz");
+ * // "[-]cache failed: cold\nreadyz check passed with warnings\n"
  * ```
  */
 export function renderVerbose(report: HealthReport, endpoint: Endpoint, options: VerboseOptions = {}): string {
@@ -102,8 +111,9 @@ export function renderVerbose(report: HealthReport, endpoint: Endpoint, options:
   }
   for (const name of options.excluded ?? []) lines.push(`[+]${escapeText(name)} excluded: ok`);
   for (const note of report.notes ?? []) lines.push(`warn: ${escapeText(String(note))}`);
-  lines.push(`${endpoint} check ${report.status === "fail" ? "failed" : "passed"}`);
-  return lines.join("\n");
+  const verdict = { pass: "passed", warn: "passed with warnings", fail: "failed" }[report.status];
+  lines.push(`${endpoint} check ${verdict}`);
+  return lines.join("\n") + "\n";
 }
 
 // C0 controls but tab, DEL, C1 controls (NEL among them) and the Unicode line and paragraph separators.
@@ -203,4 +213,39 @@ export function isHealthReport(value: unknown): value is HealthReport {
  */
 export function isStatus(value: unknown): value is HealthStatus {
   return value === "pass" || value === "warn" || value === "fail";
+}
+
+/**
+ * A time as `Date#toISOString()` writes it, by arithmetic. The first
+ * toISOString() of a process faults about 1.5 MiB of the runtime's date
+ * code into resident memory, and every server does it at start (the
+ * lifecycle's `time`): this keeps an idle server's memory down.
+ */
+export function isoTime(ms: number): string {
+  const days = Math.floor(ms / 86_400_000);
+  let rest = ms - days * 86_400_000;
+  // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  if (!Number.isInteger(ms) || year < 0 || year > 9999) return new Date(ms).toISOString();
+  const hour = Math.floor(rest / 3_600_000);
+  rest -= hour * 3_600_000;
+  const minute = Math.floor(rest / 60_000);
+  rest -= minute * 60_000;
+  const second = Math.floor(rest / 1000);
+  const milli = rest - second * 1000;
+  return `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}T${pad(hour, 2)}:${pad(minute, 2)}:${pad(second, 2)}.${
+    pad(milli, 3)
+  }Z`;
+}
+
+function pad(n: number, width: number): string {
+  return String(n).padStart(width, "0");
 }

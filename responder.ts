@@ -6,8 +6,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { HealthSource } from "./health.ts";
-import { errorResponse, HEALTH_JSON, parseTarget } from "./protocol.ts";
+import type { HealthSource } from "./model.ts";
+import { errorResponse, HEALTH_JSON, lineOf, parseTarget } from "./protocol.ts";
 import type { Framing, ProtocolError, Route, WireRequest, WireResponse } from "./protocol.ts";
 import { httpStatus, renderVerbose, withholdDetails } from "./report.ts";
 import type { HealthReport } from "./report.ts";
@@ -19,7 +19,7 @@ const TEXT = "text/plain; charset=utf-8";
 /** A response with its bytes encoded once for both framings, reused while its report is unchanged. */
 export interface Prepared {
   response: WireResponse;
-  /** The whole line-mode answer: the body and `\n`. */
+  /** The whole line-mode answer: the body and `\n` (see `lineOf`). */
   line: Uint8Array;
   /** The HTTP body. */
   body: Uint8Array;
@@ -36,7 +36,7 @@ export interface HttpAnswers {
 
 /** Encode a response once for both framings. */
 export function prepare(response: WireResponse): Prepared {
-  return { response, line: encoder.encode(response.body + "\n"), body: encoder.encode(response.body) };
+  return { response, line: encoder.encode(lineOf(response.body)), body: encoder.encode(response.body) };
 }
 
 /**

@@ -7,7 +7,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { Health, HealthSource } from "./health.ts";
+import type { Health } from "./health.ts";
+import type { HealthSource } from "./model.ts";
 import { Connection } from "./connection.ts";
 import { Responder } from "./responder.ts";
 import { delay, MAX_DELAY, within } from "./delay.ts";
@@ -59,8 +60,8 @@ export interface ServeOptions {
    * request (one that connected within the last 50 ms may stay over the cap
    * for that long, so a probe whose request is on its way is not dropped).
    * Only when every one is answering does a newcomer get a 503 "busy" in its
-   * request's framing. A waiting connection costs about 9 KiB. Earlier
-   * versions defaulted to 64. @default {16384}
+   * request's framing. A waiting connection costs about 9 KiB.
+   * @default {16384}
    */
   maxConnections?: number;
   /**
@@ -77,7 +78,7 @@ export interface ServeOptions {
    * sending side is written to, to find out); while every follower still
    * reads, the newcomer gets a 503 "busy". Whoever can connect can hold these
    * slots. A follower costs about 22 KiB and a write per change (streams of
-   * one target share each evaluation). Earlier versions defaulted to 16.
+   * one target share each evaluation).
    * @default {256}
    */
   maxWatchers?: number;

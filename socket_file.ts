@@ -483,7 +483,7 @@ function toSocketError(error: unknown, path: string): unknown {
     return new SocketError(
       path,
       "not-capable",
-      `Cannot listen on "${path}": Deno lacks permission; run with ${permissionFlags(path, true)}`,
+      `Cannot listen on "${path}": Deno lacks permission; run with ${permissionFlags(path, { server: true })}`,
       { cause: error },
     );
   }

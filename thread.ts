@@ -6,8 +6,9 @@
  *
  * @module
  */
-import type { HealthSnapshot } from "./health.ts";
-import { isoTime, MAIN_LOOP_CHECK } from "./health.ts";
+import { excludedOf, selects } from "./model.ts";
+import type { HealthSnapshot } from "./model.ts";
+import { isoTime } from "./report.ts";
 import type { CheckResult, Endpoint } from "./report.ts";
 
 /** Milliseconds between the main thread's heartbeat stamps. */
@@ -266,7 +267,7 @@ export class Heartbeat {
 }
 
 /**
- * The main loop's pseudo-check ({@linkcode MAIN_LOOP_CHECK}) for an
+ * The main loop's pseudo-check (`mainloop`) for an
  * endpoint: `fail` on `/readyz` and `/healthz` once the loop has been
  * blocked longer than `limits.ready`, on `/livez` and `/startupz` once
  * longer than `limits.live`.
@@ -310,7 +311,8 @@ export interface Due {
 
 /**
  * Whether answering needs the main thread to run checks: a selected
- * on-request check has no result, or one no longer fresh.
+ * on-request check the report selects (as the model selects it, see
+ * model.ts's `selects`) has no result, or one no longer fresh.
  *
  * @param snapshot The latest results.
  * @param endpoint The endpoint.
@@ -326,13 +328,10 @@ export function dueChecks(
   exclude: readonly string[],
   now: number,
 ): Due | undefined {
-  // livez → live, readyz → ready, startupz → startup
-  const kind = endpoint === "healthz" ? undefined : endpoint.slice(0, -1);
+  const excluded = excludedOf(exclude);
   let due: Due | undefined;
   for (const entry of snapshot.checks) {
-    if (entry.background) continue;
-    if (check === undefined ? exclude.includes(entry.name) : entry.name !== check) continue;
-    if (kind !== undefined && !entry.kinds.includes(kind as "live")) continue;
+    if (entry.background || !selects(entry, endpoint, check, excluded)) continue;
     if (entry.result === undefined || entry.freshUntil === undefined || entry.freshUntil <= now) {
       due ??= { timeout: 0, first: false };
       due.timeout = Math.max(due.timeout, entry.timeout);
@@ -363,5 +362,3 @@ export function isFromWorker(data: unknown): data is FromWorker {
 export function lowestLevel(enabled: (level: LogLevel) => boolean): LogLevel | undefined {
   return LOG_LEVELS.find(enabled);
 }
-
-export { MAIN_LOOP_CHECK };

@@ -9,8 +9,8 @@
 import { configure } from "@logtape/logtape";
 import type { LogRecord } from "@logtape/logtape";
 import { within } from "./delay.ts";
-import type { HealthSnapshot, HealthSource, ReportOptions } from "./health.ts";
-import { reportFromSnapshot, snapshotHas } from "./health.ts";
+import { reportFromSnapshot, snapshotHas } from "./model.ts";
+import type { HealthSnapshot, HealthSource, ReportOptions } from "./model.ts";
 import type { Endpoint, HealthReport } from "./report.ts";
 import { startServer } from "./server.ts";
 import type { HealthServer, Settings } from "./server.ts";

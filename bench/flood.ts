@@ -49,7 +49,15 @@ async function startDemo(): Promise<Demo> {
   const dir = await Deno.makeTempDir({ prefix: "healthsock-flood-" });
   const path = `${dir}/app.sock`;
   const child = new Deno.Command("deno", {
-    args: ["run", "--no-prompt", ...permissionFlags(path, true).split(" "), `${root}main.ts`, "demo", "--socket", path],
+    args: [
+      "run",
+      "--no-prompt",
+      ...permissionFlags(path, { server: true }).split(" "),
+      `${root}main.ts`,
+      "demo",
+      "--socket",
+      path,
+    ],
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -77,7 +85,7 @@ function check(path: string, timeout: string): Promise<{ ok: boolean; ms: number
   return timed("deno", [
     "run",
     "--no-prompt",
-    ...permissionFlags(path, false).split(" "),
+    ...permissionFlags(path).split(" "),
     `${HERE}main.ts`,
     "check",
     "--path",
@@ -110,7 +118,7 @@ function flood(path: string, mode: string, count: number, seconds: number): Floo
     args: [
       "run",
       "--no-prompt",
-      ...permissionFlags(path, false).split(" "),
+      ...permissionFlags(path).split(" "),
       `${HERE}tests/fixtures/flooder.ts`,
       path,
       mode,

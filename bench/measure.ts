@@ -414,8 +414,8 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
         await host.stop();
         throw error;
       });
-      const flags = permissionFlags(path, false).split(" ");
-      const mainFlags = permissionFlags(mainPath, false).split(" ");
+      const flags = permissionFlags(path).split(" ");
+      const mainFlags = permissionFlags(mainPath).split(" ");
       const commands: [string, string, string[], string?][] = [
         ["healthsock check", "deno", ["run", "--no-prompt", ...flags, `${ROOT}main.ts`, "check", "--socket", path]],
         ["Deno probe floor", "deno", ["run", "--no-prompt", ...flags, `${BENCH}probe_floor.ts`, path]],

@@ -199,7 +199,7 @@ export class Harness {
       "run",
       "--no-prompt",
       ...gc,
-      ...permissionFlags(path, true).split(" "),
+      ...permissionFlags(path, { server: true }).split(" "),
       `${BENCH}host.ts`,
       path,
       variant,

@@ -130,7 +130,7 @@ export async function run(
 
 /** `deno run` arguments for main.ts with exactly the flags users get for `path`. */
 export function cliArgs(path: string, server: boolean, args: string[]): string[] {
-  return ["run", "--no-prompt", ...permissionFlags(path, server).split(" "), `${ROOT}main.ts`, ...args];
+  return ["run", "--no-prompt", ...permissionFlags(path, { server }).split(" "), `${ROOT}main.ts`, ...args];
 }
 
 /** Run the CLI as users do, with the scoped permissions for `path`. */
@@ -209,7 +209,7 @@ export const TASKS: Record<string, string> = JSON.parse(await Deno.readTextFile(
  * main.ts made absolute.
  */
 export function taskArgs(task: string, path: string): string[] {
-  const [command, ...words] = TASKS[task].replace(/^export HEALTHSOCK_SOCKET=.*? && /, "")
+  const [command, ...words] = TASKS[task].replace(/^sh -c '[^']*' && export HEALTHSOCK_SOCKET=.*? && /, "")
     .replaceAll("$HEALTHSOCK_SOCKET", path).split(" ");
   if (command !== "deno") throw new Error(`Task "${task}" does not start with deno: ${TASKS[task]}`);
   return words.map((word) => word.replaceAll("/tmp/app.sock", path).replace(/^main\.ts$/, `${ROOT}main.ts`));

@@ -39,7 +39,7 @@ function flooder(path: string, mode: string, count: number, seconds: number): Fl
     args: [
       "run",
       "--no-prompt",
-      ...permissionFlags(path, false).split(" "),
+      ...permissionFlags(path).split(" "),
       `${ROOT}tests/fixtures/flooder.ts`,
       path,
       mode,

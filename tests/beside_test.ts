@@ -22,7 +22,7 @@ async function startApp(
   args: string[],
   options: { flags?: string[]; env?: Record<string, string> } = {},
 ): Promise<App> {
-  const flags = [...permissionFlags(path, true).split(" "), ...options.flags ?? []];
+  const flags = [...permissionFlags(path, { server: true }).split(" "), ...options.flags ?? []];
   const child = new Deno.Command("deno", {
     args: ["run", "--no-prompt", ...flags, `${ROOT}tests/fixtures/busy_app.ts`, path, ...args],
     env: options.env,

@@ -32,7 +32,7 @@ class Claimer implements AsyncDisposable {
    * override file modes and ownership (a non-root server, as far as files go).
    */
   constructor(path: string, options: { umask?: string; allowAll?: boolean; unprivileged?: boolean } = {}) {
-    const flags = options.allowAll ? ["-A"] : permissionFlags(path, true).split(" ");
+    const flags = options.allowAll ? ["-A"] : permissionFlags(path, { server: true }).split(" ");
     const args = [
       ...(options.unprivileged ? ["setpriv", UNPRIVILEGED, "--"] : []),
       ...["deno", "run", "--no-prompt", ...flags, `${ROOT}tests/fixtures/claimer.ts`, path],
@@ -180,7 +180,7 @@ async function host(path: string, unprivileged: boolean): Promise<{ code: number
       ...(unprivileged ? [UNPRIVILEGED, "--", "deno"] : []),
       "run",
       "--no-prompt",
-      ...permissionFlags(path, true).split(" "),
+      ...permissionFlags(path, { server: true }).split(" "),
       `${ROOT}tests/fixtures/host.ts`,
       path,
     ],

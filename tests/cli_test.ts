@@ -47,9 +47,12 @@ function fakeServer(path: string, answer: (conn: Deno.UnixConn) => Promise<void>
 
 Deno.test("the check, watch and demo tasks grant exactly the socket path (and the demo its .tmp sibling)", () => {
   const socket = "$HEALTHSOCK_SOCKET";
-  const client = permissionFlags(socket, false);
-  const server = permissionFlags(socket, true);
-  const path = `export HEALTHSOCK_SOCKET=$(sh -c 'echo "\${HEALTHSOCK_SOCKET:-/tmp/app.sock}"') && `;
+  const client = permissionFlags(socket);
+  const server = permissionFlags(socket, { server: true });
+  const path = "sh -c 'case ${HEALTHSOCK_SOCKET:-/} in [!/]*|*[[:space:],]*) " +
+    `echo "healthsock: Invalid HEALTHSOCK_SOCKET \\"$HEALTHSOCK_SOCKET\\": use an absolute path without spaces or commas" ` +
+    ">&2; exit 64;; esac' && " +
+    `export HEALTHSOCK_SOCKET=$(sh -c 'echo "\${HEALTHSOCK_SOCKET:-/tmp/app.sock}"') && `;
   assert.equal(TASKS.check, `${path}deno run --no-prompt ${client} main.ts check --socket ${socket}`);
   assert.equal(TASKS.watch, `${path}deno run --no-prompt ${client} main.ts watch --socket ${socket}`);
   assert.equal(TASKS.demo, `${path}deno run --no-prompt ${server} main.ts demo --socket ${socket}`);
@@ -75,7 +78,7 @@ Deno.test("check prints per-check lines with --verbose and the body with --forma
   assert.equal(verbose.code, 0, verbose.stderr);
   assert.equal(
     verbose.stdout,
-    "[+]db ok\n[+]cache warn: check warned\n[+]lifecycle ok\n[+]mainloop ok\nreadyz check passed\n",
+    "[+]db ok\n[+]cache warn: check warned\n[+]lifecycle ok\n[+]mainloop ok\nreadyz check passed with warnings\n",
   );
   const json = await cli(sock.path, ["check", "--format", "json", "--http"]);
   assert.equal(json.code, 0);
@@ -158,7 +161,7 @@ Deno.test("bad flags print one line saying what is wrong and where the usage is,
     const out = await run("deno", [
       "run",
       "--no-prompt",
-      ...permissionFlags(sock.path, true).split(" "),
+      ...permissionFlags(sock.path, { server: true }).split(" "),
       `${ROOT}main.ts`,
       ...args,
     ]);
@@ -186,7 +189,7 @@ Deno.test("a missing permission prints the exact flags to add, with the path fil
   await using sock = await tempSocket();
   const check = await run("deno", ["run", "--no-prompt", `${ROOT}main.ts`, "check", "--socket", sock.path]);
   assert.equal(check.code, 3);
-  assert.ok(check.stderr.includes(permissionFlags(sock.path, false)), check.stderr);
+  assert.ok(check.stderr.includes(permissionFlags(sock.path)), check.stderr);
   // The task's flags are for /tmp/app.sock only: another socket needs its own.
   const other = await run("deno", [...taskArgs("check", "/tmp/app.sock"), "--socket", sock.path]);
   assert.equal(other.code, 3);
@@ -201,7 +204,7 @@ Deno.test("a missing permission prints the exact flags to add, with the path fil
     sock.path,
   ]);
   assert.equal(demo.code, 77);
-  assert.ok(demo.stderr.includes(permissionFlags(sock.path, true)), demo.stderr);
+  assert.ok(demo.stderr.includes(permissionFlags(sock.path, { server: true })), demo.stderr);
 });
 
 Deno.test("watch --count prints one line per answer and exits as check would", async () => {
@@ -525,7 +528,7 @@ Deno.test("README's deno install -g line for a checkout gives a probe whose demo
   const words = line.split(" ");
   assert.deepEqual(
     words.filter((word) => word.startsWith("--allow-")),
-    permissionFlags("/tmp/app.sock", false).split(" "),
+    permissionFlags("/tmp/app.sock").split(" "),
     "the flags a probe needs for /tmp/app.sock, nothing else",
   );
   await using sock = await tempSocket();
@@ -549,11 +552,96 @@ Deno.test("an unexpected error exits 70 with one line, never 1, which says the h
     "--name",
     "healthsock",
     "--no-prompt",
-    ...permissionFlags(sock.path, false).split(" "),
+    ...permissionFlags(sock.path).split(" "),
     "main.ts",
   ]);
   const out = await run("sh", [script, "check", "--socket", sock.path, "--log-level", "debug"]);
   assert.equal(out.code, 70, out.stderr);
   assert.match(out.stderr, /^healthsock: Internal error \(please report it\): .*@logtape\/logtape/);
   assert.equal(out.stderr.trimEnd().split("\n").length, 1, out.stderr);
+});
+
+Deno.test("check and watch run on an empty Deno cache with --cached-only: the probe path loads no npm package", async () => {
+  await using sock = await tempSocket();
+  await using _server = await serve(sock.path, healthy());
+  const denoDir = await Deno.makeTempDir({ prefix: "healthsock-deno-dir-" });
+  try {
+    const env = { DENO_DIR: denoDir, NO_COLOR: "1" };
+    const offline = (args: string[]) =>
+      run("deno", ["run", "--cached-only", ...cliArgs(sock.path, false, [...args, "--socket", sock.path]).slice(1)], {
+        cwd: ROOT,
+        env,
+      });
+    const check = await offline(["check"]);
+    assert.equal(check.code, 0, check.stderr);
+    assert.equal(check.stdout, "healthz check passed\n");
+    const watch = await offline(["watch", "--count", "1"]);
+    assert.equal(watch.code, 0, watch.stderr);
+    assert.match(watch.stdout, /^\S+ pass healthz check passed\n$/);
+    // Asking for logging is asking for LogTape, which this cache does not hold.
+    const logged = await offline(["watch", "--count", "1", "--log-level", "debug"]);
+    assert.notEqual(logged.code, 0, "LogTape was loaded from an empty cache");
+  } finally {
+    await Deno.remove(denoDir, { recursive: true });
+  }
+});
+
+Deno.test("check and watch escape a text body's control characters, so the answer cannot drive the terminal", async () => {
+  await using sock = await tempSocket();
+  // A process answering on the path with a ?verbose-like text holding ESC, BEL and CR.
+  const hostile = "[+]db ok\x1b]0;owned\x07\r[+]x\x1b[2J\nhealthz check passed\n";
+  await using _fake = fakeServer(sock.path, async (conn) => {
+    await conn.read(new Uint8Array(1024));
+    await conn.write(new TextEncoder().encode(hostile));
+    conn.close();
+  });
+  const check = await cli(sock.path, ["check", "--path", "/healthz?verbose"]);
+  assert.equal(check.code, 0, check.stderr);
+  assert.equal(check.stdout, "[+]db ok\\u001b]0;owned\\u0007\\r[+]x\\u001b[2J\nhealthz check passed\n");
+  const json = await cli(sock.path, ["check", "--path", "/healthz?verbose", "--format", "json"]);
+  assert.equal(json.stdout, check.stdout);
+  const watch = await cli(sock.path, ["watch", "--count", "1", "--path", "/healthz?verbose"]);
+  assert.equal(watch.code, 0, watch.stderr);
+  assert.match(
+    watch.stdout,
+    /^\S+ pass \[\+\]db ok\\u001b\]0;owned\\u0007\\r\[\+\]x\\u001b\[2J\\nhealthz check passed\n$/,
+  );
+});
+
+Deno.test("a relative HEALTHSOCK_SOCKET, or one with a space or comma, stops every task with one line and exit 64", async () => {
+  for (const name of ["demo", "check", "watch", "compile"]) {
+    for (const bad of ["app.sock", "/tmp/my app.sock", "/tmp/a,b.sock"]) {
+      const out = await task(name, bad, ["--help"]).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 64, `${name} with "${bad}": ${stderr}`);
+      assert.equal(
+        stderr,
+        `healthsock: Invalid HEALTHSOCK_SOCKET "${bad}": use an absolute path without spaces or commas\n`,
+        name,
+      );
+      assert.equal(out.stdout.length, 0);
+    }
+  }
+});
+
+Deno.test("demo --help names the socket in use in its examples, through the task too", async () => {
+  await using sock = await tempSocket();
+  const direct = await cli(sock.path, ["demo", "--help"], { server: true });
+  assert.equal(direct.code, 0, direct.stderr);
+  assert.ok(direct.stdout.includes(`socat - UNIX-CONNECT:${sock.path} <<< "GET /healthz"\n`), direct.stdout);
+  assert.ok(direct.stdout.includes(`curl --unix-socket ${sock.path} http://localhost/healthz`), direct.stdout);
+  assert.doesNotMatch(direct.stdout, /UNIX-CONNECT:\/tmp\/app\.sock|--unix-socket \/tmp\/app\.sock/);
+  const viaTask = await task("demo", sock.path, ["--help"]).output();
+  assert.equal(viaTask.code, 0);
+  assert.equal(new TextDecoder().decode(viaTask.stdout), direct.stdout);
+});
+
+Deno.test("through deno task -q, as the README says, --log-format json leaves only JSON lines on stderr", async () => {
+  await using sock = await tempSocket();
+  const out = await task("check", sock.path, ["--log-format", "json"]).output();
+  assert.equal(out.code, 3);
+  const lines = new TextDecoder().decode(out.stderr).trimEnd().split("\n");
+  assert.equal(lines.length, 1, lines.join("\n"));
+  for (const line of lines) assert.equal(JSON.parse(line).properties.exitCode, 3, line);
+  assert.match(await Deno.readTextFile(`${ROOT}README.md`), /`deno task -q demo --log-format json`/);
 });

@@ -73,7 +73,7 @@ function embeddedMetadata(binary: Uint8Array): Record<string, unknown> {
 /** The permissions the CLI tells users to grant for `path`, in the metadata's shape. */
 function expectedPermissions(path: string, server: boolean): Record<string, string[]> {
   const granted: Record<string, string[]> = {};
-  for (const flag of permissionFlags(path, server).split(" ")) {
+  for (const flag of permissionFlags(path, { server }).split(" ")) {
     const [, name, list] = /^--allow-(\w+)=(.*)$/.exec(flag)!;
     granted[`allow_${name}`] = list.split(",");
   }
@@ -122,8 +122,8 @@ Deno.test("HEALTHSOCK_SOCKET sets the compiled probe's socket at build time", as
 Deno.test("compile task refuses a relative HEALTHSOCK_SOCKET rather than widen the grant", async () => {
   await using build = await buildDir();
   const out = await compile(build.dir, { DENORT_BIN: Deno.execPath(), HEALTHSOCK_SOCKET: "app.sock" });
-  assert.notEqual(out.code, 0);
-  assert.match(out.stderr, /invalid unix socket: 'unix:app\.sock' \(path must be absolute/);
+  assert.equal(out.code, 64, out.stderr);
+  assert.match(out.stderr, /Invalid HEALTHSOCK_SOCKET "app\.sock": use an absolute path/);
   await assert.rejects(Deno.lstat(`${build.dir}/dist/healthsock`));
 });
 
@@ -181,11 +181,11 @@ Deno.test(
 
     const elsewhere = await probe("check");
     assert.equal(elsewhere.code, 3);
-    assert.ok(elsewhere.stderr.includes(permissionFlags("/tmp/app.sock", false)), elsewhere.stderr);
+    assert.ok(elsewhere.stderr.includes(permissionFlags("/tmp/app.sock")), elsewhere.stderr);
 
     const demo = await probe(`demo --socket ${sock.path}`);
     assert.equal(demo.code, 77, "the probe cannot serve: no .tmp sibling");
-    assert.ok(demo.stderr.includes(permissionFlags(sock.path, true)), demo.stderr);
+    assert.ok(demo.stderr.includes(permissionFlags(sock.path, { server: true })), demo.stderr);
 
     await using server = spawnDemo(sock.path, ["--poll-interval", "0", "--ready-after", "0"]);
     await readUntil(server.log, /Serving health on/);

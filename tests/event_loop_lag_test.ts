@@ -2,7 +2,8 @@
 // stalls between two probes count, with real blocking on this thread (no mock clock).
 import assert from "node:assert/strict";
 import { probe } from "../client.ts";
-import { eventLoopLag, Health } from "../health.ts";
+import { eventLoopLag } from "../builtin_checks.ts";
+import { Health } from "../health.ts";
 import { MAX_DELAY } from "../delay.ts";
 import { serve } from "../server.ts";
 import { ROOT, tempSocket } from "./_util.ts";
@@ -138,7 +139,7 @@ Deno.test("eventLoopLag without a started Health times one timer, and fails when
 
 Deno.test("eventLoopLag's timer does not keep a process alive", async () => {
   // A started Health with nothing else to do: the program ends on its own.
-  const script = `import { eventLoopLag, Health } from "${ROOT}health.ts";
+  const script = `import { eventLoopLag, Health } from "${ROOT}mod.ts";
     new Health().add("eventloop", eventLoopLag()).startChecks();
     console.log("started");`;
   const child = new Deno.Command("deno", { args: ["eval", script], cwd: ROOT, stdout: "piped", stderr: "piped" })

@@ -169,7 +169,8 @@ function assertServerCommand(words: string[], socket: string, extra = ""): void 
   assert.ok(script > 1, `no main.ts in ${words.join(" ")}`);
   assert.deepEqual(
     words.slice(2, script).sort(),
-    ["--no-prompt", ...permissionFlags(socket, true).split(" "), ...extra.split(" ").filter(Boolean)].sort(),
+    ["--no-prompt", ...permissionFlags(socket, { server: true }).split(" "), ...extra.split(" ").filter(Boolean)]
+      .sort(),
     "a server gets read, write and net for the socket, its lock file and temporary names, nothing else",
   );
   assert.equal(words[script + 1], "demo");
@@ -339,6 +340,14 @@ Deno.test("pod.yaml probes /startupz, /livez and /readyz through the shared empt
   const app = podContainers().app;
   assertServerCommand(app.args as string[], socket);
   assert.equal(app.command, undefined, "args keep the image's entrypoint (tini), which forwards SIGTERM");
+  // Deletion takes the Pod out of its endpoints as SIGTERM arrives; the drain answers while that spreads, and the
+  // grace period covers the drain and the demo's 5 s shutdownTimeout for requests in progress.
+  const drain = ms(flag(app.args as string[], "--drain-delay") ?? "1s");
+  assert.ok(drain >= 5000, `--drain-delay ${drain} ms leaves no time for the endpoint removal to spread`);
+  assert.ok(
+    pod.spec.terminationGracePeriodSeconds * 1000 > drain + 5000,
+    `terminationGracePeriodSeconds ${pod.spec.terminationGracePeriodSeconds} must exceed the drain and shutdown`,
+  );
   // The image is the one the Dockerfile's build comment tags.
   const tag = /docker build -f examples\/Dockerfile -t (\S+) \./.exec(dockerText)?.[1];
   for (const container of Object.values(podContainers())) assert.equal(container.image, tag);
@@ -521,4 +530,21 @@ Deno.test("healthsock-demo.service warns once and keeps serving when NOTIFY_SOCK
   const rest = await restOf(demo.log);
   assert.equal((await demo.child.status).code, 0);
   assert.doesNotMatch(rest, /Cannot notify systemd/, "one warning, not one per message");
+});
+
+Deno.test("README's systemd block is the unit's [Service] section, setting for setting, so it runs as copied", async () => {
+  const readme = await Deno.readTextFile(`${ROOT}README.md`);
+  const section = readme.slice(readme.indexOf("### systemd: `examples/systemd/`"));
+  const block = /```ini\n([\s\S]*?)```/.exec(section)?.[1];
+  assert.ok(block, "README has an ini block under its systemd heading");
+  const shown = parseUnit(block).get("Service");
+  const service = units.demo.get("Service");
+  assert.ok(shown && service);
+  assert.deepEqual(
+    Object.fromEntries([...shown].map(([key, values]) => [key, values.map((v) => v.replace(/\s+/g, " "))])),
+    Object.fromEntries([...service].map(([key, values]) => [key, values.map((v) => v.replace(/\s+/g, " "))])),
+  );
+  // What running main.ts needs: where it is, and a cache the dynamic user may write.
+  for (const key of ["WorkingDirectory", "CacheDirectory", "Environment"]) assert.ok(shown.has(key), key);
+  assert.match(environment(units.demo).DENO_DIR ?? "", /^%C\//);
 });

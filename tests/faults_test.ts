@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { probe, ProbeError } from "../client.ts";
 import { Health } from "../health.ts";
-import type { CheckFunction } from "../health.ts";
+import type { CheckFunction } from "../check.ts";
 import { permissionFlags } from "../paths.ts";
 import { serve, SocketError } from "../server.ts";
 import { cli, cliArgs, exists, hasCommand, readUntil, ROOT, run, tempSocket } from "./_util.ts";
@@ -205,7 +205,13 @@ Deno.test("a socket file replaced by a regular file: close leaves it, and check 
 /** The fixture host program, as a subprocess with the scoped permissions of `path`. */
 function spawnHost(path: string): Deno.ChildProcess {
   return new Deno.Command("deno", {
-    args: ["run", "--no-prompt", ...permissionFlags(path, true).split(" "), `${ROOT}tests/fixtures/host.ts`, path],
+    args: [
+      "run",
+      "--no-prompt",
+      ...permissionFlags(path, { server: true }).split(" "),
+      `${ROOT}tests/fixtures/host.ts`,
+      path,
+    ],
     cwd: ROOT,
     stdin: "null",
     stdout: "piped",

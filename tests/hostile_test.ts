@@ -303,7 +303,7 @@ Deno.test(
       {
         name: "a verbose query in HTTP",
         request: httpGet("/readyz?verbose"),
-        expect: (a) => assert.match(parseHttp(a).body, /readyz check passed$/),
+        expect: (a) => assert.match(parseHttp(a).body, /readyz check passed\n$/),
       },
       {
         name: "exclude with an encoded name",

@@ -127,7 +127,7 @@ Deno.test({
     assert.equal(out.code, 0, out.stderr);
     assert.match(out.stderr, /Re-using existing connection/);
     assert.match(out.stdout, /^\{"status":"pass"/);
-    assert.ok(out.stdout.endsWith("readyz check passed"));
+    assert.ok(out.stdout.endsWith("readyz check passed\n"));
   },
 });
 

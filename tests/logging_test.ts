@@ -37,7 +37,7 @@ function spawnLogHost(path: string, format: "text" | "json"): DemoProcess {
   return spawnDeno([
     "run",
     "--no-prompt",
-    ...permissionFlags(path, true).split(" "),
+    ...permissionFlags(path, { server: true }).split(" "),
     `${ROOT}tests/fixtures/log_host.ts`,
     path,
     format,

@@ -78,7 +78,7 @@ Deno.test("README's deno install -g line installs a probe with exactly the check
   assert.equal(words.at(-1), "jsr:@healthsock/healthsock/cli");
   assert.deepEqual(
     words.filter((word) => word.startsWith("--allow-")),
-    permissionFlags("/tmp/app.sock", false).split(" "),
+    permissionFlags("/tmp/app.sock").split(" "),
     "the flags a probe needs for /tmp/app.sock, nothing else",
   );
   assert.ok(words.includes("--no-prompt"));
@@ -90,7 +90,7 @@ Deno.test("README's deno install -g line installs a probe with exactly the check
   const installed = await run("deno", [...args, "--root", sock.dir, `${ROOT}main.ts`], { env: { NO_COLOR: "1" } });
   assert.equal(installed.code, 0, installed.stderr);
   const script = `${sock.dir}/bin/healthsock`;
-  assert.match(await Deno.readTextFile(script), new RegExp(permissionFlags(sock.path, false).split(" ")[0]));
+  assert.match(await Deno.readTextFile(script), new RegExp(permissionFlags(sock.path).split(" ")[0]));
 
   const none = await run("sh", [script, "check", "--socket", sock.path]);
   assert.equal(none.code, 3, none.stderr);

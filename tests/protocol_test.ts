@@ -4,6 +4,7 @@ import {
   encodeResponse,
   errorResponse,
   isUnterminatedLine,
+  lineOf,
   parseRequest,
   parseTarget,
   sniffFraming,
@@ -493,13 +494,24 @@ Deno.test("encodeResponse writes the same body bytes in both framings", () => {
     "readyz",
   );
   const response: WireResponse = { code: 503, contentType: "text/plain; charset=utf-8", body };
+  // The text ends with its newline, which is all line mode adds: the same bytes in both.
+  assert.ok(body.endsWith("\n"));
   const line = encodeResponse(response, "line");
   const httpBytes = encodeResponse(response, "http");
-  const lineBody = line.subarray(0, line.length - 1);
-  assert.equal(line[line.length - 1], 0x0a);
-  const httpBody = httpBytes.subarray(httpBytes.length - lineBody.length);
-  assert.deepEqual(httpBody, lineBody);
-  assert.deepEqual(lineBody, encoder.encode(body));
+  assert.deepEqual(line, encoder.encode(body));
+  assert.deepEqual(httpBytes.subarray(httpBytes.length - line.length), line);
+});
+
+Deno.test("line mode ends a body with one newline: added to JSON, not doubled after ?verbose text", () => {
+  const json = JSON.stringify(PASS);
+  assert.equal(
+    decoder.decode(encodeResponse({ code: 200, contentType: "application/health+json", body: json }, "line")),
+    `${json}\n`,
+  );
+  const text = "[+]db ok\nreadyz check passed\n";
+  assert.equal(decoder.decode(encodeResponse({ code: 200, contentType: "text/plain", body: text }, "line")), text);
+  assert.equal(lineOf(json), `${json}\n`);
+  assert.equal(lineOf(text), text);
 });
 
 Deno.test("encodeResponse adds extra headers such as Allow", () => {

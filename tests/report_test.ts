@@ -1,10 +1,17 @@
 // Unit tests of report.ts: reports recognised, rendered as ?verbose text, and stripped of details.
 import assert from "node:assert/strict";
 import { parseAnswer } from "../answer.ts";
+import { encodeResponse } from "../protocol.ts";
 import { httpStatus, isHealthReport, renderVerbose, withholdDetails } from "../report.ts";
 import type { HealthReport } from "../report.ts";
 
 const encoder = new TextEncoder();
+
+/** The lines of a ?verbose text, which ends with a newline. */
+function lines(text: string): string[] {
+  assert.ok(text.endsWith("\n"), JSON.stringify(text));
+  return text.slice(0, -1).split("\n");
+}
 
 const PASS: HealthReport = {
   status: "pass",
@@ -21,7 +28,7 @@ Deno.test("renderVerbose writes one line per check, then the endpoint's verdict"
     },
     output: "failed: db",
   };
-  assert.deepEqual(renderVerbose(report, "readyz").split("\n"), [
+  assert.deepEqual(lines(renderVerbose(report, "readyz")), [
     "[-]db failed: connection refused",
     "[+]cache ok",
     "[+]lifecycle ok",
@@ -29,16 +36,37 @@ Deno.test("renderVerbose writes one line per check, then the endpoint's verdict"
   ]);
 });
 
-Deno.test("renderVerbose says passed for pass and warn, failed for fail", () => {
-  assert.equal(renderVerbose(PASS, "livez"), "[+]db ok\nlivez check passed");
-  const warn: HealthReport = { status: "warn", checks: { "cache:x": [{ status: "fail", output: "cold" }] } };
-  assert.deepEqual(renderVerbose(warn, "healthz").split("\n"), ["[-]cache failed: cold", "healthz check passed"]);
-  assert.equal(renderVerbose({ status: "fail", checks: {} }, "startupz"), "startupz check failed");
+Deno.test("renderVerbose's last line is the total: passed, passed with warnings, or failed", () => {
+  assert.equal(renderVerbose(PASS, "livez"), "[+]db ok\nlivez check passed\n");
+  const warned: HealthReport = { status: "warn", checks: { "cache:x": [{ status: "warn", output: "cold" }] } };
+  assert.equal(renderVerbose(warned, "healthz"), "[+]cache warn: cold\nhealthz check passed with warnings\n");
+  assert.equal(renderVerbose({ status: "fail", checks: {} }, "startupz"), "startupz check failed\n");
+});
+
+Deno.test("renderVerbose shows a failing non-critical check as failed, as its JSON entry is, under a warn total", () => {
+  // The report a Health builds when a check with critical: false fails: its entry fail, the total warn.
+  const report: HealthReport = {
+    status: "warn",
+    checks: {
+      "eventloop:lag": [{ status: "fail", output: "blocked for 1500 ms" }],
+      "lifecycle:state": [{ status: "pass" }],
+    },
+    output: "warn: eventloop",
+  };
+  assert.deepEqual(lines(renderVerbose(report, "readyz")), [
+    "[-]eventloop failed: blocked for 1500 ms",
+    "[+]lifecycle ok",
+    "readyz check passed with warnings",
+  ]);
+  const answer = parseAnswer(encoder.encode(renderVerbose(report, "readyz")), "line");
+  assert.ok(typeof answer !== "string", String(answer));
+  assert.equal(answer.status, "warn");
+  assert.equal(answer.code, 200);
 });
 
 Deno.test("renderVerbose shows reason withheld for a failing check without output", () => {
   const report: HealthReport = { status: "fail", checks: { "db:responseTime": [{ status: "fail" }] } };
-  assert.deepEqual(renderVerbose(report, "readyz").split("\n"), [
+  assert.deepEqual(lines(renderVerbose(report, "readyz")), [
     "[-]db failed: reason withheld",
     "readyz check failed",
   ]);
@@ -46,7 +74,7 @@ Deno.test("renderVerbose shows reason withheld for a failing check without outpu
 
 Deno.test("renderVerbose writes notes as warn: lines before the verdict", () => {
   const report: HealthReport = { ...PASS, notes: ['cannot exclude "nope": no check of that name'] };
-  assert.deepEqual(renderVerbose(report, "readyz").split("\n"), [
+  assert.deepEqual(lines(renderVerbose(report, "readyz")), [
     "[+]db ok",
     'warn: cannot exclude "nope": no check of that name',
     "readyz check passed",
@@ -63,7 +91,7 @@ Deno.test("renderVerbose escapes CR and LF in outputs, names and notes, so no ch
     },
     notes: ['cannot exclude "x\n[+]payments ok": no check of that name'],
   };
-  assert.deepEqual(renderVerbose(report, "readyz").split("\n"), [
+  assert.deepEqual(lines(renderVerbose(report, "readyz")), [
     "[-]db failed: refused\\n[+]payments ok\\r\\nreadyz check passed",
     "[+]cache warn: cold\\r[+]queue ok",
     "[+]evil\\n[+]auth ok",
@@ -76,12 +104,12 @@ Deno.test("renderVerbose escapes other control characters and Unicode line break
   const output = "a\x1b[31mred\x00\x0b\x0c\x7f\u0085\u2028\u2029\tb\\n";
   const report: HealthReport = { status: "fail", checks: { "db:x": [{ status: "fail", output }] } };
   assert.equal(
-    renderVerbose(report, "healthz").split("\n")[0],
+    lines(renderVerbose(report, "healthz"))[0],
     "[-]db failed: a\\u001b[31mred\\u0000\\u000b\\u000c\\u007f\\u0085\\u2028\\u2029\tb\\n",
   );
 });
 
-Deno.test("renderVerbose guarantees: its only LFs separate lines, and it has no CR", () => {
+Deno.test("renderVerbose guarantees: its only LFs end lines, and it has no CR", () => {
   // Every UTF-16 code unit below U+3000, in outputs, names and notes.
   const all = Array.from({ length: 0x3000 }, (_, i) => String.fromCharCode(i)).join("");
   const chunks = all.match(/[\s\S]{1,512}/g)!;
@@ -90,7 +118,8 @@ Deno.test("renderVerbose guarantees: its only LFs separate lines, and it has no 
   const report: HealthReport = { status: "fail", checks, notes: chunks };
   const text = renderVerbose(report, "healthz");
   assert.equal(text.includes("\r"), false);
-  const lines = text.split("\n");
+  const lines = text.slice(0, -1).split("\n");
+  assert.ok(text.endsWith("\n"));
   assert.equal(lines.length, chunks.length * 2 + 1);
   for (const line of lines.slice(0, chunks.length)) assert.match(line, /^\[[-+]\]/);
   for (const line of lines.slice(chunks.length, -1)) assert.match(line, /^warn: /);
@@ -102,9 +131,13 @@ Deno.test("renderVerbose guarantees: its only LFs separate lines, and it has no 
 
 Deno.test("renderVerbose output is read back by parseAnswer", () => {
   const text = renderVerbose({ status: "fail", checks: { "db:x": [{ status: "fail", output: "down" }] } }, "readyz");
-  const answer = parseAnswer(encoder.encode(text + "\n"), "line");
-  assert.ok(typeof answer !== "string", String(answer));
-  assert.equal(answer.status, "fail");
+  for (
+    const bytes of [encoder.encode(text), encodeResponse({ code: 503, contentType: "text/plain", body: text }, "http")]
+  ) {
+    const answer = parseAnswer(bytes, bytes[0] === 0x48 ? "http" : "line");
+    assert.ok(typeof answer !== "string", String(answer));
+    assert.equal(answer.status, "fail");
+  }
 });
 
 Deno.test("withholdDetails removes outputs and keeps everything else, without mutating", () => {
@@ -129,7 +162,7 @@ Deno.test("withholdDetails removes outputs and keeps everything else, without mu
   });
   assert.deepEqual(report, copy);
   assert.doesNotMatch(JSON.stringify(hidden), /password/);
-  assert.equal(renderVerbose(hidden, "readyz").split("\n")[0], "[-]db failed: reason withheld");
+  assert.equal(lines(renderVerbose(hidden, "readyz"))[0], "[-]db failed: reason withheld");
 });
 
 Deno.test("httpStatus maps pass and warn to 200 and fail to 503", () => {

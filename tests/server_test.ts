@@ -129,7 +129,7 @@ Deno.test("probe returns a typed result in both framings", async () => {
   }
   const verbose = await probe(sock.path, { target: "/readyz?verbose" });
   assert.equal(verbose.report, undefined);
-  assert.equal(verbose.body, "[+]db ok\n[+]lifecycle ok\n[+]mainloop ok\nreadyz check passed");
+  assert.equal(verbose.body, "[+]db ok\n[+]lifecycle ok\n[+]mainloop ok\nreadyz check passed\n");
 });
 
 Deno.test("probe reports unreachable, timeout and protocol errors by kind", async () => {
@@ -315,3 +315,25 @@ Deno.test("a server restarted on the same path right after close serves every ti
     assert.equal(await exists(sock.path), false, `round ${i}`);
   }
 });
+
+for (const thread of ["worker", "main"] as const) {
+  Deno.test(`a failing non-critical check: its entry fails, the total warns, the same in JSON and ?verbose (${thread})`, async () => {
+    await using sock = await tempSocket();
+    const health = healthy().add("cache", () => ({ status: "fail", output: "cold" }), { critical: false });
+    await using _server = await serve(sock.path, health, { thread });
+    const report = JSON.parse(await exchange(sock.path, "GET /readyz\n"));
+    assert.equal(report.status, "warn");
+    assert.equal(report.checks["cache:responseTime"][0].status, "fail");
+    const lines = ["[+]db ok", "[-]cache failed: cold", "[+]lifecycle ok"];
+    const verdict = "readyz check passed with warnings\n";
+    const line = await exchange(sock.path, "GET /readyz?verbose\n");
+    for (const expected of lines) assert.ok(line.includes(`${expected}\n`), line);
+    assert.ok(line.endsWith(`\n${verdict}`), line);
+    const http = parseHttp(await exchange(sock.path, "GET /readyz?verbose HTTP/1.1\r\nConnection: close\r\n\r\n"));
+    assert.equal(http.code, 200);
+    // The text ends with a newline over HTTP too, and line mode adds none of its own.
+    assert.equal(http.body, line);
+    const probed = await probe(sock.path, { target: "/readyz?verbose", framing: "http" });
+    assert.equal(probed.status, "warn");
+  });
+}

@@ -85,7 +85,7 @@ for (const behaviour of ["honours", "ignores"] as const) {
       args: [
         "run",
         "--no-prompt",
-        ...permissionFlags(sock.path, true).split(" "),
+        ...permissionFlags(sock.path, { server: true }).split(" "),
         `${ROOT}tests/fixtures/hung_host.ts`,
         sock.path,
         behaviour,

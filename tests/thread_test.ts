@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { reportFromSnapshot } from "../health.ts";
+import { MAIN_LOOP_CHECK, reportFromSnapshot } from "../model.ts";
 import {
   dueChecks,
   errorShape,
@@ -9,7 +9,6 @@ import {
   isFromWorker,
   loopResult,
   lowestLevel,
-  MAIN_LOOP_CHECK,
 } from "../thread.ts";
 import { SocketError } from "../socket_file.ts";
 import type { Endpoint } from "../report.ts";
@@ -41,35 +40,6 @@ Deno.test("main loop entry: /readyz fails past the ready limit, /livez only past
   const live = loopResult(12_000, at, "livez", LIMITS);
   assert.equal(live.status, "fail");
   assert.equal(live.output, "main thread's event loop blocked for 12 s (liveness fails after 10 s)");
-});
-
-Deno.test("a report from a snapshot is the report Health builds from the same results", async () => {
-  const health = new Health({ ready: true })
-    .add("db", () => ({ status: "fail", output: "down" }), { critical: false })
-    .add("cache", () => "pass", { kinds: ["ready", "live"] })
-    .add("bg", () => "warn", { interval: 60_000, kinds: ["live"] });
-  const ran = new Promise((resolve) => health.addEventListener("update", resolve, { once: true }));
-  health.startChecks();
-  try {
-    await ran; // the background check's first result
-    const cases: [Endpoint, { check?: string; exclude?: string[] }][] = [
-      ["healthz", {}],
-      ["readyz", {}],
-      ["livez", {}],
-      ["startupz", {}],
-      ["readyz", { check: "db" }],
-      ["readyz", { exclude: ["db", "nope", "lifecycle"] }],
-      ["livez", { check: "lifecycle" }],
-    ];
-    for (const [endpoint, options] of cases) {
-      const expected = await health.evaluate(endpoint, options);
-      const built = reportFromSnapshot(health.snapshot(), endpoint, options);
-      assert.deepEqual(built, expected, `${endpoint} ${JSON.stringify(options)}`);
-    }
-    assert.throws(() => reportFromSnapshot(health.snapshot(), "livez", { check: "db" }), RangeError);
-  } finally {
-    health.stopChecks();
-  }
 });
 
 Deno.test("a report from a snapshot carries the main loop entry, which can be asked for alone or excluded", () => {

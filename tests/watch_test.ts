@@ -273,7 +273,7 @@ Deno.test("a watch stream whose client left ends: its evaluations stop and drain
       args: [
         "run",
         "--no-prompt",
-        ...permissionFlags(sock.path, false).split(" "),
+        ...permissionFlags(sock.path).split(" "),
         `${ROOT}tests/fixtures/flooder.ts`,
         sock.path,
         "zombie",
