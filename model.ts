@@ -21,6 +21,8 @@ export interface ReportOptions {
   check?: string;
   /** Leave these checks out. @default {[]} */
   exclude?: readonly string[];
+  /** Keep only the checks that carry any of these tags; none given keeps every check. @default {[]} */
+  tags?: readonly string[];
 }
 
 /**

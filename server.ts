@@ -431,7 +431,7 @@ class Server implements HealthServer, ConnectionHost {
   }
 
   watchReport(route: Route): Promise<HealthReport> {
-    const key = `${route.endpoint}\0${route.check ?? ""}\0${route.exclude.join("\0")}`;
+    const key = JSON.stringify([route.endpoint, route.check, route.exclude, route.tags]);
     let report = this.#watchReports.get(key);
     if (report === undefined) {
       report = this.responder.report(route);
