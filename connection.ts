@@ -34,6 +34,7 @@ export interface ConnectionLimits {
   writeTimeout: number;
   maxRequestsPerConnection: number;
   watchInterval: number;
+  keepAlive: number;
 }
 
 /**
@@ -465,6 +466,9 @@ export class Connection {
       }
       let last: string | undefined;
       let changedAt = performance.now();
+      let sentAt = changedAt;
+      let timedOut = false;
+      const { keepAlive } = host.limits;
       for (let fresh = true; !this.#closed; fresh = false) {
         // Evaluate once more after a stop, so a drain's last change (readyz
         // "shutting down") reaches the watcher before the stream ends.
@@ -472,14 +476,21 @@ export class Connection {
         // Streams following one route share its report for a wake; the first and the last are asked afresh.
         const report = fresh || stopping ? await responder.report(route) : await host.watchReport(route);
         if (this.#closed) break;
+        const now = performance.now();
         if (report.status !== last) {
-          last = report.status;
-          changedAt = performance.now();
           const { body } = responder.render(report, route).response;
-          if (http) await sendText(event(body));
+          // The first event tells an EventSource how soon to reconnect if the stream is lost.
+          if (http) await sendText(`${last === undefined ? `retry: ${RETRY}\n` : ""}${event(body)}`);
           else await send(this.#lastLine = encoder.encode(lineOf(body)));
-        } else if (idle !== undefined && performance.now() - changedAt >= idle) {
+          last = report.status;
+          changedAt = sentAt = now;
+        } else if (idle !== undefined && now - changedAt >= idle) {
+          timedOut = true;
           break;
+        } else if (http && keepAlive > 0 && now - sentAt >= keepAlive && !stopping) {
+          // A comment line: no event for the client, but bytes for its read timeout.
+          await sendText(": keep-alive\n\n");
+          sentAt = now;
         }
         if (stopping) break;
         await wake.promise;
@@ -487,12 +498,21 @@ export class Connection {
       }
       if (this.#closed) return;
       if (http && host.closing) await sendText("event: end\ndata: shutting down\n\n");
+      else if (http && timedOut) await sendText(`event: end\ndata: no change for ${seconds(idle!)}\n\n`);
       if (chunked) await send(encoder.encode("0\r\n\r\n"));
     } finally {
       unsubscribe();
       this.#wakeWatch = undefined;
     }
   }
+}
+
+/** The reconnection delay an HTTP stream's first event suggests to EventSource clients, in milliseconds. */
+const RETRY = 1000;
+
+/** A `&timeout=` for people: `30 s`, `0.5 s`. */
+function seconds(ms: number): string {
+  return `${Math.round(ms) / 1000} s`;
 }
 
 /** One server-sent event carrying a body: a `data:` line per body line, no `event:` field (so `onmessage` gets it). */

@@ -70,6 +70,8 @@ export interface Route {
   verbose: boolean;
   /** `?exclude=NAME`, repeatable: checks to leave out. */
   exclude: string[];
+  /** `?tag=NAME`, repeatable: keep only the checks that carry any of these tags (none given: every check). */
+  tags: string[];
   /** `?watch`: keep the connection and send each status change. */
   watch: boolean;
   /** `?watch&timeout=SECONDS`: end the stream after this many milliseconds without a change. */
@@ -370,12 +372,14 @@ export function parseTarget(target: string): Route | ProtocolError {
     check: segments[1],
     verbose: false,
     exclude: [],
+    tags: [],
     watch: false,
   };
   if (query === "") return route;
   const params = new URLSearchParams(query);
   route.verbose = flag(params, "verbose");
   route.exclude = params.getAll("exclude").filter((name) => name !== "");
+  route.tags = params.getAll("tag").filter((name) => name !== "");
   route.watch = flag(params, "watch");
   const timeout = params.get("timeout");
   if (timeout !== null) {

@@ -6,7 +6,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type { HealthSource } from "./model.ts";
+import type { HealthSource, ReportOptions } from "./model.ts";
 import { errorResponse, HEALTH_JSON, lineOf, parseTarget } from "./protocol.ts";
 import type { Framing, ProtocolError, Route, WireRequest, WireResponse } from "./protocol.ts";
 import { httpStatus, renderVerbose, withholdDetails } from "./report.ts";
@@ -75,7 +75,7 @@ export class Responder {
     if ("code" in route) return prepare(errorResponse({ ...route, framing: request.framing }));
     const missing = this.unknownCheck(route, request.framing);
     if (missing) return missing;
-    const report = this.#health.evaluate(route.endpoint, { check: route.check, exclude: route.exclude });
+    const report = this.#health.evaluate(route.endpoint, reportOptions(route));
     return report instanceof Promise ? report.then((done) => this.render(done, route)) : this.render(report, route);
   }
 
@@ -88,7 +88,7 @@ export class Responder {
   /** The report of a route, for watch streams; a report that cannot be built is a `fail`. */
   async report(route: Route): Promise<HealthReport> {
     try {
-      return await this.#health.evaluate(route.endpoint, { check: route.check, exclude: route.exclude });
+      return await this.#health.evaluate(route.endpoint, reportOptions(route));
     } catch (error) {
       // A check that vanished between has() and report(): answer as absent.
       logger.warn("Cannot build a report: {error}", { error: String(error) });
@@ -128,4 +128,9 @@ export class Responder {
     }
     return this.#date;
   }
+}
+
+/** What a route asks of the health model. */
+function reportOptions({ check, exclude, tags }: Route): ReportOptions {
+  return { check, exclude, tags };
 }

@@ -86,6 +86,12 @@ export interface ServeOptions {
   /** Milliseconds between re-evaluations of watched reports (`?watch`). @default {1000} */
   watchInterval?: number;
   /**
+   * Milliseconds an HTTP `?watch` stream may go without sending before it is sent an SSE comment line
+   * (`: keep-alive`), so clients with a read timeout (undici and aiohttp: 300 s, httpx: 5 s) keep it open.
+   * Checked at each `watchInterval`; 0 sends none. Line-mode streams only ever carry reports. @default {15000}
+   */
+  keepAlive?: number;
+  /**
    * Where the socket is served: `"worker"`, beside the app in a Worker, so probes are answered
    * within milliseconds whatever the main thread does; or `"main"`, on the main thread's event
    * loop, which saves the Worker's memory (a few MiB) but leaves probes waiting while the app's
@@ -204,6 +210,7 @@ export function resolveOptions(options: ServeOptions): Settings {
     maxAnswering: options.maxAnswering ?? options.maxConnections ?? 64,
     maxWatchers: options.maxWatchers ?? 256,
     watchInterval: options.watchInterval ?? 1000,
+    keepAlive: options.keepAlive ?? 15_000,
     thread: options.thread ?? "worker",
     readyBlockLimit: options.readyBlockLimit ?? 1000,
     liveBlockLimit: options.liveBlockLimit ?? 10_000,
@@ -428,7 +435,7 @@ class Server implements HealthServer, ConnectionHost {
   }
 
   watchReport(route: Route): Promise<HealthReport> {
-    const key = `${route.endpoint}\0${route.check ?? ""}\0${route.exclude.join("\0")}`;
+    const key = JSON.stringify([route.endpoint, route.check, route.exclude, route.tags]);
     let report = this.#watchReports.get(key);
     if (report === undefined) {
       report = this.responder.report(route);

@@ -354,6 +354,7 @@ Deno.test("parseTarget routes every endpoint with defaults", () => {
       check: undefined,
       verbose: false,
       exclude: [],
+      tags: [],
       watch: false,
     });
   }
@@ -415,6 +416,14 @@ Deno.test("parseTarget collects repeated ?exclude, decoded, skipping empty ones"
   assert.deepEqual(route("/readyz?exclude=").exclude, []);
   const r = route("/healthz?exclude=db&verbose");
   assert.equal(r.verbose, true);
+});
+
+Deno.test("parseTarget collects repeated ?tag, decoded, skipping empty ones, beside ?exclude and ?watch", () => {
+  assert.deepEqual(route("/readyz?tag=db").tags, ["db"]);
+  assert.deepEqual(route("/healthz?tag=db&verbose&tag=cache%2Dhot&tag=").tags, ["db", "cache-hot"]);
+  const r = route("/livez?watch&tag=core&exclude=db");
+  assert.deepEqual([r.tags, r.exclude, r.watch], [["core"], ["db"], true]);
+  assert.deepEqual(route("/readyz").tags, []);
 });
 
 Deno.test("parseTarget reads ?watch and ?watch&timeout=N as milliseconds", () => {

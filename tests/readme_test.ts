@@ -122,7 +122,7 @@ async function runModelSnippet(heading: string, flags: string[] = [], env?: Reco
   const dir = await Deno.makeTempDir();
   try {
     const file = `${dir}/example.ts`;
-    const code = (await snippet(heading)).replaceAll('"@healthsock/healthsock"', JSON.stringify(`${ROOT}mod.ts`));
+    const code = block(heading).replaceAll('"@healthsock/healthsock"', JSON.stringify(`${ROOT}mod.ts`));
     await Deno.writeTextFile(file, code);
     const out = await new Deno.Command("deno", {
       args: ["run", "--no-prompt", "--config", `${ROOT}deno.json`, `--allow-read=${file}`, ...flags, file],
