@@ -125,3 +125,16 @@ Deno.test("parseAnswer reads an HTTP answer received in line mode (a server over
   assert.ok(typeof healthy !== "string", String(healthy));
   assert.equal(healthy.status, "pass");
 });
+
+Deno.test("a ?verbose text body is the same in both framings: line mode's newline is the text's own", () => {
+  const text = "[+]db ok\nreadyz check passed\n";
+  const line = parseAnswer(encoder.encode(text), "line");
+  const http = parseAnswer(
+    encoder.encode(`HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`),
+    "http",
+  );
+  assert.ok(typeof line !== "string" && typeof http !== "string");
+  assert.equal(line.body, text);
+  assert.equal(http.body, text);
+  assert.equal(line.status, "pass");
+});

@@ -337,3 +337,33 @@ for (const thread of ["worker", "main"] as const) {
     assert.equal(probed.status, "warn");
   });
 }
+
+for (const thread of ["worker", "main"] as const) {
+  Deno.test(`?tag keeps the tagged checks in JSON, ?verbose and ?watch over the socket (${thread})`, async () => {
+    await using sock = await tempSocket();
+    const health = new Health({ ready: true })
+      .add("db", () => "pass", { tags: ["storage"] })
+      .add("cache", () => "warn", { tags: ["storage", "hot"] })
+      .add("mail", () => "fail", { tags: ["external"] });
+    await using _server = await serve(sock.path, health, { thread, watchInterval: 20 });
+    const json = JSON.parse(await exchange(sock.path, "GET /readyz?tag=storage\n"));
+    assert.deepEqual(Object.keys(json.checks).filter((key) => !key.startsWith("mainloop")), [
+      "db:responseTime",
+      "cache:responseTime",
+      "lifecycle:state",
+    ]);
+    assert.equal(json.status, "warn");
+    const verbose = parseHttp(await exchange(sock.path, "GET /readyz?verbose&tag=external&tag=nope HTTP/1.0\r\n\r\n"));
+    assert.equal(verbose.code, 503);
+    assert.match(verbose.body, /^\[-\]mail failed: /m);
+    assert.doesNotMatch(verbose.body, /\]db |\]cache /);
+    assert.match(verbose.body, /^warn: cannot select tag "nope"/m);
+    // Two streams on one endpoint with different tags are not sent each other's report.
+    const [hot, external] = await Promise.all([
+      exchange(sock.path, "GET /readyz?watch&timeout=0.2&tag=hot\n"),
+      exchange(sock.path, "GET /readyz?watch&timeout=0.2&tag=external\n"),
+    ]);
+    assert.deepEqual(hot.trim().split("\n").map((line) => JSON.parse(line).status), ["warn"]);
+    assert.deepEqual(external.trim().split("\n").map((line) => JSON.parse(line).status), ["fail"]);
+  });
+}
