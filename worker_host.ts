@@ -11,7 +11,8 @@ import type { Health } from "./health.ts";
 import { MAX_DELAY } from "./delay.ts";
 import type { Endpoint } from "./report.ts";
 import type { HealthServer, Settings } from "./server.ts";
-import { SocketError } from "./socket_file.ts";
+import { socketDirectory } from "./paths.ts";
+import { keepDirectory, SocketError } from "./socket_file.ts";
 import type { SocketErrorReason } from "./socket_file.ts";
 import { epochNow, Heartbeat, HEARTBEAT_PERIOD, isFromWorker, lowestLevel } from "./thread.ts";
 import type { ErrorShape, FromWorker, LogLevel, ToWorker } from "./thread.ts";
@@ -62,6 +63,8 @@ class WorkerHost implements HealthServer {
   #listening = Promise.withResolvers<void>();
   #served = false;
   #deaths: number[] = [];
+  /** The private directory the Worker's listener is bound in, while it may be open. */
+  #directory?: Deno.FileInfo;
   #updatePosted = false;
 
   constructor(path: string, health: Health, settings: Settings) {
@@ -115,6 +118,7 @@ class WorkerHost implements HealthServer {
           path: this.path,
           ms: bound,
         });
+        this.#keepDirectory();
         this.#end();
       }, bound);
       this.#ended.promise.then(() => clearTimeout(timer));
@@ -170,6 +174,9 @@ class WorkerHost implements HealthServer {
   #receive(message: FromWorker): void {
     switch (message.type) {
       case "listening":
+        try {
+          this.#directory = Deno.lstatSync(socketDirectory(this.path));
+        } catch { /* not there: nothing to keep */ }
         this.#served = true;
         this.#listening.resolve();
         break;
@@ -204,6 +211,7 @@ class WorkerHost implements HealthServer {
         log(message.category, message.level, message.message, message.properties);
         break;
       case "stopped":
+        this.#directory = undefined; // the Worker closed its listener and released the path
         this.#health.markStopped();
         this.#end();
         this.#finished.resolve();
@@ -233,6 +241,7 @@ class WorkerHost implements HealthServer {
 
   /** The Worker died: say so, and serve again, or make `finished` reject. */
   #died(why: string): void {
+    this.#directory = undefined; // the Worker looked at it itself as it died (socket_file.ts)
     this.#worker?.terminate();
     this.#worker = undefined;
     this.#balance();
@@ -257,6 +266,17 @@ class WorkerHost implements HealthServer {
     }
     logger.error("The health Worker for {path} died: {error}; serving again", { path: this.path, error: why });
     this.#spawn();
+  }
+
+  /**
+   * Before a Worker that may hold its listener is ended: Deno then drops the
+   * listener, unlinking its bound name `PATH.tmp/s` through whatever is at
+   * `PATH.tmp`. (A Worker that dies of an uncaught error is ended by Deno a
+   * moment before its error reaches this thread, so it looks for itself.)
+   */
+  #keepDirectory(): void {
+    if (this.#directory) keepDirectory(this.path, this.#directory);
+    this.#directory = undefined;
   }
 
   /** Match every startChecks() the Worker's server made, so the background checks stop. */
