@@ -499,8 +499,8 @@ const open = new Set<ClaimedSocket>();
 
 /**
  * An uncaught error ends a Worker (or the program), and Deno then drops the
- * listener, unlinking its bound name, before the main thread hears of it: the
- * directory is looked at here, while the error is dispatched, instead.
+ * listener, unlinking its bound name, as the main thread hears of it or
+ * before: the directory is looked at here, while the error is dispatched.
  */
 function onFatal(): void {
   for (const claimed of open) {
