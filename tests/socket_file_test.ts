@@ -5,9 +5,10 @@
 // one, as /tmp is, or one its group may write) tries to put a symbolic link to
 // a private directory of root's at PATH.tmp while a root server runs; the
 // server is then stopped each way it can be (close, drain, SIGTERM, its Worker
-// dying), in both thread modes. The file `s` in that directory survives, and
-// the server stops leaving nothing of its own, or serves again after its
-// Worker died. Needs root and setpriv: the other user is real.
+// dying, the program dying of an uncaught error), in both thread modes. The
+// file `s` in that directory survives, and the server stops leaving nothing of
+// its own, or serves again after its Worker (or the program) died. Needs root
+// and setpriv: the other user is real.
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { permissionFlags } from "../paths.ts";
@@ -68,6 +69,42 @@ function socketAt(path: string): boolean {
   }
 }
 
+/** The fault host (tests/fixtures/host.ts) serving `path` on its main thread, with the scoped flags. */
+function startHost(path: string): { child: Deno.ChildProcess; lines: ReadableStreamDefaultReader<string> } {
+  const child = new Deno.Command("deno", {
+    args: [
+      "run",
+      "--no-prompt",
+      ...permissionFlags(path, true).split(" "),
+      `${ROOT}tests/fixtures/host.ts`,
+      path,
+      "main",
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  return { child, lines: child.stdout.pipeThrough(new TextDecoderStream()).getReader() };
+}
+
+/** A child's exit code and what it wrote to stderr. */
+async function ended(child: Deno.ChildProcess): Promise<{ code: number; stderr: string }> {
+  const [{ code }, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
+  return { code, stderr };
+}
+
+/** Stop a host started by {@linkcode startHost} with SIGTERM; it must exit 0. */
+async function stopHost(host: { child: Deno.ChildProcess; lines: ReadableStreamDefaultReader<string> }): Promise<void> {
+  try {
+    host.child.kill("SIGTERM");
+    await readUntil(host.lines, /^stopped$/);
+  } finally {
+    await host.lines.cancel();
+    const { code, stderr } = await ended(host.child);
+    assert.equal(code, 0, stderr);
+  }
+}
+
 /** The Worker serving `server`, to make it fail as a bug in it would. */
 function workerOf(server: HealthServer): Worker | undefined {
   return (server as unknown as { worker?: Worker }).worker;
@@ -120,28 +157,12 @@ for (const shared of ["sticky", "group"] as const) {
             demo.child.kill("SIGTERM");
             assert.equal((await demo.child.status).code, 0);
           } else {
-            const child = new Deno.Command("deno", {
-              args: [
-                "run",
-                "--no-prompt",
-                ...permissionFlags(sock.path, true).split(" "),
-                `${ROOT}tests/fixtures/host.ts`,
-                sock.path,
-                "main",
-              ],
-              stdin: "null",
-              stdout: "piped",
-              stderr: "inherit",
-            }).spawn();
-            const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+            const { child, lines } = startHost(sock.path);
             try {
               await readUntil(lines, /^serving /);
               await plantLink(sock.path, victim);
-              child.kill("SIGTERM");
-              await readUntil(lines, /^stopped$/);
             } finally {
-              await lines.cancel();
-              assert.equal((await child.status).code, 0);
+              await stopHost({ child, lines });
             }
           }
           await assertUnharmed(sock, victim);
@@ -151,6 +172,40 @@ for (const shared of ["sticky", "group"] as const) {
       },
     });
   }
+
+  Deno.test({
+    name: `a program serving on its main thread that dies of an uncaught error (${shared} directory) after another ` +
+      `user links PATH.tmp elsewhere: nothing outside the server's own directory is removed, and a restart serves${ignored}`,
+    ignore: !canSwitchUser,
+    fn: async () => {
+      const { sock, victim } = await setUp(shared);
+      await using _sock = sock;
+      try {
+        const host = startHost(sock.path);
+        try {
+          await readUntil(host.lines, /^serving /);
+          await plantLink(sock.path, victim);
+          host.child.kill("SIGUSR2");
+        } finally {
+          await host.lines.cancel();
+          const { code, stderr } = await ended(host.child);
+          assert.equal(code, 1, stderr);
+        }
+        assert.equal(await Deno.readTextFile(`${victim}/s`).catch(() => "deleted"), "root's", "the server deleted s");
+        // What the dead program left (its socket, lock and own directory) is cleared by the next one.
+        const again = startHost(sock.path);
+        try {
+          await readUntil(again.lines, /^serving /);
+          assert.equal((await probe(sock.path, { target: "/readyz" })).status, "pass");
+        } finally {
+          await stopHost(again);
+        }
+        await assertUnharmed(sock, victim);
+      } finally {
+        await Deno.remove(victim, { recursive: true });
+      }
+    },
+  });
 
   Deno.test({
     name: `a Worker that dies (${shared} directory) after another user links PATH.tmp elsewhere: ` +
