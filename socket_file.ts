@@ -584,7 +584,10 @@ export function keepDirectory(path: string, made: Deno.FileInfo): Deno.FileInfo 
       } else if (found) {
         break;
       } else {
-        logger.warn("{dir} was removed while {path} was served: made again before the listener closes", { dir, path });
+        logger.warn("Made {dir} again before the listener closes: it was removed while {path} was served", {
+          dir,
+          path,
+        });
       }
       Deno.mkdirSync(dir, { mode: 0o700 });
       made = Deno.lstatSync(dir);
@@ -595,7 +598,7 @@ export function keepDirectory(path: string, made: Deno.FileInfo): Deno.FileInfo 
     found = lstat(dir);
   } catch { /* reported as nothing */ }
   logger.error(
-    "{dir} is no longer the directory the server of {path} made ({what}, owner uid {uid}); Deno removes {bound} inside it when the listener is dropped",
+    "The server of {path} finds at {dir} what it did not make ({what}, owner uid {uid}); Deno removes {bound} inside it when the listener is dropped",
     { path, dir, what: found ? kindOf(found) : "nothing", uid: found?.uid, bound: temporaryPath(path) },
   );
   return null;
