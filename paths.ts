@@ -84,8 +84,8 @@ export function temporaryPath(path: string): string {
 }
 
 /**
- * The private directory a server binds in while it claims `path`; it exists
- * only during start-up.
+ * The private directory a server binds its socket in; it is kept, empty,
+ * while the server's listener is open.
  *
  * @param path The socket path.
  * @returns `path` with `.tmp` appended.

@@ -17,7 +17,7 @@ import { MAX_HEADER_BYTES } from "./protocol.ts";
 import type { Route } from "./protocol.ts";
 import type { HealthReport } from "./report.ts";
 import type { ConnectionHost, ConnectionLimits } from "./connection.ts";
-import { claim, release } from "./socket_file.ts";
+import { claim, closeListener, release } from "./socket_file.ts";
 import type { ClaimedSocket } from "./socket_file.ts";
 
 export { SocketError } from "./socket_file.ts";
@@ -725,9 +725,7 @@ class Server implements HealthServer, ConnectionHost {
         await delay(drainDelay, this.#hurry.signal);
       }
       this.#closing = true;
-      try {
-        this.#claimed.listener.close();
-      } catch { /* already closed */ }
+      const closed = closeListener(this.#claimed);
       for (const connection of this.#all()) connection.stop();
       if (graceful && this.#live > 0) await within(this.#settled(), shutdownTimeout, { signal: this.#hurry.signal });
       // Whatever is still running is cut short: checks are aborted, connections closed.
@@ -735,10 +733,13 @@ class Server implements HealthServer, ConnectionHost {
       for (const connection of this.#all()) connection.close();
       await within(this.#settled(), LAST_WAIT);
       // Deno unlinks the listener's bound name (the temporary name) only once
-      // its pending accept has ended; wait for that before the lock is given up.
-      await within(this.#accepting.catch(() => {}), LAST_WAIT);
+      // its pending accept has ended; wait for that before the lock is given up
+      // and the directory it is in removed.
+      const unbound = closed && await within(this.#accepting.then(() => true, () => true), LAST_WAIT, {
+        otherwise: false,
+      });
       clearInterval(this.#sweeper);
-      release(this.#claimed);
+      release(this.#claimed, unbound);
     } finally {
       clearInterval(this.#sweeper);
       this.#stopWatchTimer();

@@ -12,9 +12,17 @@
  *   `PATH.tmp/s`, so nobody else can connect to it while it still has the
  *   mode the process umask gave it;
  * - the socket is then given its mode and renamed onto `PATH`, which replaces a
- *   stale socket atomically. Deno unlinks a listener's bound name when it
- *   closes, whatever file is there by then: that name is `PATH.tmp/s`, which no
- *   longer exists, never the public path.
+ *   stale socket atomically.
+ *
+ * Deno unlinks a listener's bound name when the listener is dropped (closed,
+ * or its Worker or program ended), following whatever directory is at
+ * `PATH.tmp` by then, a symbolic link included. So `PATH.tmp` is kept, empty,
+ * for as long as the listener is open: nobody else can put anything at that
+ * name meanwhile (in a directory others may write only if it is not sticky,
+ * by renaming it away). {@linkcode closeListener} checks it is still the
+ * directory this server made (device and inode) just before closing, and
+ * puts a directory of its own back in place of a missing one or a symbolic
+ * link; {@linkcode release} then removes it.
  *
  * The kernel keeps the name a socket was bound at: `ss -xlp`, `lsof` and
  * `curl -v` show the listening socket as `PATH.tmp/s`, not `PATH`, and no
@@ -26,8 +34,9 @@
  * Touch nothing this server did not create. A leftover beside the path is
  * removed only when it is provably a previous run's: owned by this server's
  * user (checked for root too) and exactly what a run leaves (an empty lock
- * file; an empty directory of mode 0700, or one holding only the socket
- * `s`). Nothing is removed recursively. Anything else is refused, named with
+ * file; an empty directory of mode 0700, set-group-ID or not, or one holding
+ * only the socket `s`). Nothing is removed recursively, and nothing is made
+ * inside what is not this server's. Anything else is refused, named with
  * its owner, untouched. The lock file is never opened through a symbolic
  * link: it is created with `O_EXCL`, or opened and compared (device and
  * inode) with what `lstat` found, and refused when they differ.
@@ -119,6 +128,8 @@ export interface ClaimedSocket {
   /** The device and inode of the socket this server made, so release removes only it. */
   dev: number;
   ino: number | null;
+  /** The private directory the socket was bound in, kept while the listener is open (its device and inode). */
+  directory: Deno.FileInfo;
   /** The lock file, held while the server runs. */
   lock: HeldLock;
   /** This process's user, as the files it made show it (`Deno.uid()` needs `--allow-sys`), for {@linkcode isOwnLeftover}. */
@@ -177,7 +188,9 @@ async function listenAt(path: string, mode: number, lock: HeldLock): Promise<Cla
     }
   }
   const dir = socketDirectory(path);
-  const uid = makeDirectory(path, dir, lock.own ? lock.info.uid! : undefined);
+  const made = makeDirectory(path, dir, lock);
+  const uid = made.uid!;
+  let served = false;
   try {
     if (!lock.own) {
       // Opened, not made: use it only if it is what a previous run of this user leaves.
@@ -207,15 +220,17 @@ async function listenAt(path: string, mode: number, lock: HeldLock): Promise<Cla
       const mine = Deno.lstatSync(bound);
       Deno.renameSync(bound, path);
       if (existing) logger.info("Replaced a stale socket at {path}", { path });
-      return { listener, path, dev: mine.dev, ino: mine.ino, lock, uid };
+      served = true;
+      const claimed = { listener, path, dev: mine.dev, ino: mine.ino, directory: made, lock, uid };
+      watchForDeath(claimed);
+      return claimed;
     } catch (error) {
-      listener.close(); // Deno unlinks the temporary name
+      listener.close(); // Deno unlinks the temporary name, inside the directory just made
       throw error;
     }
   } finally {
-    try {
-      Deno.removeSync(dir); // empty by now: never recursive
-    } catch { /* the socket is what matters */ }
+    // Served: kept while the listener is open (see release). Not served: empty by now; never recursive.
+    if (!served) removeOwnDirectory(dir, made);
   }
 }
 
@@ -238,12 +253,13 @@ function refuseNonSocket(path: string): Deno.FileInfo | null {
  * Make `dir`, the private directory the socket is bound in, after removing
  * what a crashed claim of this user left there; refuse anything else.
  *
- * @returns This process's user, learned from what it made (`Deno.uid()` needs a permission a server does not ask for).
+ * @returns What was made; its owner is this process's user (`Deno.uid()` needs a permission a server does not ask for).
  */
-function makeDirectory(path: string, dir: string, uid: number | undefined): number {
+function makeDirectory(path: string, dir: string, lock: HeldLock): Deno.FileInfo {
+  let uid = lock.own ? lock.info.uid! : undefined;
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const found = lstat(dir);
-    if (found) uid = clearLeftover(path, dir, found, uid);
+    if (found) uid = clearLeftover(path, dir, found, uid, lock);
     try {
       // mkdir applies the umask, which can only take bits away from 0700.
       Deno.mkdirSync(dir, { mode: 0o700 });
@@ -251,7 +267,7 @@ function makeDirectory(path: string, dir: string, uid: number | undefined): numb
       if (error instanceof Deno.errors.AlreadyExists) continue; // something appeared there: look again
       throw error;
     }
-    return Deno.lstatSync(dir).uid!;
+    return Deno.lstatSync(dir);
   }
   throw new SocketError(
     path,
@@ -260,14 +276,34 @@ function makeDirectory(path: string, dir: string, uid: number | undefined): numb
   );
 }
 
+/** Remove `dir` if it is still the (empty) directory `made`; never recursive. */
+function removeOwnDirectory(dir: string, made: Deno.FileInfo): boolean {
+  try {
+    const found = lstat(dir);
+    if (found?.isDirectory && sameFile(found, made)) {
+      Deno.removeSync(dir);
+      return true;
+    }
+  } catch { /* not empty, or gone: left as it is */ }
+  return false;
+}
+
 /**
  * Remove `dir` if it is provably a leftover of this user's server (an empty
  * directory of mode 0700, or one holding only the socket `s`, all this
- * user's), without recursing; otherwise refuse, untouched.
+ * user's), without recursing; otherwise refuse, untouched. When this user is
+ * not known yet (the lock file was opened, not made), a directory whose owner
+ * is not the lock's is refused before anything else is tried.
  *
  * @returns This process's user.
  */
-function clearLeftover(path: string, dir: string, found: Deno.FileInfo, uid: number | undefined): number {
+function clearLeftover(
+  path: string,
+  dir: string,
+  found: Deno.FileInfo,
+  uid: number | undefined,
+  lock: HeldLock,
+): number {
   const refuse = (what: string): never => {
     throw new SocketError(
       path,
@@ -276,7 +312,8 @@ function clearLeftover(path: string, dir: string, found: Deno.FileInfo, uid: num
     );
   };
   if (!found.isDirectory) return refuse(`a ${kindOf(found)}`);
-  if ((found.mode! & 0o7077) !== 0) return refuse(`a directory of mode ${(found.mode! & 0o7777).toString(8)}`);
+  // The set-group-ID bit is what mkdir inherits in a directory that has it (a group's shared one).
+  if ((found.mode! & 0o5077) !== 0) return refuse(`a directory of mode ${(found.mode! & 0o7777).toString(8)}`);
   let entries: string[];
   try {
     entries = [...Deno.readDirSync(dir)].map((entry) => entry.name);
@@ -290,7 +327,9 @@ function clearLeftover(path: string, dir: string, found: Deno.FileInfo, uid: num
   if (entries.length > 0 && !(socket?.isSocket && socket.uid === found.uid)) {
     return refuse(`a directory holding ${entries.length === 1 ? `"${entries[0]}"` : `${entries.length} entries`}`);
   }
-  uid ??= learnUid(dir, refuse);
+  // The lock was opened, not made (else uid is known): the lock and the directory of one run have one owner.
+  if (uid === undefined && found.uid !== lock.info.uid) return refuse("a directory of another user than its lock's");
+  uid ??= knownUid() ?? learnUid(dir, found, lock, refuse);
   if (found.uid !== uid) return refuse("a directory of another user");
   try {
     if (socket) Deno.removeSync(`${dir}/s`);
@@ -304,15 +343,30 @@ function clearLeftover(path: string, dir: string, found: Deno.FileInfo, uid: num
       { cause: error },
     );
   }
-  logger.info("Removed {dir}, left by a server that stopped while claiming {path}", { dir, path });
+  logger.info("Removed {dir}, left by a server of {path} that ended without stopping", { dir, path });
   return uid;
 }
 
+/** This process's user, when Deno may tell (`--allow-sys=uid` or `-A`); never asked for. */
+function knownUid(): number | undefined {
+  try {
+    if (Deno.permissions.querySync({ name: "sys", kind: "uid" }).state !== "granted") return undefined;
+    return Deno.uid() ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * This process's user, from a directory it makes in `dir` and removes at
- * once. Only a user who may write `dir` (its owner, or root) gets that far.
+ * This process's user, when `dir` (found) and the lock file (opened, not
+ * made) have one owner. A lock of root's that only its owner may write was
+ * opened for writing, so this is root. Otherwise the user is learned from a
+ * directory made in `dir` and removed at once: only the directory's owner or
+ * root gets that far, and only root (without `--allow-sys=uid`) can do it in
+ * another user's directory, changing its time of modification.
  */
-function learnUid(dir: string, refuse: (what: string) => never): number {
+function learnUid(dir: string, found: Deno.FileInfo, lock: HeldLock, refuse: (what: string) => never): number {
+  if (found.uid === 0 && lock.info.uid === 0 && (lock.info.mode! & 0o077) === 0) return 0;
   const probe = `${dir}/uid`;
   try {
     Deno.mkdirSync(probe, { mode: 0o700 });
@@ -440,13 +494,126 @@ function dropLock(path: string, lock: HeldLock): void {
   } catch { /* already closed */ }
 }
 
+/** The claimed sockets whose listeners may be open in this isolate. */
+const open = new Set<ClaimedSocket>();
+
 /**
- * Give the path back: remove the socket only if it is still the one this
- * server made (same device and inode), then the lock.
- *
- * @param claimed What {@linkcode claim} returned; its listener must be closed.
+ * An uncaught error ends a Worker (or the program), and Deno then drops the
+ * listener, unlinking its bound name, as the main thread hears of it or
+ * before: the directory is looked at here, while the error is dispatched.
  */
-export function release(claimed: ClaimedSocket): void {
+function onFatal(): void {
+  for (const claimed of open) {
+    const directory = keepDirectory(claimed.path, claimed.directory);
+    if (directory) claimed.directory = directory;
+  }
+}
+
+function watchForDeath(claimed: ClaimedSocket): void {
+  if (open.size === 0) {
+    globalThis.addEventListener("error", onFatal);
+    globalThis.addEventListener("unhandledrejection", onFatal);
+  }
+  open.add(claimed);
+}
+
+function forget(claimed: ClaimedSocket): void {
+  if (!open.delete(claimed) || open.size > 0) return;
+  globalThis.removeEventListener("error", onFatal);
+  globalThis.removeEventListener("unhandledrejection", onFatal);
+}
+
+/**
+ * Close the listener so that Deno's unlink of its bound name (`PATH.tmp/s`)
+ * reaches only into the directory this server made: see
+ * {@linkcode keepDirectory}. When something that is not this server's to
+ * move is at `PATH.tmp`, the listener is left open, unreferenced, and the
+ * error logged.
+ *
+ * @param claimed What {@linkcode claim} returned.
+ * @returns Whether the listener was closed.
+ */
+export function closeListener(claimed: ClaimedSocket): boolean {
+  const directory = keepDirectory(claimed.path, claimed.directory);
+  if (directory) {
+    claimed.directory = directory;
+    forget(claimed);
+    try {
+      claimed.listener.close();
+    } catch { /* already closed */ }
+    return true;
+  }
+  logger.error("Left the listener of {path} open, so that it is dropped only when the program ends", {
+    path: claimed.path,
+  });
+  try {
+    claimed.listener.unref();
+  } catch { /* already closed */ }
+  return false;
+}
+
+/**
+ * Make sure `PATH.tmp` is a directory of this server's, just before a
+ * listener bound in it is dropped (closed, or its Worker ended): Deno then
+ * unlinks `PATH.tmp/s`, following whatever is at `PATH.tmp`. It should still
+ * be `made` (same device and inode): nobody else can put anything at that
+ * name while it is there. Someone who may rename entries in the socket's
+ * directory (one others may write that is not sticky) can have replaced it:
+ * a missing directory, or a symbolic link in its place, is replaced by a new
+ * empty directory of this server's (the link itself is removed, never
+ * followed). Anything else there (a file, another directory) is not this
+ * server's to move: logged as an error.
+ *
+ * @param path The socket path.
+ * @param made The directory the server made (as `lstat` found it).
+ * @returns The directory of this server's now at `PATH.tmp`, or null when something else is there.
+ */
+export function keepDirectory(path: string, made: Deno.FileInfo): Deno.FileInfo | null {
+  const dir = socketDirectory(path);
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    try {
+      const found = lstat(dir);
+      if (found?.isDirectory && sameFile(found, made)) return found;
+      if (found?.isSymlink) {
+        logger.warn("Removed a symbolic link at {dir} to {target}, put there while {path} was served", {
+          dir,
+          target: readLink(dir),
+          path,
+        });
+        Deno.removeSync(dir); // the link itself
+      } else if (found) {
+        break;
+      } else {
+        logger.warn("Made {dir} again before the listener closes: it was removed while {path} was served", {
+          dir,
+          path,
+        });
+      }
+      Deno.mkdirSync(dir, { mode: 0o700 });
+      made = Deno.lstatSync(dir);
+    } catch { /* changed meanwhile: look again */ }
+  }
+  let found: Deno.FileInfo | null = null;
+  try {
+    found = lstat(dir);
+  } catch { /* reported as nothing */ }
+  logger.error(
+    "The server of {path} finds at {dir} what it did not make ({what}, owner uid {uid}); Deno removes {bound} inside it when the listener is dropped",
+    { path, dir, what: found ? kindOf(found) : "nothing", uid: found?.uid, bound: temporaryPath(path) },
+  );
+  return null;
+}
+
+/**
+ * Give the path back, once the listener is closed and Deno has unlinked its
+ * bound name: remove the socket only if it is still the one this server made
+ * (same device and inode), then its private directory likewise, then the lock.
+ *
+ * @param claimed What {@linkcode claim} returned; its listener must be closed ({@linkcode closeListener}).
+ * @param unbound Whether Deno has unlinked the bound name (the listener's pending accept has ended): until then
+ *   the directory stays, so that nobody else can put anything at its name.
+ */
+export function release(claimed: ClaimedSocket, unbound: boolean): void {
   const { path } = claimed;
   let current: Deno.FileInfo | null = null;
   try {
@@ -461,7 +628,17 @@ export function release(claimed: ClaimedSocket): void {
   } else if (current) {
     logger.warn("Left {path} alone: it is no longer the socket this server created", { path });
   }
+  if (unbound) removeOwnDirectory(socketDirectory(path), claimed.directory);
+  else logger.warn("Left {dir} in place: the listener of {path} is still open", { dir: socketDirectory(path), path });
   dropLock(path, claimed.lock);
+}
+
+function readLink(path: string): string {
+  try {
+    return Deno.readLinkSync(path);
+  } catch {
+    return "?";
+  }
 }
 
 function unlock(file: Deno.FsFile): void {

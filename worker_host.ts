@@ -12,7 +12,8 @@ import { MAX_DELAY } from "./delay.ts";
 import { madeOnRequest } from "./model.ts";
 import type { Endpoint } from "./report.ts";
 import type { HealthServer, Settings } from "./server.ts";
-import { SocketError } from "./socket_file.ts";
+import { socketDirectory } from "./paths.ts";
+import { keepDirectory, SocketError } from "./socket_file.ts";
 import type { SocketErrorReason } from "./socket_file.ts";
 import { epochNow, Heartbeat, HEARTBEAT_PERIOD, isFromWorker, lowestLevel } from "./thread.ts";
 import type { ErrorShape, FromWorker, LogLevel, ToWorker } from "./thread.ts";
@@ -63,6 +64,8 @@ class WorkerHost implements HealthServer {
   #listening = Promise.withResolvers<void>();
   #served = false;
   #deaths: number[] = [];
+  /** The private directory the Worker's listener is bound in, while it may be open. */
+  #directory?: Deno.FileInfo;
   #updatePosted = false;
 
   constructor(path: string, health: Health, settings: Settings) {
@@ -116,6 +119,7 @@ class WorkerHost implements HealthServer {
           path: this.path,
           ms: bound,
         });
+        this.#keepDirectory();
         this.#end();
       }, bound);
       this.#ended.promise.then(() => clearTimeout(timer));
@@ -174,6 +178,9 @@ class WorkerHost implements HealthServer {
   #receive(message: FromWorker): void {
     switch (message.type) {
       case "listening":
+        try {
+          this.#directory = Deno.lstatSync(socketDirectory(this.path));
+        } catch { /* not there: nothing to keep */ }
         this.#served = true;
         this.#listening.resolve();
         break;
@@ -208,6 +215,7 @@ class WorkerHost implements HealthServer {
         log(message.category, message.level, message.message, message.properties);
         break;
       case "stopped":
+        this.#directory = undefined; // the Worker closed its listener and released the path
         this.#health.markStopped();
         this.#end();
         this.#finished.resolve();
@@ -243,6 +251,7 @@ class WorkerHost implements HealthServer {
 
   /** The Worker died: say so, and serve again, or make `finished` reject. */
   #died(why: string): void {
+    this.#directory = undefined; // the Worker looked at it itself as it died (socket_file.ts)
     this.#worker?.terminate();
     this.#worker = undefined;
     this.#balance();
@@ -267,6 +276,19 @@ class WorkerHost implements HealthServer {
     }
     logger.error("The health Worker for {path} died: {error}; serving again", { path: this.path, error: why });
     this.#spawn();
+  }
+
+  /**
+   * Before a Worker that may hold its listener is ended: Deno then drops the
+   * listener, unlinking its bound name `PATH.tmp/s` through whatever is at
+   * `PATH.tmp`. (A Worker that dies of an uncaught error is ended by Deno
+   * as its error reaches this thread, sometimes before: measured on 2.9.6,
+   * its bound name was already unlinked at the error event in 1 of 5 runs.
+   * So it looks for itself, in socket_file.ts.)
+   */
+  #keepDirectory(): void {
+    if (this.#directory) keepDirectory(this.path, this.#directory);
+    this.#directory = undefined;
   }
 
   /** Match every startChecks() the Worker's server made, so the background checks stop. */

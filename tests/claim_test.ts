@@ -29,13 +29,19 @@ class Claimer implements AsyncDisposable {
   /**
    * @param options `umask` to start with; `allowAll` for `-A` instead of the
    * scoped flags; `unprivileged` for root without the capabilities that
-   * override file modes and ownership (a non-root server, as far as files go).
+   * override file modes and ownership (a non-root server, as far as files go);
+   * `main` to serve on the claimer's main thread (the same claim, without a
+   * Worker to start each time: for tests that start hundreds of times).
    */
-  constructor(path: string, options: { umask?: string; allowAll?: boolean; unprivileged?: boolean } = {}) {
+  constructor(
+    path: string,
+    options: { umask?: string; allowAll?: boolean; unprivileged?: boolean; main?: boolean } = {},
+  ) {
     const flags = options.allowAll ? ["-A"] : permissionFlags(path, { server: true }).split(" ");
     const args = [
       ...(options.unprivileged ? ["setpriv", UNPRIVILEGED, "--"] : []),
       ...["deno", "run", "--no-prompt", ...flags, `${ROOT}tests/fixtures/claimer.ts`, path],
+      ...(options.main ? ["main"] : []),
     ];
     const command = options.umask ? ["sh", "-c", `umask ${options.umask}; exec "$@"`, "sh", ...args] : args;
     this.child = new Deno.Command(command[0], {
@@ -78,7 +84,7 @@ async function makeStale(path: string): Promise<void> {
 
 Deno.test("servers starting together on a stale socket: exactly one serves, the others are refused as in use", async () => {
   await using sock = await tempSocket();
-  const claimers = Array.from({ length: RACERS }, () => new Claimer(sock.path));
+  const claimers = Array.from({ length: RACERS }, () => new Claimer(sock.path, { main: true }));
   try {
     for (const claimer of claimers) assert.equal(await claimer.reply(), "ready");
     const outcomes: string[][] = [];
@@ -197,14 +203,21 @@ async function host(path: string, unprivileged: boolean): Promise<{ code: number
   }
 }
 
-/** What is at `path` and below it: kind, owner, inode and mode of each entry, to show nothing was touched. */
-async function snapshot(path: string): Promise<string[]> {
+/**
+ * What is at `path` and below it: kind, owner, inode and mode of each entry,
+ * and the time each directory below `path` was last changed (nothing made and
+ * removed in it), to show nothing was touched.
+ */
+async function snapshot(path: string, top = true): Promise<string[]> {
   const info = await Deno.lstat(path);
   const kind = info.isSocket ? "socket" : info.isSymlink ? "link" : info.isDirectory ? "directory" : "file";
-  const lines = [`${path}: ${kind} uid ${info.uid} ino ${info.ino} mode ${(info.mode! & 0o7777).toString(8)}`];
+  const changed = info.isDirectory && !top ? ` mtime ${info.mtime?.getTime()} ctime ${info.ctime?.getTime()}` : "";
+  const lines = [
+    `${path}: ${kind} uid ${info.uid} ino ${info.ino} mode ${(info.mode! & 0o7777).toString(8)}${changed}`,
+  ];
   if (info.isDirectory) {
     const names = [...Deno.readDirSync(path)].map((entry) => entry.name).sort();
-    for (const name of names) lines.push(...await snapshot(`${path}/${name}`));
+    for (const name of names) lines.push(...await snapshot(`${path}/${name}`, false));
   }
   return lines;
 }
@@ -275,6 +288,15 @@ function leftovers(path: string): Record<string, { name: string; uid: number; ma
       name: tmp,
       uid: NOBODY,
       make: async () => {
+        await Deno.mkdir(tmp, { mode: 0o700 });
+        await giveToNobody(tmp);
+      },
+    },
+    "another user's empty directory of mode 0700 at PATH.tmp, beside this user's empty lock file": {
+      name: tmp,
+      uid: NOBODY,
+      make: async () => {
+        await Deno.writeTextFile(lock, "", { mode: 0o600 });
         await Deno.mkdir(tmp, { mode: 0o700 });
         await giveToNobody(tmp);
       },
@@ -386,7 +408,11 @@ Deno.test("what a previous run of this user leaves beside the path is cleared, a
       assert.deepEqual([...Deno.readDirSync(sock.dir)].map((entry) => entry.name).sort(), [
         "app.sock",
         "app.sock.lock",
+        "app.sock.tmp",
       ]);
+      // Kept, empty and private, while the listener bound in it is open.
+      assert.deepEqual([...Deno.readDirSync(`${sock.path}.tmp`)], []);
+      assert.equal((await Deno.lstat(`${sock.path}.tmp`)).mode! & 0o7777, 0o700);
       await claimer.send("close");
       assert.equal(await claimer.reply(), "closed");
       assert.deepEqual([...Deno.readDirSync(sock.dir)], [], "the server left something behind");
@@ -470,7 +496,7 @@ for (const unprivileged of [false, true]) {
       await Deno.writeTextFile(`${target}/keep`, "keep me");
       await giveToNobody(target);
       const before = await snapshot(target);
-      await using claimer = new Claimer(sock.path, { unprivileged });
+      await using claimer = new Claimer(sock.path, { unprivileged, main: true });
       assert.equal(await claimer.reply(), "ready");
       const flipper = await Neighbour.start("flip", `${sock.path}.tmp`, target);
       let result;
@@ -505,7 +531,7 @@ for (const allowAll of [false, true]) {
       await using sock = await tempSocket();
       await Deno.chmod(sock.dir, 0o1777);
       const target = `${sock.dir}/victim`;
-      await using claimer = new Claimer(sock.path, { allowAll });
+      await using claimer = new Claimer(sock.path, { allowAll, main: true });
       assert.equal(await claimer.reply(), "ready");
       const flipper = await Neighbour.start("flip", `${sock.path}.lock`, target);
       let result;

@@ -250,14 +250,15 @@ Deno.test("a server killed with SIGKILL leaves a stale socket that a restart rep
   const stale = await cli(sock.path, ["check"]);
   assert.equal(stale.code, 3, stale.stderr);
   assert.match(stale.stderr, /refused/);
-  // The private directory stranded by a kill between bind and rename (mode 0700, holding the socket s) is cleaned up too.
-  await Deno.mkdir(`${sock.path}.tmp`, { mode: 0o700 });
+  // The private directory the socket was bound in is kept while serving, so a kill leaves it too (empty); as a
+  // kill between bind and rename strands it (holding the socket s), it is cleaned up.
+  assert.deepEqual([...Deno.readDirSync(`${sock.path}.tmp`)], []);
   await Deno.link(sock.path, `${sock.path}.tmp/s`);
 
   const second = await startHost(sock.path);
   try {
     assert.equal((await probe(sock.path)).status, "pass");
-    assert.equal(await exists(`${sock.path}.tmp`), false);
+    assert.deepEqual([...Deno.readDirSync(`${sock.path}.tmp`)], [], "the stranded socket was cleared");
     second.child.kill("SIGTERM");
     await readUntil(second.lines, /^stopped$/);
     assert.equal((await second.child.status).code, 0);
@@ -267,11 +268,13 @@ Deno.test("a server killed with SIGKILL leaves a stale socket that a restart rep
     await second.child.status;
   }
   assert.equal(await exists(sock.path), false, "a graceful stop removes the socket");
+  assert.equal(await exists(`${sock.path}.tmp`), false, "a graceful stop removes the private directory");
 });
 
 Deno.test("a second server on the same path is refused and the first keeps serving", async () => {
   await using sock = await tempSocket();
   await using first = await serve(sock.path, new Health({ ready: true }));
+  const directory = await Deno.lstat(`${sock.path}.tmp`);
   await assert.rejects(
     () => serve(sock.path, new Health()),
     (error: unknown) => {
@@ -288,7 +291,9 @@ Deno.test("a second server on the same path is refused and the first keeps servi
   assert.match(stderr, /another process is serving it/);
   assert.ok(stderr.includes(`"${sock.path}"`));
   assert.equal((await probe(first.path)).status, "pass");
-  assert.equal(await exists(`${sock.path}.tmp`), false, "the refused server left no temporary socket");
+  // The first server's private directory is its own still, and the refused servers left nothing in it.
+  assert.equal((await Deno.lstat(`${sock.path}.tmp`)).ino, directory.ino);
+  assert.deepEqual([...Deno.readDirSync(`${sock.path}.tmp`)], [], "a refused server left a temporary socket");
 });
 
 Deno.test("listening in a missing directory is a clear SocketError", async () => {
