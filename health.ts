@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "./log.ts";
 import { milliseconds } from "./delay.ts";
 import { isStatus } from "./report.ts";
 import type { CheckResult, Endpoint, HealthReport, HealthStatus } from "./report.ts";

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "./log.ts";
 import type { HealthSource } from "./health.ts";
 import { errorResponse, HEALTH_JSON, parseTarget } from "./protocol.ts";
 import type { Framing, ProtocolError, Route, WireRequest, WireResponse } from "./protocol.ts";

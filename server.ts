@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "./log.ts";
 import type { Health, HealthSource } from "./health.ts";
 import { Connection } from "./connection.ts";
 import { Responder } from "./responder.ts";
