@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "./log.ts";
 import {
   boundValue,
   cutOutput,

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "./log.ts";
 import { probe, ProbeError } from "./client.ts";
 import { delay } from "./delay.ts";
 import { eventLoopLag, progress } from "./builtin_checks.ts";

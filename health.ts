@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "./log.ts";
 import { cutText, MAX_CHECKS, MAX_NAME_BYTES, MAX_OUTPUT_BYTES, reportCost } from "./bounds.ts";
 import { Check } from "./check.ts";
 import type { CheckDefinition, CheckFunction, CheckOptions } from "./check.ts";

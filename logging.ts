@@ -5,7 +5,7 @@
  *
  * Logged values come from outside (request lines, check outputs, paths): in
  * text, every control character of the finished line is escaped with
- * {@linkcode escapeText}, as in `?verbose` text and event streams, so no value
+ * `escapeText`, as in `?verbose` text and event streams, so no value
  * can forge a log line or send a terminal a command; in JSON, encoding does it.
  *
  * Loaded only when logging is set up: `check` without logging stays off the
@@ -13,58 +13,29 @@
  *
  * @module
  */
-import { configure, getJsonLinesFormatter, getTextFormatter } from "@logtape/logtape";
-import type { LogLevel, LogRecord } from "@logtape/logtape";
-import { escapeText } from "./report.ts";
+import { configure } from "@logtape/logtape";
+import type { LogRecord } from "@logtape/logtape";
+import { formatLine, setLogFormat } from "./log.ts";
+import type { LogFormat, LogLevel } from "./log.ts";
 
-/** How log lines are written. */
-export type LogFormat = "text" | "json";
+export type { LogFormat };
+export { LOG_LEVELS } from "./log.ts";
 
 /** One line, without its line ending, for a log record. */
 export type LineFormatter = (record: LogRecord) => string;
 
-/** A value inside a message: strings as they are (no quotes), anything else inspected on one line. */
-function valueText(value: unknown): string {
-  return typeof value === "string"
-    ? value
-    : Deno.inspect(value, { colors: false, compact: true, breakLength: Infinity, depth: 4 });
-}
-
-function renderMessage(message: readonly unknown[]): string {
-  let text = "";
-  for (let i = 0; i < message.length; i++) text += i % 2 === 0 ? message[i] as string : valueText(message[i]);
-  return text;
-}
-
-// Valid JSON either way, but a reader that splits on them (JavaScript's own line terminators) would see two lines.
-const SEPARATORS = /[\u2028\u2029]/g;
-
 /**
- * The formatter of a format: text is `TIME [LVL] category: message` with the
- * whole line escaped; JSON is logtape's JSON Lines object, its `message` the
- * text of the message (values unquoted) and its `properties` the values.
+ * The formatter of a format ({@linkcode formatLine}'s, which the Worker
+ * also writes when the main thread does not take its records): text is
+ * `TIME [LVL] category: message` with the whole line escaped; JSON is
+ * LogTape's JSON Lines object, its `message` the text of the message (values
+ * unquoted) and its `properties` the values.
  *
  * @param format Text or JSON.
  * @returns A function from a record to one line, without its line ending.
  */
 export function lineFormatter(format: LogFormat): LineFormatter {
-  if (format === "json") {
-    const json = getJsonLinesFormatter();
-    return (record) => {
-      const line = json({ ...record, message: [renderMessage(record.message)] });
-      // JSON.stringify escapes C0 controls, logtape DEL and C1; the line ends "\n".
-      return line.slice(0, line.endsWith("\n") ? -1 : undefined).replace(
-        SEPARATORS,
-        (c) => `\\u${c.charCodeAt(0).toString(16)}`,
-      );
-    };
-  }
-  const text = getTextFormatter({ timestamp: "time", sanitize: false, value: valueText });
-  return (record) => {
-    const line = text(record);
-    // One implementation for every framing: template text, values and category alike.
-    return escapeText(line.endsWith("\n") ? line.slice(0, -1) : line);
-  };
+  return (record) => formatLine(format, record);
 }
 
 /** Set in JSON mode only: the CLI's own messages are then JSON records too. */
@@ -79,6 +50,7 @@ const encoder = new TextEncoder();
  */
 export async function setUpLogging(level: LogLevel, format: LogFormat): Promise<void> {
   const formatter = lineFormatter(format);
+  setLogFormat(format);
   jsonLine = format === "json" ? formatter : undefined;
   const stderr = (record: LogRecord) => {
     Deno.stderr.writeSync(encoder.encode(formatter(record) + "\n"));

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { LogLevel } from "@logtape/logtape";
+import type { LogLevel } from "./log.ts";
 import { parseFlags } from "./args.ts";
 import { asksToWatch, probe, ProbeError, watch } from "./client.ts";
 import type { ProbeResult } from "./client.ts";
@@ -225,8 +225,6 @@ function endpointOf(target: string): Endpoint {
   const name = target.replace(/^https?:\/\/[^/]*/, "").split(/[/?]/)[1];
   return ((ENDPOINTS as readonly string[]).includes(name) ? name : "healthz") as Endpoint;
 }
-
-const LOG_LEVELS: readonly LogLevel[] = ["trace", "debug", "info", "warning", "error", "fatal"];
 
 /** The logging module, once logging is set up: the CLI's own lines follow its format. */
 let logging: typeof import("./logging.ts") | undefined;
@@ -621,17 +619,13 @@ async function main(args: string[] = Deno.args): Promise<number> {
   try {
     const socket = values.socket as string;
     if (!socket.startsWith("/")) throw new UsageError(`Invalid --socket "${socket}": the path must be absolute`);
-    const level = choice(
-      (values["log-level"] ?? (command === "demo" ? "debug" : "info")) as string,
-      LOG_LEVELS,
-      "--log-level",
-    );
     const format = choice(values["log-format"] as string, ["text", "json"] as const, "--log-format");
     // check and watch log nothing of their own unless asked: they report on stdout and stderr, and a probe
     // loads no npm package (LogTape is one), so it runs on an empty cache with --cached-only.
     if (command === "demo" || values["log-level"] !== undefined || format === "json") {
       logging = await import("./logging.ts");
-      await logging.setUpLogging(level, format);
+      const level = (values["log-level"] ?? (command === "demo" ? "debug" : "info")) as string;
+      await logging.setUpLogging(choice(level, logging.LOG_LEVELS, "--log-level"), format);
     }
     if (command === "check") return await runCheck(values);
     if (command === "watch") return await runWatch(values);

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "./log.ts";
 import type { Health } from "./health.ts";
 import { MAX_DELAY, milliseconds, within } from "./delay.ts";
 import { madeOnRequest } from "./model.ts";

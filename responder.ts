@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "./log.ts";
 import type { HealthSource, ReportOptions } from "./model.ts";
 import { errorResponse, HEALTH_JSON, lineOf, parseTarget } from "./protocol.ts";
 import type { Framing, ProtocolError, Route, WireRequest, WireResponse } from "./protocol.ts";

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "./log.ts";
 import type { Health } from "./health.ts";
 import { madeOnRequest } from "./model.ts";
 import type { HealthSource } from "./model.ts";

@@ -43,7 +43,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger } from "./log.ts";
 import { within } from "./delay.ts";
 import { lockPath, permissionFlags, socketDirectory, temporaryPath } from "./paths.ts";
 

@@ -9,6 +9,8 @@
 import { excludedOf, selects } from "./model.ts";
 import type { HealthSnapshot } from "./model.ts";
 import { isoTime } from "./report.ts";
+import { LOG_LEVELS } from "./log.ts";
+import type { LogFormat, LogLevel } from "./log.ts";
 import type { CheckResult, Endpoint } from "./report.ts";
 
 /** Milliseconds between the main thread's heartbeat stamps. */
@@ -53,6 +55,10 @@ export interface InitMessage {
   heartbeat: SharedArrayBuffer;
   /** The lowest LogTape level enabled for healthsock's loggers on the main thread; undefined for none. */
   level: LogLevel | undefined;
+  /** How the Worker writes its records to stderr when the main thread does not take them. */
+  format: LogFormat;
+  /** Who took which log record; see {@linkcode LogClaims}. */
+  logs: SharedArrayBuffer;
   snapshot: HealthSnapshot;
 }
 
@@ -119,9 +125,17 @@ export interface CallMessage {
   name: "startChecks" | "stopChecks" | "markDraining" | "markStopped";
 }
 
-/** Worker to main thread: a log record, for the main thread's LogTape configuration. */
+/**
+ * Worker to main thread: a log record, for the main thread's LogTape
+ * configuration. Written by whoever claims its `seq` first
+ * ({@linkcode LogClaims}): the main thread, or the Worker itself when the main
+ * thread has not taken it in time.
+ */
 export interface LogMessage {
   type: "log";
+  seq: number;
+  /** When it was logged (ms since the epoch). */
+  timestamp: number;
   category: string[];
   level: LogLevel;
   message: string;
@@ -141,12 +155,6 @@ export type FromWorker =
   | CallMessage
   | LogMessage
   | StoppedMessage;
-
-/** LogTape's levels, lowest first. */
-export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
-
-/** One of LogTape's levels. */
-export type LogLevel = typeof LOG_LEVELS[number];
 
 /** An error as it crosses threads: enough to throw the same kind again. */
 export interface ErrorShape {
@@ -265,6 +273,61 @@ export class Heartbeat {
     ask();
     Atomics.wait(this.#connections, 1, answered, ms);
     return this.connections;
+  }
+}
+
+/**
+ * Which of the Worker's log records have been written, in memory both threads
+ * see: records are numbered from 1 in the order logged, and each is claimed
+ * once, in order, by the main thread as it takes it or by the Worker once the
+ * main thread is late. So none is written twice and none is lost, whichever
+ * thread turns. Numbers are 32-bit and wrap: they are compared as such.
+ */
+export class LogClaims {
+  /** The shared memory: post it to the other thread. */
+  readonly buffer: SharedArrayBuffer;
+  #last: Int32Array;
+
+  /**
+   * Wrap shared memory, or make it.
+   *
+   * @param buffer The memory another thread made; new memory when absent.
+   */
+  constructor(buffer?: SharedArrayBuffer) {
+    this.buffer = buffer ?? new SharedArrayBuffer(4);
+    this.#last = new Int32Array(this.buffer, 0, 1);
+  }
+
+  /**
+   * The number after `seq`.
+   *
+   * @param seq A record's number; 0 before the first.
+   * @returns The next record's.
+   */
+  static next(seq: number): number {
+    return (seq + 1) | 0;
+  }
+
+  /**
+   * Claim record `seq`: true once, for the first thread to ask, when every
+   * record before it is claimed.
+   *
+   * @param seq The record's number.
+   * @returns Whether this thread writes it.
+   */
+  claim(seq: number): boolean {
+    const before = (seq - 1) | 0;
+    return Atomics.compareExchange(this.#last, 0, before, seq | 0) === before;
+  }
+
+  /**
+   * Whether record `seq` has been claimed, by either thread.
+   *
+   * @param seq The record's number.
+   * @returns True once it is.
+   */
+  claimed(seq: number): boolean {
+    return ((seq - Atomics.load(this.#last, 0)) | 0) <= 0;
   }
 }
 

@@ -6,8 +6,6 @@
  *
  * @module
  */
-import { configure } from "@logtape/logtape";
-import type { LogRecord } from "@logtape/logtape";
 import { within } from "./delay.ts";
 import { reportFromSnapshot, snapshotHas } from "./model.ts";
 import type { HealthSnapshot, HealthSource, ReportOptions } from "./model.ts";
@@ -15,6 +13,8 @@ import type { Endpoint, HealthReport } from "./report.ts";
 import { startServer } from "./server.ts";
 import type { HealthServer, Settings } from "./server.ts";
 import { claim } from "./socket_file.ts";
+import { formatLine, getLogger, LOG_LEVELS, messageParts, setLogSink } from "./log.ts";
+import type { LogChannel, LogFormat, LogLevel, LogSink } from "./log.ts";
 import {
   ASK_BOUND,
   dueChecks,
@@ -23,10 +23,11 @@ import {
   FIRST_ASK_BOUND,
   Heartbeat,
   HEARTBEAT_PERIOD,
+  LogClaims,
   loopResult,
   STALL_BOUND,
 } from "./thread.ts";
-import type { Due, FromWorker, InitMessage, LoopLimits, ToWorker } from "./thread.ts";
+import type { Due, FromWorker, InitMessage, LogMessage, LoopLimits, ToWorker } from "./thread.ts";
 
 /** A request waiting for the main thread. */
 interface Pending {
@@ -165,30 +166,188 @@ export class WorkerHealth extends EventTarget implements HealthSource {
   }
 }
 
-/** Send log records of healthsock's loggers to the main thread's LogTape configuration. */
-async function forwardLogs(level: InitMessage["level"], post: (message: FromWorker) => void): Promise<void> {
-  if (level === undefined) return;
-  const sink = (record: LogRecord) => {
-    const message = typeof record.rawMessage === "string" ? record.rawMessage : record.message.join("");
-    try {
-      post({
-        type: "log",
-        category: [...record.category],
-        level: record.level,
-        message,
-        properties: { ...record.properties },
-      });
-    } catch {
-      post({ type: "log", category: [...record.category], level: record.level, message, properties: {} });
+/**
+ * Milliseconds the main thread has to take a log record before the Worker
+ * writes it to stderr itself: a main thread that has not turned for this long
+ * is blocked, and what the Worker logs then (that it is) must not wait for it.
+ */
+export const LOG_BOUND = 1000;
+
+const encoder = new TextEncoder();
+
+/** Lines the Worker holds for a stderr that is not read; past them it counts what it drops, and says so. */
+const STDERR_LINES = 1000;
+
+/**
+ * The Worker's log sink: each record is posted to the main thread, which
+ * writes it through its LogTape configuration. One the main thread has not
+ * taken within {@linkcode LOG_BOUND}, the Worker writes to stderr itself, in
+ * the program's log format; while the main thread is blocked past that bound
+ * it writes at once, without posting. {@linkcode LogClaims} makes sure each
+ * record is written once.
+ */
+export class WorkerLog implements LogSink {
+  #lowest: number = LOG_LEVELS.length;
+  #format: LogFormat = "text";
+  #claims = new LogClaims();
+  #heartbeat?: Heartbeat;
+  #post: (message: FromWorker) => void = () => {};
+  #seq = 0;
+  #pending: { message: LogMessage; at: number }[] = [];
+  #timer?: ReturnType<typeof setTimeout>;
+  #lines: string[] = [];
+  #dropped = 0;
+
+  /** Write the levels the main thread has enabled, from now on. */
+  start(init: InitMessage, heartbeat: Heartbeat, post: (message: FromWorker) => void): void {
+    this.#lowest = init.level === undefined ? LOG_LEVELS.length : LOG_LEVELS.indexOf(init.level);
+    this.#format = init.format;
+    this.#claims = new LogClaims(init.logs);
+    this.#heartbeat = heartbeat;
+    this.#post = post;
+  }
+
+  channel(category: readonly string[]): LogChannel {
+    return {
+      enabled: (level) => LOG_LEVELS.indexOf(level) >= this.#lowest,
+      write: (level, message, properties) => this.#write([...category], level, message, properties),
+    };
+  }
+
+  #write(category: string[], level: LogLevel, text: string, properties: Record<string, unknown>): void {
+    const message: LogMessage = {
+      type: "log",
+      seq: this.#seq = LogClaims.next(this.#seq),
+      timestamp: Date.now(),
+      category,
+      level,
+      message: text,
+      properties,
+    };
+    const now = epochNow();
+    if ((this.#heartbeat?.blockedFor(now) ?? 0) > LOG_BOUND) {
+      this.#flush(Infinity);
+      this.#own(message);
+      return;
     }
-  };
-  await configure({
-    sinks: { main: sink },
-    loggers: [
-      { category: ["healthsock"], lowestLevel: level, sinks: ["main"] },
-      { category: ["logtape", "meta"], lowestLevel: "fatal", sinks: [] },
-    ],
-  });
+    try {
+      this.#post(message);
+    } catch {
+      // A value that cannot cross threads crosses as text.
+      const plain = Object.fromEntries(Object.entries(properties).map(([key, value]) => [key, String(value)]));
+      try {
+        this.#post({ ...message, properties: plain });
+      } catch { /* not taken: written here once late */ }
+    }
+    this.#pending.push({ message, at: now });
+    // Under a burst, forget the records already taken without waiting for the timer.
+    if (this.#pending.length > 256) this.#flush(-Infinity);
+    this.#timer ??= setTimeout(() => this.#late(), LOG_BOUND);
+  }
+
+  /** Write the records the main thread has not taken within the bound; look again when the next one is due. */
+  #late(): void {
+    this.#timer = undefined;
+    const now = epochNow();
+    this.#flush(now - LOG_BOUND);
+    if (this.#pending.length > 0) {
+      this.#timer = setTimeout(() => this.#late(), Math.max(1, this.#pending[0].at + LOG_BOUND - now));
+    }
+  }
+
+  /** Write, in order, the pending records posted at or before `until` that the main thread has not taken. */
+  #flush(until: number): void {
+    let i = 0;
+    for (; i < this.#pending.length && this.#pending[i].at <= until; i++) this.#own(this.#pending[i].message);
+    while (i < this.#pending.length && this.#claims.claimed(this.#pending[i].message.seq)) i++;
+    if (i > 0) this.#pending.splice(0, i);
+  }
+
+  #own(message: LogMessage): void {
+    if (!this.#claims.claim(message.seq)) return;
+    const line = formatLine(this.#format, { ...message, message: messageParts(message.message, message.properties) });
+    if (this.#lines.length >= STDERR_LINES) {
+      this.#dropped++;
+      return;
+    }
+    this.#lines.push(line);
+    if (this.#lines.length === 1) this.#drain();
+  }
+
+  /** Write the queued lines, never blocking the thread that answers probes on a stderr nobody reads. */
+  async #drain(): Promise<void> {
+    try {
+      while (this.#lines.length > 0) {
+        let text = this.#lines.join("\n") + "\n";
+        const count = this.#lines.length;
+        if (this.#dropped > 0) {
+          text += formatLine(this.#format, {
+            category: ["healthsock", "server"],
+            level: "warning",
+            message: [`${this.#dropped} log records dropped: stderr was not read`],
+            properties: { dropped: this.#dropped },
+            timestamp: Date.now(),
+          }) + "\n";
+          this.#dropped = 0;
+        }
+        const bytes = encoder.encode(text);
+        for (let done = 0; done < bytes.length;) done += await Deno.stderr.write(bytes.subarray(done));
+        this.#lines.splice(0, count);
+      }
+    } catch {
+      this.#lines.length = 0; // stderr is gone: nowhere left to say it
+    }
+  }
+}
+
+const loopLogger = getLogger(["healthsock", "server"]);
+
+/**
+ * Log the main thread's event loop blocked past a limit, from the heartbeat:
+ * once when `/readyz` starts failing on it, once when `/livez` does, and once
+ * when it turns again. The main thread cannot say it, so these records are
+ * the Worker's, written by the Worker itself when the main thread stays
+ * blocked ({@linkcode LOG_BOUND}).
+ *
+ * @returns Stops watching.
+ */
+function watchLoop(path: string, heartbeat: Heartbeat, limits: LoopLimits): () => void {
+  if (!loopLogger.isEnabledFor("error")) return () => {};
+  let failing: "turning" | "ready" | "live" = "turning";
+  let since = 0;
+  const timer = setInterval(() => {
+    const blocked = heartbeat.blockedFor();
+    if (blocked > limits.live && failing !== "live") {
+      if (failing === "turning") since = heartbeat.last;
+      failing = "live";
+      loopLogger.error(
+        "The main thread's event loop is blocked ({ms} ms so far): /livez fails on {path} until it turns",
+        {
+          path,
+          ms: blocked,
+          limit: limits.live,
+        },
+      );
+    } else if (blocked > limits.ready && failing === "turning") {
+      since = heartbeat.last;
+      failing = "ready";
+      loopLogger.warn(
+        "The main thread's event loop is blocked ({ms} ms so far): /readyz fails on {path} until it turns",
+        {
+          path,
+          ms: blocked,
+          limit: limits.ready,
+        },
+      );
+    } else if (blocked <= limits.ready && failing !== "turning") {
+      failing = "turning";
+      loopLogger.info("The main thread's event loop turns again after {ms} ms blocked: {path} no longer fails on it", {
+        path,
+        ms: Math.max(0, heartbeat.last - since - HEARTBEAT_PERIOD),
+      });
+    }
+  }, HEARTBEAT_PERIOD);
+  return () => clearInterval(timer);
 }
 
 /** The Worker's global scope, as far as this module uses it. */
@@ -201,24 +360,26 @@ interface WorkerScope {
 function main(): void {
   const scope = self as unknown as WorkerScope;
   const post = (message: FromWorker) => scope.postMessage(message);
+  const log = new WorkerLog();
+  setLogSink(log);
+  let unwatch = () => {};
   let health: WorkerHealth | undefined;
   let server: HealthServer | undefined;
   let heartbeat: Heartbeat | undefined;
   let stop: "drain" | "close" | undefined;
   const shutdown = (how: "drain" | "close") => {
     stop = how;
+    unwatch();
     if (!server) return;
     const done = how === "drain" ? server.drain() : server.close();
     done.then(() => post({ type: "stopped" }));
   };
   const init = async (message: InitMessage) => {
-    await forwardLogs(message.level, post);
     const beat = heartbeat = new Heartbeat(message.heartbeat);
+    log.start(message, beat, post);
     const settings = message.settings as unknown as Settings;
-    health = new WorkerHealth(message.snapshot, beat, {
-      ready: settings.readyBlockLimit,
-      live: settings.liveBlockLimit,
-    }, post);
+    const limits = { ready: settings.readyBlockLimit, live: settings.liveBlockLimit };
+    health = new WorkerHealth(message.snapshot, beat, limits, post);
     let claimed;
     try {
       claimed = await claim(message.path, settings.mode);
@@ -227,6 +388,7 @@ function main(): void {
       return;
     }
     server = startServer(health, claimed, settings);
+    if (!stop) unwatch = watchLoop(message.path, beat, limits);
     post({ type: "listening" });
     if (stop) shutdown(stop);
   };
@@ -258,4 +420,5 @@ function main(): void {
   };
 }
 
-main();
+// Only as the Worker's entry (the bundle started as a blob: Worker): importing this module runs nothing.
+if (import.meta.main && "WorkerGlobalScope" in globalThis) main();

@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import type { Health } from "./health.ts";
 import { MAX_DELAY } from "./delay.ts";
 import { madeOnRequest } from "./model.ts";
@@ -15,8 +14,10 @@ import type { HealthServer, Settings } from "./server.ts";
 import { socketDirectory } from "./paths.ts";
 import { keepDirectory, SocketError } from "./socket_file.ts";
 import type { SocketErrorReason } from "./socket_file.ts";
-import { epochNow, Heartbeat, HEARTBEAT_PERIOD, isFromWorker, lowestLevel } from "./thread.ts";
-import type { ErrorShape, FromWorker, LogLevel, ToWorker } from "./thread.ts";
+import { epochNow, Heartbeat, HEARTBEAT_PERIOD, isFromWorker, LogClaims, lowestLevel } from "./thread.ts";
+import type { ErrorShape, FromWorker, LogMessage, ToWorker } from "./thread.ts";
+import { getLogger, logFormat } from "./log.ts";
+import type { Logger } from "./log.ts";
 import { WORKER_SOURCE } from "./worker_source.ts";
 
 const logger = getLogger(["healthsock", "server"]);
@@ -67,6 +68,7 @@ class WorkerHost implements HealthServer {
   /** The private directory the Worker's listener is bound in, while it may be open. */
   #directory?: Deno.FileInfo;
   #updatePosted = false;
+  #logs = new LogClaims();
 
   constructor(path: string, health: Health, settings: Settings) {
     this.path = path;
@@ -140,6 +142,7 @@ class WorkerHost implements HealthServer {
       if (worker === this.#worker) this.#died(event.message);
     };
     const level = lowestLevel((level) => logger.isEnabledFor(level));
+    this.#logs = new LogClaims();
     worker.postMessage(
       {
         type: "init",
@@ -147,6 +150,8 @@ class WorkerHost implements HealthServer {
         settings: { ...this.#settings },
         heartbeat: this.#heartbeat.buffer,
         level,
+        format: logFormat(),
+        logs: this.#logs.buffer,
         snapshot: this.#health.snapshot(),
       } satisfies ToWorker,
     );
@@ -212,7 +217,8 @@ class WorkerHost implements HealthServer {
         this.#call(message.name);
         break;
       case "log":
-        log(message.category, message.level, message.message, message.properties);
+        // Unless the Worker, finding us late, has written it itself.
+        if (this.#logs.claim(message.seq)) relay(message);
         break;
       case "stopped":
         this.#directory = undefined; // the Worker closed its listener and released the path
@@ -322,21 +328,12 @@ function rebuild(path: string, shape: ErrorShape): Error {
   return error;
 }
 
-/** Re-emit a Worker's log record through this thread's LogTape configuration. */
-function log(category: string[], level: LogLevel, message: string, properties: Record<string, unknown>): void {
-  const target = getLogger(category);
-  switch (level) {
-    case "trace":
-      return target.trace(message, properties);
-    case "debug":
-      return target.debug(message, properties);
-    case "info":
-      return target.info(message, properties);
-    case "warning":
-      return target.warn(message, properties);
-    case "error":
-      return target.error(message, properties);
-    case "fatal":
-      return target.fatal(message, properties);
-  }
+const relays = new Map<string, Logger>();
+
+/** Write a Worker's log record through this thread's loggers (LogTape). */
+function relay(message: LogMessage): void {
+  const key = message.category.join("\0");
+  let target = relays.get(key);
+  if (!target) relays.set(key, target = getLogger(message.category));
+  target.log(message.level, message.message, message.properties);
 }

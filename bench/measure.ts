@@ -148,7 +148,7 @@ export interface LagSummary {
 
 /** Start-up, spawn to serving, of one host variant. */
 export interface StartupSummary {
-  id: "imported" | Thread;
+  id: "imported" | Thread | "floor" | "floor-worker";
   label: string;
   /** Spawning the process to its `ready` line, ms (median). */
   spawnMs: number;
@@ -195,7 +195,7 @@ const IDLE_NAMES: Record<IdleVariant, string> = {
   trivial: "host serving from a Worker, idle",
   "trivial-main": "host serving on the main thread, idle",
   floor: "floor: bare listener + @logtape/logtape + one timer",
-  "floor-worker": "Worker floor: the same, the listener in a Worker importing @logtape/logtape",
+  "floor-worker": "Worker floor: the same, the listener in an empty blob: Worker",
 };
 
 /** `items` in order on odd rounds, reversed on even ones, so no item always runs after the same other. */
@@ -542,22 +542,30 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
     }
   }
 
-  // (c) Start-up, spawn to serving: the host importing the library only, and
-  // serving in each mode; interleaved.
-  const STARTUP = ["imported", ...THREADS] as const;
+  // (c) Start-up, spawn to serving: the host importing the library only,
+  // serving in each mode, and the floor of each mode; interleaved.
+  const STARTUP = ["imported", ...THREADS, "floor", "floor-worker"] as const;
   const startupRuns = new Map(STARTUP.map((id) => [id, { spawn: [] as number[], serve: [] as number[] }]));
   steps.push({
     label:
-      `beside the app · start-up, spawn to serving · imported only, main thread, Worker · ${settings.startups} runs each`,
-    seconds: settings.startups * 3 * 0.35,
+      `beside the app · start-up, spawn to serving · imported only, main thread, Worker, both floors · ${settings.startups} runs each`,
+    seconds: settings.startups * 5 * 0.35,
     run: async () => {
       for (let i = 0; i <= settings.startups; i++) {
         for (const id of alternate(STARTUP, i)) {
           const path = h.socket(`start-${id}`);
-          const host = await (id === "imported" ? h.host(path, "imported") : h.host(path, "trivial", { thread: id }));
+          const host = await (id === "imported"
+            ? h.host(path, "imported")
+            : id === "floor"
+            ? h.memoryFloor(path, "main")
+            : id === "floor-worker"
+            ? h.memoryFloor(path, "worker")
+            : h.host(path, "trivial", { thread: id }));
           try {
             const serve = Number((await host.take("serve "))?.slice(6));
-            if (i === 0) continue; // the first run of each warms the caches
+            if (i === 0) {
+              continue; // the first run of each warms the caches
+            }
             startupRuns.get(id)!.spawn.push(host.startMs);
             startupRuns.get(id)!.serve.push(serve);
           } finally {
@@ -618,6 +626,8 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
     imported: "host importing healthsock, not serving",
     main: "host serving on the main thread",
     worker: "host serving from a Worker",
+    floor: "floor: bare listener on the main thread",
+    "floor-worker": "Worker floor: bare listener in an empty blob: Worker",
   };
   const startup: StartupSummary[] = STARTUP.map((id) => {
     const runs = startupRuns.get(id)!;

@@ -210,12 +210,12 @@ export class Harness {
   }
 
   /**
-   * The floor of an idle server's memory: a bare listener that imports
-   * @logtape/logtape and runs one timer; with `worker`, the listener in a Worker.
+   * The floor of an idle server's memory and start-up: a bare listener that
+   * imports @logtape/logtape and runs one timer; with `worker`, the listener in
+   * an empty `blob:` Worker.
    */
   memoryFloor(path: string, thread: Thread = "main"): Promise<Running> {
-    const read = thread === "worker" ? [`--allow-read=${BENCH}memory_floor_worker.ts`] : [];
-    const args = ["run", "--no-prompt", ...socketFlags(path), ...read, `${BENCH}memory_floor.ts`, path, thread];
+    const args = ["run", "--no-prompt", ...socketFlags(path), `${BENCH}memory_floor.ts`, path, thread];
     return startProcess(...pinned(this.place.server, "deno", args), `memory_floor.ts (${thread})`);
   }
 

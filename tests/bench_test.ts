@@ -153,9 +153,21 @@ Deno.test({
       for (const b of results.blocked) assert.ok(b.sent > 0 && b.livez && b.readyz, `${b.thread}: probes`);
       assert.equal(results.lag.length, 4);
       for (const lag of results.lag) assert.ok(Number.isFinite(lag.p99), `${lag.thread}: event-loop delay`);
-      assert.deepEqual(results.startup.map((s: { id: string }) => s.id), ["imported", "worker", "main"]);
+      assert.deepEqual(
+        results.startup.map((s: { id: string }) => s.id),
+        ["imported", "worker", "main", "floor", "floor-worker"],
+        "start-up of the host and of the floor, in both modes",
+      );
       for (const s of results.startup) assert.ok(s.spawnMs > 0 && s.serveMs > 0, `${s.id}: start-up`);
-      assert.equal(results.targets.length, 15);
+      assert.equal(results.targets.length, 17);
+      for (const mode of ["Worker", "main thread"]) {
+        assert.ok(
+          results.targets.some((t: { target: string }) =>
+            t.target.startsWith(`${mode}: serve() over the floor's start`)
+          ),
+          `${mode}: serve() against its floor`,
+        );
+      }
       // The four floors the goals compare with were measured in the same run.
       assert.ok(results.load.some((row: { kind: string }) => row.kind === "floor"), "the Deno.listen floor");
       assert.ok(results.load.some((row: { kind: string }) => row.kind === "deno-serve"), "Deno.serve");

@@ -6,7 +6,7 @@ import { Health } from "../health.ts";
 import { permissionFlags } from "../paths.ts";
 import { serve } from "../server.ts";
 import { probe } from "../client.ts";
-import { decoder, exists, receiver, ROOT, run, tempSocket, waitForPath } from "./_util.ts";
+import { decoder, exists, readUntil, receiver, ROOT, run, tempSocket } from "./_util.ts";
 import { notifyPermissionFlags } from "../notify.ts";
 import { waitUntil } from "./fixtures/hardening.ts";
 
@@ -15,12 +15,14 @@ interface App extends AsyncDisposable {
   child: Deno.ChildProcess;
   /** Its stdout, line by line. */
   lines: ReadableStreamDefaultReader<string>;
+  /** Its stderr (the log of `--log`), when asked for. */
+  log?: ReadableStreamDefaultReader<string>;
 }
 
 async function startApp(
   path: string,
   args: string[],
-  options: { flags?: string[]; env?: Record<string, string> } = {},
+  options: { flags?: string[]; env?: Record<string, string>; log?: boolean } = {},
 ): Promise<App> {
   const flags = [...permissionFlags(path, { server: true }).split(" "), ...options.flags ?? []];
   const child = new Deno.Command("deno", {
@@ -28,17 +30,20 @@ async function startApp(
     env: options.env,
     stdin: "null",
     stdout: "piped",
-    stderr: "null",
+    stderr: options.log ? "piped" : "null",
   }).spawn();
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const log = options.log ? child.stderr.pipeThrough(new TextDecoderStream()).getReader() : undefined;
   const app: App = {
     child,
     lines,
+    log,
     async [Symbol.asyncDispose]() {
       try {
         child.kill("SIGKILL");
       } catch { /* exited */ }
       await lines.cancel().catch(() => {});
+      await log?.cancel().catch(() => {});
       await child.status;
     },
   };
@@ -118,6 +123,47 @@ Deno.test("a wedged main thread: /livez answers, passes at first, then fails nam
     /event loop blocked for [\d.]+ s \(liveness fails after 2 s\)/,
   );
   assert.ok(report.checks["mainloop:blocked"][0].observedValue > 2000);
+});
+
+const TEXT_LINE = /^\d\d:\d\d:\d\d\.\d{3} \[(TRC|DBG|INF|WRN|ERR|FTL)\] healthsock·\w+: /;
+
+Deno.test("a wedged main thread: the Worker itself logs that the event loop is blocked, for readiness then liveness", async () => {
+  await using sock = await tempSocket();
+  await using app = await startApp(sock.path, ["--wedge", "--live-limit", "2000", "--log", "text"], { log: true });
+  // The main thread never turns again: these lines can only come from the Worker.
+  const { line, seen } = await readUntil(app.log!, /\/livez fails/, 20_000);
+  const loop = seen.filter((each) => each.includes("event loop"));
+  assert.equal(loop.length, 2, seen.join("\n"));
+  assert.match(
+    loop[0],
+    /^\d\d:\d\d:\d\d\.\d{3} \[WRN\] healthsock·server: The main thread's event loop is blocked \(\d+ ms so far\): \/readyz fails on /,
+  );
+  assert.equal(line, loop[1], "the last line says the main loop is blocked");
+  assert.match(
+    line,
+    /^\d\d:\d\d:\d\d\.\d{3} \[ERR\] healthsock·server: The main thread's event loop is blocked .*\/livez fails/,
+  );
+  assert.ok(line.includes(sock.path), line);
+  for (const each of seen) assert.match(each, TEXT_LINE);
+});
+
+Deno.test("an app blocking its main thread now and then: each block is logged once as it starts and once as it ends", async () => {
+  await using sock = await tempSocket();
+  await using app = await startApp(sock.path, ["--block", "1500", "--every", "3000", "--log", "text"], { log: true });
+  const seen: string[] = [];
+  for (let ends = 0; ends < 2; ends++) seen.push(...(await readUntil(app.log!, /event loop turns again/, 20_000)).seen);
+  const loop = seen.filter((each) => each.includes("event loop"));
+  assert.deepEqual(
+    loop.map((each) =>
+      /is blocked .*\/readyz fails/.test(each) ? "blocked" : /turns again/.test(each) ? "turns" : each
+    ),
+    ["blocked", "turns", "blocked", "turns"],
+  );
+  for (const end of loop.filter((each) => each.includes("turns again"))) {
+    const ms = Number(/after (\d+) ms blocked/.exec(end)?.[1]);
+    assert.ok(ms > 1000, `a block that failed readiness lasted past readyBlockLimit: ${end}`);
+  }
+  assert.ok(!seen.some((each) => each.includes("/livez fails")), "liveness never failed");
 });
 
 Deno.test("a wedged main thread stops the systemd watchdog pings while /livez still answers", async () => {
@@ -200,8 +246,9 @@ Deno.test("a Worker that dies is noticed: the main thread logs it and serves aga
     assert.ok(records.some((line) => line.startsWith("info Serving health on")), "the Worker's logs reach LogTape");
     const first = workerOf(server);
     first?.postMessage({ type: "crash" });
-    await waitUntil(() => workerOf(server) !== first && server.connections === 0, "a new Worker serves");
-    await waitForPath(sock.path);
+    // The new Worker says so once it serves (the socket file is there before: the dead one's).
+    const serving = () => records.filter((line) => line.startsWith("info Serving health on")).length;
+    await waitUntil(() => workerOf(server) !== first && serving() === 2, "a new Worker serves");
     assert.equal((await probe(sock.path, { target: "/readyz" })).status, "pass");
     assert.ok(
       records.some((line) => /^error The health Worker .* died: .*serving again/.test(line)),

@@ -1,6 +1,8 @@
 // The CLI's log on stderr: one line a record, whatever a request or a check
 // puts in it, as text (control characters escaped) or as JSON objects.
 import assert from "node:assert/strict";
+import { configure, getLogger, reset } from "@logtape/logtape";
+import { messageParts } from "../log.ts";
 import { probe } from "../client.ts";
 import { delay } from "../delay.ts";
 import { permissionFlags } from "../paths.ts";
@@ -159,4 +161,76 @@ Deno.test("with --log-format json, check's exit line is one JSON object", async 
   assert.equal(record.logger, "healthsock.cli");
   assert.equal(record.properties.exitCode, 3);
   assert.match(record.message, new RegExp(`"${sock.path}"`));
+});
+
+function spawnBusyApp(path: string, args: string[]): DemoProcess {
+  return spawnDeno([
+    "run",
+    "--no-prompt",
+    ...permissionFlags(path, { server: true }).split(" "),
+    `${ROOT}tests/fixtures/busy_app.ts`,
+    path,
+    ...args,
+  ]);
+}
+
+Deno.test("with --log-format json, a wedged main thread's Worker writes its own lines as JSON objects", async () => {
+  await using sock = await tempSocket();
+  await using app = spawnBusyApp(sock.path, ["--wedge", "--live-limit", "2000", "--log", "json"]);
+  // Nothing the main thread could relay: it never turns again once wedged.
+  const { line, seen } = await readUntil(app.log, /\/livez fails/, 20_000);
+  const records = seen.map((each) => {
+    assert.doesNotMatch(each, CONTROL);
+    return JSON.parse(each);
+  });
+  const last = JSON.parse(line);
+  assert.equal(last.level, "ERROR");
+  assert.equal(last.logger, "healthsock.server");
+  assert.match(last.message, /^The main thread's event loop is blocked \(\d+ ms so far\): \/livez fails on /);
+  assert.equal(last.properties.path, sock.path);
+  assert.equal(last.properties.limit, 2000);
+  const ready = records.filter((record) => /\/readyz fails/.test(record.message));
+  assert.equal(ready.length, 1, seen.join("\n"));
+  assert.equal(ready[0].level, "WARN");
+});
+
+Deno.test("the Worker renders a message template as LogTape does", async () => {
+  const templates: [string, Record<string, unknown>][] = [
+    ["Serving health on {path} (mode {mode})", { path: "/tmp/a b.sock", mode: "0600" }],
+    ["{{literal}} and {name}}} at {n} {missing} { spaced }", { name: "x", n: 3, spaced: [1, 2] }],
+    ["no braces }} here", {}],
+    ["unclosed {brace", { brace: 1 }],
+    ["", {}],
+  ];
+  const got: unknown[][] = [];
+  await configure({
+    sinks: { memory: (record) => got.push([...record.message]) },
+    loggers: [
+      { category: ["healthsock"], lowestLevel: "trace", sinks: ["memory"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
+    ],
+  });
+  try {
+    for (const [template, properties] of templates) getLogger(["healthsock", "test"]).info(template, properties);
+  } finally {
+    await reset();
+  }
+  assert.deepEqual(templates.map(([template, properties]) => messageParts(template, properties)), got);
+});
+
+Deno.test("records the Worker logs while the main thread is blocked are written once each", async () => {
+  await using sock = await tempSocket();
+  await using app = spawnBusyApp(sock.path, ["--block", "1500", "--every", "3000", "--log", "text", "--debug"]);
+  // Ask while a block is under way: the Worker says so, by itself.
+  await readUntil(app.log, /event loop is blocked/, 20_000);
+  const targets = ["/livez", "/readyz/app", "/healthz", "/healthz/app", "/startupz"];
+  for (const target of targets) await probe(sock.path, { target });
+  const seen = (await readUntil(app.log, /event loop turns again/, 20_000)).seen;
+  // Records of the next block come after every record of this one is written.
+  seen.push(...(await readUntil(app.log, /event loop is blocked/, 20_000)).seen);
+  for (const target of targets) {
+    const lines = seen.filter((each) => each.endsWith(`Server got: GET ${target}`));
+    assert.equal(lines.length, 1, seen.join("\n"));
+    assert.match(lines[0], TEXT_LINE);
+  }
 });

@@ -7,6 +7,7 @@ import {
   Heartbeat,
   HEARTBEAT_PERIOD,
   isFromWorker,
+  LogClaims,
   loopResult,
   lowestLevel,
 } from "../thread.ts";
@@ -96,4 +97,26 @@ Deno.test("isFromWorker takes the Worker's messages and nothing else", () => {
 Deno.test("lowestLevel finds the lowest enabled LogTape level", () => {
   assert.equal(lowestLevel((level) => level !== "trace" && level !== "debug"), "info");
   assert.equal(lowestLevel(() => false), undefined);
+});
+
+Deno.test("log claims: each record is claimed once, in order, by whichever thread asks first, across the wrap", () => {
+  const worker = new LogClaims();
+  const main = new LogClaims(worker.buffer);
+  assert.equal(main.claim(2), false, "not before the one before it");
+  assert.equal(main.claim(1), true);
+  assert.equal(worker.claim(1), false, "taken by the other thread");
+  assert.equal(worker.claimed(1), true);
+  assert.equal(worker.claimed(2), false);
+  assert.equal(worker.claim(2), true);
+  assert.equal(main.claim(2), false);
+  // Numbers are 32-bit: past the largest they wrap, and still follow each other.
+  const wrapping = new LogClaims();
+  new Int32Array(wrapping.buffer)[0] = 2 ** 31 - 2;
+  const largest = 2 ** 31 - 1;
+  assert.equal(wrapping.claim(largest), true);
+  const next = LogClaims.next(largest);
+  assert.equal(wrapping.claimed(next), false, `${next} follows ${largest}`);
+  assert.equal(wrapping.claim(next), true);
+  assert.equal(wrapping.claimed(largest), true);
+  assert.equal(wrapping.claim(largest), false);
 });

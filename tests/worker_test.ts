@@ -40,3 +40,8 @@ Deno.test("the Worker's report fails readiness, naming the event loop, once the 
   assert.ok(!(live instanceof Promise));
   assert.equal(live.status, "pass", "busy is not dead");
 });
+
+Deno.test("importing worker.ts starts nothing: it runs only as the Worker's entry", () => {
+  // Its entry sets the Worker's message handler; here, on the main thread, none may be set.
+  assert.equal((globalThis as { onmessage?: unknown }).onmessage ?? null, null);
+});

@@ -12,9 +12,25 @@ const target = new URL("worker_source.ts", root);
 
 async function bundle(): Promise<string> {
   const out = await Deno.makeTempFile({ suffix: ".js" });
+  // LogTape stays out of the Worker: log.ts reaches it only through the main thread's sink (see log.ts).
+  const map = await Deno.makeTempFile({ suffix: ".json" });
   try {
+    const stub = new URL("tools/worker_logtape.ts", root).href;
+    await Deno.writeTextFile(map, JSON.stringify({ imports: { "@logtape/logtape": stub } }));
     const { success, stderr } = await new Deno.Command("deno", {
-      args: ["bundle", "--quiet", "--platform", "browser", "--format", "esm", "-o", out, "worker.ts"],
+      args: [
+        "bundle",
+        "--quiet",
+        "--platform",
+        "browser",
+        "--format",
+        "esm",
+        "--import-map",
+        map,
+        "-o",
+        out,
+        "worker.ts",
+      ],
       cwd: root,
       stdout: "null",
       stderr: "piped",
@@ -27,6 +43,7 @@ async function bundle(): Promise<string> {
       .replace(/"[^"\n]*\/registry\.npmjs\.org\//g, '"npm:');
   } finally {
     await Deno.remove(out);
+    await Deno.remove(map);
   }
 }
 
