@@ -52,7 +52,7 @@ Commands:
 Options for every command:
   --socket PATH          Socket path, absolute (default ${DEFAULT_SOCKET})
   --log-level LEVEL      trace, debug, info, warning, error or fatal
-                         (default info; demo: debug, to show each exchange)
+                         (default info; debug shows each request served)
   --log-format FORMAT    text or json; logs go to stderr. With json every line
                          on stderr is a JSON object, the exit line included,
                          but a usage error's (exit 64)
@@ -597,7 +597,7 @@ async function main(args: string[] = Deno.args): Promise<number> {
     const socket = values.socket as string;
     if (!socket.startsWith("/")) throw new UsageError(`Invalid --socket "${socket}": the path must be absolute`);
     const level = choice(
-      (values["log-level"] ?? (command === "demo" ? "debug" : "info")) as string,
+      (values["log-level"] ?? "info") as string,
       LOG_LEVELS,
       "--log-level",
     );
