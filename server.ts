@@ -54,13 +54,14 @@ export interface ServeOptions {
    * Connections held at once, waiting for a request or answering one (watch
    * streams apart). A flood of idle or half-sent connections fills this set
    * before it delays anyone, so it is as large as descriptors allow. At the
-   * cap, or when the process runs out of descriptors, a newcomer is let in
-   * over the cap until what it sent has been read, and then the connection
-   * that has waited longest without a complete request is closed: a
-   * connection whose request has arrived is never closed unread. Only when
-   * every one is answering does a newcomer get a 503 "busy" in its request's
-   * framing. A waiting connection costs about 9 KiB. Earlier versions
-   * defaulted to 64. @default {16384}
+   * cap a newcomer is let in over it (a 32nd more are kept, so that a flood
+   * just past the cap leaves room in the kernel's accept queue), and once
+   * what it sent has been read, the connection that has waited longest
+   * without a complete request (a second at least) is closed: a connection
+   * whose request has arrived is never closed unread. Only when every one is
+   * answering does a newcomer get a 503 "busy" in its request's framing. A
+   * waiting connection costs about 9 KiB. Earlier versions defaulted to 64.
+   * @default {16384}
    */
   maxConnections?: number;
   /**
@@ -248,6 +249,12 @@ const GRACE = 50;
 // where accepting waits for it: longer, for a client that was descheduled
 // between connecting and writing on a busy machine.
 const HARD_GRACE = 100;
+// Milliseconds a connection has waited, at least, before it is closed to make
+// room below the hard limits. Turns of the event loop do not prove a read was
+// polled: under a flood, accepts and reads share one budget per turn, and a
+// probe's read was seen to wait longer than a thousand accepts. Newcomers stay
+// over the cap meanwhile (up to the ceiling).
+const EVICT_AGE = 1000;
 // Newcomers being told the server is busy, at most (or maxConnections if larger).
 const MAX_REFUSED = 256;
 // Descriptors kept free once accepting ran out of them (for the app and for newcomers being let in).
@@ -306,8 +313,8 @@ class Server implements HealthServer, ConnectionHost {
    * brought a request (#pay).
    */
   #owing: Connection[] = [];
-  /** A turn of the event loop is scheduled, to pay what newcomers owe. */
-  #turnScheduled = false;
+  /** A turn of the event loop scheduled, to pay what newcomers owe. */
+  #turnTimer?: ReturnType<typeof setTimeout>;
   /**
    * Connections open when accepting last ran out of descriptors, less a margin:
    * from then on room is made as each newcomer arrives, rather than after a
@@ -661,18 +668,20 @@ class Server implements HealthServer, ConnectionHost {
    */
   #pay(now: number): void {
     const { maxConnections } = this.#settings;
+    // A 32nd over the cap is kept for newcomers: a flood a little larger than the cap then still leaves room in
+    // the kernel's accept queue (1,024) for a probe to connect.
+    const limit = maxConnections + (maxConnections >> 5);
     while (this.#owing.length > 0) {
       const newcomer = this.#owing[0];
       if (newcomer.state === "waiting" && !this.#ripe(newcomer, now)) break;
       // The newcomer was read: whatever it brought, it holds a place now, and the longest-waiting gives it up.
-      if (this.#held() > maxConnections && !this.#evict(now)) break;
+      if (this.#held() > limit && !this.#evict(now, EVICT_AGE)) break;
       this.#owing.shift();
     }
-    if (this.#held() <= maxConnections) this.#owing.length = 0;
-    if (this.#owing.length > 0 && !this.#turnScheduled) {
-      this.#turnScheduled = true;
-      setTimeout(() => {
-        this.#turnScheduled = false;
+    if (this.#held() <= limit) this.#owing.length = 0;
+    if (this.#owing.length > 0 && this.#turnTimer === undefined) {
+      this.#turnTimer = setTimeout(() => {
+        this.#turnTimer = undefined;
         this.#turns++;
         if (!this.#closing) this.#pay(performance.now());
       }, Math.max(1, Math.min(GRACE, this.#owing[0].waitingFrom + GRACE - now)));
@@ -780,6 +789,8 @@ class Server implements HealthServer, ConnectionHost {
       release(this.#claimed);
     } finally {
       clearInterval(this.#sweeper);
+      clearTimeout(this.#turnTimer);
+      this.#owing.length = 0;
       this.#stopWatchTimer();
       clearTimeout(this.#tallyTimer);
       this.#tallyTimer = undefined;
