@@ -60,8 +60,12 @@ export interface ConnectionHost {
   readonly sweeps: number;
   /** The connection waits for a request (again): it may be closed to make room, the longest-waiting first. */
   waiting(connection: Connection): void;
-  /** The connection has a complete request: take an answering slot, or (false) answer 503 busy. */
-  startAnswer(connection: Connection): boolean;
+  /**
+   * The connection has a complete request: take an answering slot (true), now
+   * or once one is free, or (false: none came within its deadline, or too many
+   * wait) answer 503 busy.
+   */
+  startAnswer(connection: Connection): boolean | Promise<boolean>;
   /** The answer is built: give the slot back (its write may still wait for the client). */
   endAnswer(): void;
   /** Move a connection into the watch streams, or refuse it: watch streams have a cap of their own. */
@@ -124,6 +128,8 @@ export class Connection {
   #writing?: Promise<unknown>;
   /** A presence check in progress. */
   #presence?: Promise<boolean>;
+  /** `performance.now()` when this follower was last written to: it was there then. */
+  #heardAt = -Infinity;
 
   constructor(conn: Deno.UnixConn, host: ConnectionHost) {
     this.conn = conn;
@@ -143,13 +149,17 @@ export class Connection {
   /**
    * Whether a watch stream's client is still there: a half-closed follower is
    * written its last report again (a valid line, unchanged), which fails if it
-   * has left, and the stream is then closed. Resolves true while a write is
-   * already in progress (it will tell). Never rejects.
+   * has left, and the stream is then closed. At most once per watch interval:
+   * a follower written to within the last one is taken to be there. Resolves
+   * true while a write is already in progress (it will tell). Never rejects.
    */
   stillThere(): Promise<boolean> {
     if (this.#closed || this.#state === "closed") return Promise.resolve(false);
     if (this.#presence) return this.#presence;
     if (this.#writing || !this.#lastLine) return Promise.resolve(true);
+    const now = performance.now();
+    if (now - this.#heardAt < this.#host.limits.watchInterval) return Promise.resolve(true);
+    this.#heardAt = now;
     const presence = this.#send(this.#lastLine).then(() => true, () => {
       this.close();
       return false;
@@ -173,14 +183,18 @@ export class Connection {
         if (parsed.kind === "empty" || parsed.kind === "incomplete") return;
         this.#state = "answering";
         this.waitingFrom = 0;
-        if (!this.#host.startAnswer(this)) {
-          // Every answering slot is taken (checks slower than requests arrive): say so, in the request's framing.
+        let granted = this.#host.startAnswer(this);
+        // Every answering slot is taken: wait for one, first come first answered.
+        if (granted instanceof Promise) granted = await granted;
+        if (this.#closed) return;
+        if (!granted) {
+          // No slot came within the request's deadline (checks slower than requests arrive): say so, in its framing.
           const framing = this.#http
             ? "http"
             : parsed.kind === "request"
             ? parsed.request.framing
             : parsed.error.framing;
-          await this.#write(busy("every answering slot is taken", framing), framing, false, false);
+          await this.#write(busy("no answering slot came free in time", framing), framing, false, false);
           return;
         }
         this.#answering = true;
@@ -484,6 +498,7 @@ export class Connection {
           else await send(this.#lastLine = encoder.encode(lineOf(body)));
           last = report.status;
           changedAt = sentAt = now;
+          this.#heardAt = now;
         } else if (idle !== undefined && now - changedAt >= idle) {
           timedOut = true;
           break;

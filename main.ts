@@ -52,7 +52,7 @@ Commands:
 Options for every command:
   --socket PATH          Socket path, absolute (default ${DEFAULT_SOCKET})
   --log-level LEVEL      trace, debug, info, warning, error or fatal
-                         (default info; demo: debug, to show each exchange)
+                         (default info; debug shows each request served)
   --log-format FORMAT    text or json; logs go to stderr. With json every line
                          on stderr is a JSON object, the exit line included,
                          but a usage error's (exit 64)
@@ -624,7 +624,7 @@ async function main(args: string[] = Deno.args): Promise<number> {
     // loads no npm package (LogTape is one), so it runs on an empty cache with --cached-only.
     if (command === "demo" || values["log-level"] !== undefined || format === "json") {
       logging = await import("./logging.ts");
-      const level = (values["log-level"] ?? (command === "demo" ? "debug" : "info")) as string;
+      const level = (values["log-level"] ?? "info") as string;
       await logging.setUpLogging(choice(level, logging.LOG_LEVELS, "--log-level"), format);
     }
     if (command === "check") return await runCheck(values);

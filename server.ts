@@ -55,22 +55,26 @@ export interface ServeOptions {
   /**
    * Connections held at once, waiting for a request or answering one (watch
    * streams apart). A flood of idle or half-sent connections fills this set
-   * before it delays anyone, so it is as large as descriptors allow: at the
-   * cap, or when the process runs out of descriptors, a newcomer takes the
-   * place of the connection that has waited longest without a complete
-   * request (one that connected within the last 50 ms may stay over the cap
-   * for that long, so a probe whose request is on its way is not dropped).
-   * Only when every one is answering does a newcomer get a 503 "busy" in its
-   * request's framing. A waiting connection costs about 9 KiB.
+   * before it delays anyone, so it is as large as descriptors allow. At the
+   * cap a newcomer is let in over it (a 32nd more are kept, so that a flood
+   * just past the cap leaves room in the kernel's accept queue), and once
+   * what it sent has been read, the connection that has waited longest
+   * without a complete request (a second at least) is closed: a connection
+   * whose request has arrived is never closed unread. Only when every one is
+   * answering does a newcomer get a 503 "busy" in its request's framing. A
+   * waiting connection costs about 9 KiB.
    * @default {16384}
    */
   maxConnections?: number;
   /**
-   * Requests answered at once: a complete request arriving while this many are
-   * being answered (their checks still running) gets a 503 "busy" at once. An
-   * answer that is only waiting for its client to read does not count: such
-   * writers are held to this many apart, the longest-stalled closed first.
-   * @default {maxConnections if that is set, else 64}
+   * Requests answered at once (their checks running). A complete request
+   * arriving while this many are being answered waits its turn, first come
+   * first answered, for up to `requestTimeout`; it is answered 503 "busy"
+   * only once that has passed, or when as many requests as `maxConnections`
+   * are already waiting. An answer that is only waiting for its client to
+   * read does not count: such writers are held to this many apart, the
+   * longest-stalled closed first. Independent of `maxConnections` (earlier
+   * versions took that value when it was set). @default {64}
    */
   maxAnswering?: number;
   /**
@@ -206,8 +210,7 @@ export function resolveOptions(options: ServeOptions): Settings {
     writeTimeout: options.writeTimeout ?? 5000,
     maxRequestsPerConnection: options.maxRequestsPerConnection ?? 100,
     maxConnections: options.maxConnections ?? 16384,
-    // maxConnections bounded answers too, before there was maxAnswering: a program that set it keeps that.
-    maxAnswering: options.maxAnswering ?? options.maxConnections ?? 64,
+    maxAnswering: options.maxAnswering ?? 64,
     maxWatchers: options.maxWatchers ?? 256,
     watchInterval: options.watchInterval ?? 1000,
     keepAlive: options.keepAlive ?? 15_000,
@@ -245,14 +248,22 @@ export function startServer(health: HealthSource, claimed: ClaimedSocket, settin
 // How long shutdown waits for connections to finish once they are closed and
 // their checks aborted: they end within a turn or two; this is the bound.
 const LAST_WAIT = 1000;
-// Milliseconds a newcomer may stay over the connection cap before it can be
-// closed to make room: a probe writes its request as it connects, and this is
-// ample time for the server to read it. Accepting never waits for it.
+// Milliseconds a newcomer keeps its place before it may be closed to make
+// room, and that a newcomer let in over the cap stays over it before the
+// longest-waiting connection is closed for it. A probe writes its request as
+// it connects: this is ample time, with the turns of the event loop counted
+// in #ripe, for the server to have read it. Accepting never waits for it.
 const GRACE = 50;
 // The same at a hard limit (out of descriptors, or the ceiling over the cap),
-// where a connection closed unread is a probe lost: longer, for a client that
-// was descheduled between connecting and writing on a busy machine.
+// where accepting waits for it: longer, for a client that was descheduled
+// between connecting and writing on a busy machine.
 const HARD_GRACE = 100;
+// Milliseconds a connection has waited, at least, before it is closed to make
+// room below the hard limits. Turns of the event loop do not prove a read was
+// polled: under a flood, accepts and reads share one budget per turn, and a
+// probe's read was seen to wait longer than a thousand accepts. Newcomers stay
+// over the cap meanwhile (up to the ceiling).
+const EVICT_AGE = 1000;
 // Newcomers being told the server is busy, at most (or maxConnections if larger).
 const MAX_REFUSED = 256;
 // Descriptors kept free once accepting ran out of them (for the app and for newcomers being let in).
@@ -266,7 +277,7 @@ const PRESENCE_WAIT = 100;
 interface Tally {
   /** Connections closed to make room for a newcomer. */
   evicted: number;
-  /** Requests answered 503 busy: every answering slot was taken. */
+  /** Requests answered 503 busy: no answering slot came within their deadline, or too many waited for one. */
   busy: number;
   /** Watch streams refused: every follower still reads. */
   watchers: number;
@@ -294,23 +305,32 @@ class Server implements HealthServer, ConnectionHost {
   #busy = new Set<Connection>();
   /** Answers being built now: these count against maxAnswering. */
   #answering = 0;
+  /**
+   * Complete requests waiting for an answering slot, first come first
+   * answered: each is told true when a slot is handed to it, false (answer
+   * 503) when its deadline (#sweep) passes first.
+   */
+  #queue = new Map<Connection, { until: number; turn: (granted: boolean) => void }>();
   /** `?watch` streams: these count against maxWatchers. */
   #watchers = new Set<Connection>();
   /** Newcomers told the server is busy. */
   #refused = new Set<Connection>();
   /**
-   * Newcomers let in at the cap while every waiting connection was within its
-   * grace: each still owes the closing of the longest-waiting one, once it is
-   * past its grace (the sweeper closes them).
+   * Newcomers let in over the cap, in the order they came: each owes the
+   * closing of the longest-waiting connection once what it sent has been
+   * read (#ripe), so the choice of whom to close is made knowing whether it
+   * brought a request (#pay).
    */
-  #owed = 0;
+  #owing: Connection[] = [];
+  /** A turn of the event loop scheduled, to pay what newcomers owe. */
+  #turnTimer?: ReturnType<typeof setTimeout>;
   /**
    * Connections open when accepting last ran out of descriptors, less a margin:
    * from then on room is made as each newcomer arrives, rather than after a
    * failed accept.
    */
   #descriptorCap = Infinity;
-  /** Turns the accept loop has waited at a hard limit: see #ripe. */
+  /** Turns of the event loop counted (macrotasks run while admission waits on one): see #ripe. */
   #turns = 0;
   /** Connections served or refused and not yet ended: shutdown waits for these. */
   #live = 0;
@@ -383,19 +403,32 @@ class Server implements HealthServer, ConnectionHost {
     this.#waiting.add(connection);
   }
 
-  startAnswer(connection: Connection): boolean {
+  startAnswer(connection: Connection): boolean | Promise<boolean> {
     this.#waiting.delete(connection);
     this.#busy.add(connection);
-    if (this.#answering >= this.#settings.maxAnswering) {
+    if (this.#answering < this.#settings.maxAnswering && this.#queue.size === 0) {
+      this.#answering++;
+      return true;
+    }
+    // Load is slowness: wait for a slot, unless too many wait already.
+    if (this.#queue.size >= this.#settings.maxConnections) {
       this.#note("busy");
       return false;
     }
-    this.#answering++;
-    return true;
+    const { promise, resolve } = Promise.withResolvers<boolean>();
+    this.#queue.set(connection, { until: this.#clock + this.#settings.requestTimeout, turn: resolve });
+    return promise;
   }
 
   endAnswer(): void {
-    this.#answering--;
+    // The slot goes to the request that has waited longest for one.
+    const next = first(this.#queue.entries());
+    if (next === undefined) {
+      this.#answering--;
+      return;
+    }
+    this.#queue.delete(next[0]);
+    next[1].turn(true);
   }
 
   async startWatch(connection: Connection): Promise<boolean> {
@@ -468,6 +501,8 @@ class Server implements HealthServer, ConnectionHost {
   // Connections report their end themselves: a then() chain per connection to
   // learn it cost two promises and two closures per request in line mode.
   ended(connection: Connection): void {
+    this.#queue.get(connection)?.turn(false);
+    this.#queue.delete(connection);
     this.#waiting.delete(connection);
     this.#busy.delete(connection);
     this.#refused.delete(connection);
@@ -535,12 +570,17 @@ class Server implements HealthServer, ConnectionHost {
         this.#note("stalled");
       }
     }
+    // Requests that waited for an answering slot until their deadline are told the server is busy.
+    for (const [connection, { until, turn }] of this.#queue) {
+      if (until > now) break; // first come, first due
+      this.#queue.delete(connection);
+      this.#note("busy");
+      turn(false);
+    }
     // The program's own use of descriptors changes: let the learnt limit creep up until accepting fails again.
     if (this.#descriptorCap !== Infinity) this.#descriptorCap++;
-    // Newcomers let in at the cap while the others were young take their places now.
-    const { maxConnections } = this.#settings;
-    while (this.#owed > 0 && this.#held() >= maxConnections && this.#evict(now, false)) this.#owed--;
-    if (this.#held() < maxConnections) this.#owed = 0;
+    this.#turns++;
+    this.#pay(now);
   }
 
   *#all(): Iterable<Connection> {
@@ -576,18 +616,11 @@ class Server implements HealthServer, ConnectionHost {
         const oldest = first(this.#waiting);
         if (oldest === undefined) break; // every one answering: newcomers are told so
         if (this.#live < this.#descriptorCap) {
-          if (this.#ripe(oldest, now)) {
-            this.#evict(now, true);
-            continue;
-          }
+          if (this.#evict(now, HARD_GRACE)) continue;
         } else {
           // A closed connection's descriptor is freed a turn later, when its
           // pending read is cancelled: make room for a few newcomers at a time.
-          for (let i = 0; i < DESCRIPTOR_MARGIN; i++) {
-            const victim = first(this.#waiting);
-            if (victim === undefined || !this.#ripe(victim, now)) break;
-            this.#evict(now, true);
-          }
+          for (let i = 0; i < DESCRIPTOR_MARGIN && this.#evict(now, HARD_GRACE); i++);
         }
         await delay(Math.max(0, oldest.waitingFrom + HARD_GRACE - now), this.#hurry.signal);
         this.#turns++;
@@ -617,23 +650,22 @@ class Server implements HealthServer, ConnectionHost {
   }
 
   /**
-   * Whether a connection may be closed at a hard limit: it was accepted
-   * HARD_GRACE ago and at least two turns of the accept loop's waiting ago (each
-   * lets the event loop poll reads), so a request that was there has been
-   * read, however busy the loop.
+   * Whether what a connection sent has been read: it was accepted `grace` ms
+   * ago and at least two turns of the event loop ago (each polls reads), so
+   * a request that was there has been read, however busy the loop.
    */
-  #ripe(connection: Connection, now: number): boolean {
-    return now - connection.waitingFrom >= HARD_GRACE && this.#turns - connection.turn >= 2;
+  #ripe(connection: Connection, now: number, grace = GRACE): boolean {
+    return now - connection.waitingFrom >= grace && this.#turns - connection.turn >= 2;
   }
 
   /**
    * Close the connection that has waited longest without a complete request,
-   * if it has had its grace (or `force`d: at a hard limit, see #ripe).
-   * Returns whether one was closed.
+   * once what it sent has been read (#ripe, with `grace`). Returns whether one
+   * was closed.
    */
-  #evict(now: number, force: boolean): boolean {
+  #evict(now: number, grace = GRACE): boolean {
     const victim = first(this.#waiting);
-    if (victim === undefined || (!force && now - victim.waitingFrom < GRACE)) return false;
+    if (victim === undefined || !this.#ripe(victim, now, grace)) return false;
     this.#waiting.delete(victim);
     victim.close();
     this.#note("evicted");
@@ -641,29 +673,53 @@ class Server implements HealthServer, ConnectionHost {
   }
 
   /**
-   * Take a new connection. At the cap, make room by closing the connection
-   * that has waited longest without a complete request (an idle or half-sent
-   * one cannot hold a probe off); while every waiting connection is younger
-   * than its grace, the newcomer is taken over the cap (up to a ceiling the
-   * accept loop keeps), and the sweeper closes the longest-waiting once it is
-   * past its grace. When every connection is answering, the newcomer is told
-   * the server is busy, in its own request's framing.
+   * Close the longest-waiting connections owed by newcomers let in over the
+   * cap, each once the newcomer has been read; while some are owed, count
+   * turns of the event loop (a macrotask each) so that the reads are known
+   * to have had their turn.
+   */
+  #pay(now: number): void {
+    const { maxConnections } = this.#settings;
+    // A 32nd over the cap is kept for newcomers: a flood a little larger than the cap then still leaves room in
+    // the kernel's accept queue (1,024) for a probe to connect.
+    const limit = maxConnections + (maxConnections >> 5);
+    while (this.#owing.length > 0) {
+      const newcomer = this.#owing[0];
+      if (newcomer.state === "waiting" && !this.#ripe(newcomer, now)) break;
+      // The newcomer was read: whatever it brought, it holds a place now, and the longest-waiting gives it up.
+      if (this.#held() > limit && !this.#evict(now, EVICT_AGE)) break;
+      this.#owing.shift();
+    }
+    if (this.#held() <= limit) this.#owing.length = 0;
+    if (this.#owing.length > 0 && this.#turnTimer === undefined) {
+      this.#turnTimer = setTimeout(() => {
+        this.#turnTimer = undefined;
+        this.#turns++;
+        if (!this.#closing) this.#pay(performance.now());
+      }, Math.max(1, Math.min(GRACE, this.#owing[0].waitingFrom + GRACE - now)));
+    }
+  }
+
+  /**
+   * Take a new connection. At the cap the newcomer is let in over it (up to a
+   * ceiling the accept loop keeps), and once what it sent has been read, the
+   * connection that has waited longest without a complete request is closed
+   * (#pay): an idle or half-sent one cannot hold a probe off, and a probe is
+   * never closed before its request was read. When every connection is
+   * answering, the newcomer is told the server is busy, in its own request's
+   * framing.
    */
   #admit(conn: Deno.UnixConn): void {
     this.#wake();
     const connection = new Connection(conn, this);
     connection.turn = this.#turns;
     const { maxConnections } = this.#settings;
+    let over = false;
     if (this.#held() >= maxConnections) {
-      const now = performance.now();
-      let room = this.#evict(now, false);
-      if (!room && this.#waiting.size > 0) {
-        // Every waiting connection is within its grace: let the newcomer in,
-        // and close the longest-waiting once it is past it.
-        room = true;
-        this.#owed = Math.min(this.#owed + 1, Math.max(maxConnections, MAX_REFUSED));
-      }
-      if (!room) {
+      this.#pay(performance.now());
+      // Someone can make room: the newcomer comes in, and is paid for once read.
+      over = this.#waiting.size > 0;
+      if (!over) {
         if (this.#refused.size >= Math.max(MAX_REFUSED, maxConnections)) {
           // The busy answers have a cap too: make room the same way, or give up on the newcomer.
           const stale = first(this.#refused);
@@ -681,6 +737,10 @@ class Server implements HealthServer, ConnectionHost {
     this.#waiting.add(connection);
     this.#live++;
     connection.serve();
+    if (over) {
+      this.#owing.push(connection);
+      this.#pay(performance.now());
+    }
   }
 
   /** Count an admission event; the first of a period is logged at once, the rest as a count at its end. */
@@ -742,6 +802,8 @@ class Server implements HealthServer, ConnectionHost {
       release(this.#claimed, unbound);
     } finally {
       clearInterval(this.#sweeper);
+      clearTimeout(this.#turnTimer);
+      this.#owing.length = 0;
       this.#stopWatchTimer();
       clearTimeout(this.#tallyTimer);
       this.#tallyTimer = undefined;
@@ -779,8 +841,8 @@ function counted(tally: Tally): boolean {
 /** A read buffer's size: small, as a flood may hold thousands of waiting connections, each reading into one. */
 const BUFFER_SIZE = 1024;
 
-/** The first member of a set: the one added longest ago. */
-function first<T>(set: Set<T>): T | undefined {
+/** The first member of a set or map: the one added longest ago. */
+function first<T>(set: Iterable<T>): T | undefined {
   for (const value of set) return value;
   return undefined;
 }

@@ -16,7 +16,16 @@ async function drainLog(log: ReadableStreamDefaultReader<string>): Promise<strin
 
 Deno.test("the demo answers our client, socat and curl, shows both sides, and SIGTERM removes its socket", async () => {
   await using sock = await tempSocket();
-  await using demo = spawnDemo(sock.path, ["--poll-interval", "100ms", "--ready-after", "50ms", "--drain-delay", "0"]);
+  await using demo = spawnDemo(sock.path, [
+    "--poll-interval",
+    "100ms",
+    "--ready-after",
+    "50ms",
+    "--drain-delay",
+    "0",
+    "--log-level",
+    "debug",
+  ]);
   const { child, log } = demo;
   await readUntil(log, /Serving health on/);
   // Not ready until start-up is over and the worker has ticked: follow /readyz until it passes.
@@ -46,6 +55,21 @@ Deno.test("the demo answers our client, socat and curl, shows both sides, and SI
   assert.match(rest, /Stopped serving/);
   assert.equal(await exists(sock.path), false);
   assert.equal(await exists(`${sock.path}.tmp`), false);
+});
+
+Deno.test("the demo logs no line per request served unless asked for debug", async () => {
+  await using sock = await tempSocket();
+  await using demo = spawnDemo(sock.path, ["--poll-interval", "100ms", "--ready-after", "0", "--drain-delay", "0"]);
+  const { child, log } = demo;
+  await readUntil(log, /Serving health on/);
+  for (let i = 0; i < 5; i++) assert.equal((await cli(sock.path, ["check", "--path", "/livez"])).code, 0);
+  // Its own client's answers are logged (one line a poll), then SIGTERM.
+  const { seen } = await readUntil(log, /Client got: \{"status":"pass"/);
+  child.kill("SIGTERM");
+  const all = seen.join("\n") + (await drainLog(log));
+  assert.equal((await child.status).code, 0);
+  assert.doesNotMatch(all, /Server got|Server responded/, "no line per request at the default level");
+  assert.match(all, /Stopped serving/);
 });
 
 Deno.test("the demo with --stall-after turns /livez from pass to fail", async () => {

@@ -48,7 +48,7 @@ function spawnLogHost(path: string, format: "text" | "json"): DemoProcess {
 
 Deno.test("requests logged at debug level reach stderr with ESC, BEL and CR escaped", async () => {
   await using sock = await tempSocket();
-  await using demo = spawnDemo(sock.path, ["--poll-interval", "0", "--ready-after", "0"]);
+  await using demo = spawnDemo(sock.path, ["--poll-interval", "0", "--ready-after", "0", "--log-level", "debug"]);
   await readUntil(demo.log, /Serving health on/);
   await send(sock.path, HOSTILE);
   const { line } = await readUntil(demo.log, /Server got/);

@@ -3,9 +3,9 @@ import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { serve } from "../server.ts";
 import { watch } from "../client.ts";
-import { permissionFlags } from "../paths.ts";
-import { decoder, encoder, exchange, hasCommand, ROOT, tempSocket, writeAll } from "./_util.ts";
+import { decoder, encoder, exchange, hasCommand, tempSocket, writeAll } from "./_util.ts";
 import { sendWithin, waitUntil } from "./fixtures/hardening.ts";
+import { flood, hasCompiler } from "./fixtures/flooder.ts";
 
 /** Read from `conn` until `text` holds `pattern`; returns all text read. */
 async function readUntilMatch(conn: Deno.Conn, pattern: RegExp, text = ""): Promise<string> {
@@ -230,7 +230,9 @@ Deno.test({
   ignore: !FOLLOWERS,
   async fn() {
     await using sock = await tempSocket();
-    await using server = await serve(sock.path, new Health({ ready: true }), { maxWatchers: 2 });
+    // Whether a follower left is found out at most once per watchInterval.
+    const watchInterval = 200;
+    await using server = await serve(sock.path, new Health({ ready: true }), { maxWatchers: 2, watchInterval });
     const nc = follower(sock.path, "nc");
     const socat = follower(sock.path, "socat");
     try {
@@ -243,6 +245,7 @@ Deno.test({
       assert.equal(server.connections, 2, "and neither follower was dropped for it");
       // One leaves: its slot is found out (by writing to it) and given to the next newcomer.
       await end(nc);
+      await new Promise((resolve) => setTimeout(resolve, watchInterval + 50));
       const conn = await Deno.connect({ transport: "unix", path: sock.path });
       try {
         await writeAll(conn, encoder.encode("GET /livez?watch\n"));
@@ -259,53 +262,103 @@ Deno.test({
   },
 });
 
-Deno.test("a watch stream whose client left ends: its evaluations stop and drain() does not wait for it", async () => {
-  await using sock = await tempSocket();
-  let runs = 0;
-  const health = new Health({ ready: true }).add("counted", () => {
-    runs++;
-    return "pass";
-  }, { cacheTtl: 0, kinds: ["live"] });
-  const server = await serve(sock.path, health, { maxWatchers: 4, watchInterval: 10, shutdownTimeout: 60_000 });
-  try {
-    // Clients that ask to follow, read the first report and close both sides at once, from another process.
-    const zombies = new Deno.Command("deno", {
-      args: [
-        "run",
-        "--no-prompt",
-        ...permissionFlags(sock.path).split(" "),
-        `${ROOT}tests/fixtures/flooder.ts`,
-        sock.path,
-        "zombie",
-        "40",
-        "20",
-      ],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const output = await new Response(zombies.stdout).text();
-    await zombies.stdin.close();
-    await zombies.status;
-    assert.match(output, /^ready\n\{"opened":40,/);
-    // Every stream beyond the cap was refused, or made room by finding that an earlier one had left.
-    assert.ok(server.connections <= 4, `${server.connections} streams held`);
-    const drained = server.drain();
-    const limit = Promise.withResolvers<string>();
-    const timer = setTimeout(() => limit.resolve("still draining after 10 s"), 10_000);
+Deno.test({
+  name: `a watch stream whose client left ends: its evaluations stop and drain() does not wait for it${
+    hasCompiler() ? "" : " (ignored: cc is not installed)"
+  }`,
+  ignore: !hasCompiler(),
+  fn: async () => {
+    await using sock = await tempSocket();
+    let runs = 0;
+    const health = new Health({ ready: true }).add("counted", () => {
+      runs++;
+      return "pass";
+    }, { cacheTtl: 0, kinds: ["live"] });
+    const server = await serve(sock.path, health, { maxWatchers: 4, watchInterval: 10, shutdownTimeout: 60_000 });
     try {
-      assert.equal(await Promise.race([drained.then(() => "drained"), limit.promise]), "drained");
+      // Clients that ask to follow, read the first report and close both sides at once, from another process.
+      const zombies = await (await flood(sock.path, "zombie", 40, 20)).stop(false);
+      assert.equal(zombies.opened, 40);
+      // Every stream beyond the cap was refused, or made room by finding that an earlier one had left.
+      assert.ok(server.connections <= 4, `${server.connections} streams held`);
+      const drained = server.drain();
+      const limit = Promise.withResolvers<string>();
+      const timer = setTimeout(() => limit.resolve("still draining after 10 s"), 10_000);
+      try {
+        assert.equal(await Promise.race([drained.then(() => "drained"), limit.promise]), "drained");
+      } finally {
+        clearTimeout(timer);
+      }
+      // Nothing evaluates for a stream that has ended.
+      const after = runs;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(runs, after, "no evaluations after the server stopped");
     } finally {
-      clearTimeout(timer);
+      await server.close();
     }
-    // Nothing evaluates for a stream that has ended.
-    const after = runs;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.equal(runs, after, "no evaluations after the server stopped");
-  } finally {
-    await server.close();
-  }
+  },
 });
+
+for (const thread of ["main", "worker"] as const) {
+  Deno.test(`thread ${thread}: at the watch cap, a half-closed follower is asked whether it left at most once per interval`, async () => {
+    await using sock = await tempSocket();
+    // No wake within the test: every line a follower gets past its first is a presence check.
+    const server = await serve(sock.path, new Health({ ready: true }), {
+      thread,
+      maxWatchers: 2,
+      watchInterval: 60_000,
+    });
+    const followers: Deno.UnixConn[] = [];
+    try {
+      // Two followers as socat runs them: the request, then their input ends; they keep reading.
+      for (let i = 0; i < 2; i++) {
+        const conn = await Deno.connect({ transport: "unix", path: sock.path });
+        followers.push(conn);
+        await writeAll(conn, encoder.encode("GET /livez?watch\n"));
+        await conn.closeWrite();
+        assert.equal(JSON.parse(await readUntilMatch(conn, /\n/)).status, "pass");
+      }
+      // Newcomers at the cap: each is refused, as both followers still read.
+      for (let i = 0; i < 12; i++) {
+        const refused = JSON.parse(await sendWithin(sock.path, "GET /livez?watch\n", 5000));
+        assert.equal(refused.code, 503);
+      }
+      await server.close();
+      // What each follower received after its first report: at most one presence check, not one per newcomer.
+      for (const conn of followers) {
+        const text = decoder.decode(await readRest(conn));
+        const lines = text.split("\n").filter(Boolean);
+        assert.ok(lines.length <= 1, `${lines.length} more lines to one follower for 12 newcomers`);
+      }
+    } finally {
+      for (const conn of followers) conn.close();
+      await server.close();
+    }
+  });
+}
+
+/** Whatever a connection still receives until its server closes it. */
+async function readRest(conn: Deno.UnixConn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(65536);
+  for (;;) {
+    let n: number | null;
+    try {
+      n = await conn.read(buffer);
+    } catch {
+      break;
+    }
+    if (n === null) break;
+    chunks.push(buffer.slice(0, n));
+  }
+  const out = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
+}
 
 Deno.test("watch streams of one route share each evaluation", async () => {
   await using sock = await tempSocket();
