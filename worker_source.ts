@@ -1,4 +1,6 @@
 // Generated from worker.ts by `deno task worker` (tools/build_worker.ts): do not edit.
+// Inputs: sha256 83bf040b21df7eb97e2ea9aaeb8de613336568c7fe72a4ee2d6e5a984a8aca22 (the local modules worker.ts imports, their npm packages, the builder)
+// Bundled by: Deno 2.9.6
 // deno-fmt-ignore-file
 // deno-lint-ignore-file
 
