@@ -321,6 +321,25 @@ export function receiver(path: string): Receiver {
   };
 }
 
+/**
+ * Read the next `count` messages from systemd's side, each of which must be a watchdog ping (`WATCHDOG=1`), and
+ * the mean time between them: a figure to print, never to assert.
+ */
+export async function watchdogPings(systemd: Receiver, count: number): Promise<{ pings: Message[]; period: number }> {
+  const pings: Message[] = [];
+  while (pings.length < count) {
+    const message = await systemd.next();
+    if (message.text !== "WATCHDOG=1") throw new Error(`Expected "WATCHDOG=1", got ${JSON.stringify(message.text)}`);
+    pings.push(message);
+  }
+  return { pings, period: meanPeriod(pings) };
+}
+
+/** The mean time between messages, in ms: a figure to print, never to assert. */
+export function meanPeriod(messages: Message[]): number {
+  return (messages.at(-1)!.at - messages[0].at) / (messages.length - 1);
+}
+
 /** Print measured figures for the record, one line a measurement: `SUITE: LABEL: name value, …`. */
 export function figures(suite: string, label: string, values: Record<string, string | number>): void {
   console.log(`${suite}: ${label}: ${Object.entries(values).map(([k, v]) => `${k} ${v}`).join(", ")}`);
