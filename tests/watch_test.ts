@@ -158,7 +158,9 @@ Deno.test("a watcher that never reads is dropped after writeTimeout, and the ser
   const conn = await Deno.connect({ transport: "unix", path: sock.path });
   try {
     await writeAll(conn, encoder.encode("GET /healthz?watch\n"));
-    // Never read. The server must give up on this client rather than queue reports for it.
+    // Never read. The server must give up on this client rather than queue reports for it. (Until the Worker has
+    // accepted the connection it counts none: wait for the stream to start first.)
+    await waitUntil(() => runs > 0, "the stream starts");
     await waitUntil(() => server.connections === 0, "the watcher is dropped");
     const evaluated = runs;
     // Read what reached the socket before the drop: the server evaluated a report only when the one before it was
