@@ -10,9 +10,9 @@ import type { LogRecord } from "@logtape/logtape";
 import { Health } from "../health.ts";
 import { serve } from "../server.ts";
 import { permissionFlags } from "../paths.ts";
-import { cli, cliArgs, figures, hasCommand, ROOT, run, tempSocket } from "./_util.ts";
+import { cli, cliArgs, exchange, figures, hasCommand, ROOT, run, tempSocket } from "./_util.ts";
 import { guarded } from "./_guard.ts";
-import { httpGet, send, waitUntil, writeQuietly } from "./fixtures/hardening.ts";
+import { httpGet, waitUntil, writeQuietly } from "./fixtures/hardening.ts";
 
 const CURL = hasCommand("curl");
 const needsCurl = CURL ? "" : " (ignored: curl is not installed)";
@@ -188,7 +188,7 @@ Deno.test(
     try {
       const slow = new Health({ ready: true }).add("slow", async () => await release.promise, { timeout: 30_000 });
       await using server = await serve(sock.path, slow, { maxConnections: 2 });
-      const held = [0, 1].map(() => send(sock.path, "GET /readyz\n"));
+      const held = [0, 1].map(() => exchange(sock.path, "GET /readyz\n"));
       await waitUntil(() => server.connections === 2, "both slots are answering");
       await using loop = flooder(sock.path, "loop", 16, 1);
       const refused = await loop.finished();

@@ -3,16 +3,7 @@ import assert from "node:assert/strict";
 import { probe, ProbeError, watch } from "../client.ts";
 import { startDemo } from "../demo.ts";
 import { waitUntil } from "./fixtures/hardening.ts";
-import { cli, exists, hasCommand, readUntil, run, spawnDemo, tempSocket, untilReady } from "./_util.ts";
-
-async function drainLog(log: ReadableStreamDefaultReader<string>): Promise<string> {
-  let rest = "";
-  for (;;) {
-    const { value, done } = await log.read();
-    if (done) return rest;
-    rest += value;
-  }
-}
+import { cli, exists, hasCommand, readUntil, restOf, run, spawnDemo, tempSocket, untilReady } from "./_util.ts";
 
 Deno.test("the demo answers our client, socat and curl, shows both sides, and SIGTERM removes its socket", async () => {
   await using sock = await tempSocket();
@@ -41,7 +32,7 @@ Deno.test("the demo answers our client, socat and curl, shows both sides, and SI
   assert.match(seen, /Server got: GET \/healthz/);
   assert.match(seen, /Server responded with \d+ bytes/);
   child.kill("SIGTERM");
-  const rest = await drainLog(log);
+  const rest = await restOf(log);
   assert.equal((await child.status).code, 0);
   assert.match(rest, /Stopped serving/);
   assert.equal(await exists(sock.path), false);
@@ -74,7 +65,7 @@ Deno.test("the demo with --stall-after turns /livez from pass to fail", async ()
   assert.deepEqual(statuses, ["pass", "fail"]);
   await readUntil(log, /Worker stalled on purpose/);
   child.kill("SIGTERM");
-  await drainLog(log);
+  await restOf(log);
   assert.equal((await child.status).code, 0);
 });
 
@@ -93,7 +84,7 @@ Deno.test("a second signal during the demo's drain stops it at once", async () =
   // Signals within 500 ms of the first are the same keypress seen again (tests/signals_test.ts).
   await new Promise((resolve) => setTimeout(resolve, 600));
   child.kill("SIGINT");
-  await drainLog(log);
+  await restOf(log);
   assert.equal((await child.status).code, 0);
   assert.equal(await exists(sock.path), false);
 });
@@ -135,7 +126,7 @@ Deno.test("the demo with --block-every and --block-for blocks its main thread, s
   const live = await probe(sock.path, { target: "/livez", timeout: 5000 });
   assert.equal(live.status, "pass", live.body);
   child.kill("SIGTERM");
-  await drainLog(log);
+  await restOf(log);
   assert.equal((await child.status).code, 0);
   assert.equal(await exists(sock.path), false);
 });
@@ -157,7 +148,7 @@ Deno.test("the demo with --wedge-after blocks its main thread for good: a signal
   const exited = await Promise.race([child.status.then(() => true), Promise.resolve(false)]);
   assert.equal(exited, false, "the wedged demo stopped on SIGTERM");
   child.kill("SIGKILL");
-  const rest = await drainLog(log);
+  const rest = await restOf(log);
   assert.doesNotMatch(rest, /draining/);
   assert.equal((await child.status).signal, "SIGKILL");
 });

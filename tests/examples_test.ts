@@ -12,6 +12,7 @@ import {
   hasCommand,
   readUntil,
   receiver,
+  restOf,
   ROOT,
   run,
   spawnDemo,
@@ -439,15 +440,6 @@ function spawnUnit(sock: TempSocket, env: Record<string, string>, args: string[]
     );
   assert.match(words[0], /(^|\/)deno$/);
   return spawnDeno([...words.slice(1), ...args], env);
-}
-
-async function restOf(log: ReadableStreamDefaultReader<string>): Promise<string> {
-  let rest = "";
-  for (;;) {
-    const { value, done } = await log.read();
-    if (done) return rest;
-    rest += value;
-  }
 }
 
 Deno.test("healthsock-demo.service tells NOTIFY_SOCKET READY=1 once /readyz passes, pings, and STOPPING=1 on SIGTERM", async () => {

@@ -17,6 +17,7 @@ import {
   meanPeriod,
   readUntil,
   receiver,
+  restOf,
   ROOT,
   run,
   spawnDeno,
@@ -343,15 +344,6 @@ function spawnNotifying(sock: TempSocket, env: Record<string, string>, args: str
     "--notify",
     ...args,
   ], env);
-}
-
-async function restOf(log: ReadableStreamDefaultReader<string>): Promise<string> {
-  let rest = "";
-  for (;;) {
-    const { value, done } = await log.read();
-    if (done) return rest;
-    rest += value;
-  }
 }
 
 /** SIGTERM, then the exit and the whole log; a demo still running after 10 s fails the test. */

@@ -8,7 +8,7 @@ import { Health } from "../health.ts";
 import { serve } from "../server.ts";
 import type { HealthServer } from "../server.ts";
 import { watch } from "../client.ts";
-import { cli, decoder, encoder, hasCommand, readUntil, ROOT, run, tempSocket } from "./_util.ts";
+import { cli, decoder, encoder, hasCommand, readUntil, restOf, ROOT, run, tempSocket } from "./_util.ts";
 
 const PYTHON = "/usr/bin/python3"; // Debian's, where python3-requests-unixsocket installs; not a pyenv one on PATH
 const HAS = {
@@ -54,16 +54,6 @@ function spawnWithInput(command: string, args: string[], input: string): Deno.Ch
   return child;
 }
 
-/** Everything a reader still yields, as lines. */
-async function rest(reader: ReadableStreamDefaultReader<string>): Promise<string[]> {
-  let text = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return text.split("\n").filter(Boolean);
-    text += value;
-  }
-}
-
 /**
  * Follow /livez?watch with a command that prints what it receives: pass, flip to fail, drain.
  * Returns every line it printed, its exit code and its stderr.
@@ -84,9 +74,9 @@ async function follow(
     state.status = "fail";
     const second = await readUntil(reader, /\\?"status\\?":\\?"fail/);
     await server.drain(); // ends the stream: the client must then end by itself
-    const lines = [...first.seen, ...second.seen, ...await rest(reader)];
+    const lines = [...first.seen, ...second.seen, ...(await restOf(reader)).split("\n").filter(Boolean)];
     const { code } = await child.status;
-    return { lines, code, stderr: (await rest(stderr)).join("\n") };
+    return { lines, code, stderr: (await restOf(stderr)).trim() };
   } finally {
     await reader.cancel().catch(() => {});
     await stderr.cancel().catch(() => {});
