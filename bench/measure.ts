@@ -117,14 +117,8 @@ export interface ProbeSummary {
 }
 
 /** Probes of an app whose main thread blocks, in one mode. */
-export interface BlockedSummary {
+export interface BlockedSummary extends Pick<ProbeRun, "sent" | "errors" | "p50" | "p99" | "max" | "over100"> {
   thread: Thread;
-  sent: number;
-  errors: number;
-  p50: number;
-  p99: number;
-  max: number;
-  over100: number;
   livez: Record<string, number>;
   readyz: Record<string, number>;
 }
@@ -484,14 +478,15 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
         const host = await h.host(path, "trivial", { thread, block: [1500, 2000] });
         try {
           const run = await h.probes(path, 20, settings.blocked, ["/livez", "/readyz"]);
+          const { sent, errors, p50, p99, max, over100 } = run;
           blocked.push({
             thread,
-            sent: run.sent,
-            errors: run.errors,
-            p50: run.p50,
-            p99: run.p99,
-            max: run.max,
-            over100: run.over100,
+            sent,
+            errors,
+            p50,
+            p99,
+            max,
+            over100,
             livez: run.statuses["/livez"],
             readyz: run.statuses["/readyz"],
           });
