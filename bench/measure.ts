@@ -440,7 +440,7 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
             .replaceAll(ROOT, "");
           probeTimes.set(name, { command: shown, ms: [], failures: 0 });
         }
-        for (let i = 0; i < 2; i++) { // warm the module and code caches
+        for (let i = 0; i < (settings.quick ? 1 : 2); i++) { // warm the module and code caches
           for (const [, command, args, stdin] of commands) await timed(command, args, stdin).catch(() => {});
         }
         for (let i = 0; i < settings.probes; i++) {
