@@ -20,16 +20,20 @@ function check(root = ROOT): ReturnType<typeof run> {
   ], { cwd: root });
 }
 
-/** A copy of what the bundle is built from (the root modules, the config, the builder) in a temporary directory. */
+/** A copy of what the bundle is built from (the modules worker.ts imports, the config, the builder) elsewhere. */
 async function copyOfCheckout(): Promise<AsyncDisposable & { root: string }> {
   const root = `${await Deno.makeTempDir({ prefix: "healthsock-build-" })}/`;
-  await Deno.mkdir(`${root}tools`);
-  for await (const entry of Deno.readDir(ROOT)) {
-    if (entry.isFile && /\.ts$|^deno\.(json|lock)$/.test(entry.name)) {
-      await Deno.copyFile(`${ROOT}${entry.name}`, `${root}${entry.name}`);
-    }
+  const info = await run("deno", ["info", "--json", "worker.ts"], { cwd: ROOT });
+  assert.equal(info.code, 0, info.stderr);
+  const local = (JSON.parse(info.stdout).modules as { specifier: string }[])
+    .map(({ specifier }) => specifier)
+    .filter((specifier) => specifier.startsWith(`file://${ROOT}`))
+    .map((specifier) => specifier.slice(`file://${ROOT}`.length));
+  for (const path of new Set([...local, "worker_source.ts", "deno.json", "deno.lock", "tools/build_worker.ts"])) {
+    const to = `${root}${path}`;
+    await Deno.mkdir(to.slice(0, to.lastIndexOf("/")), { recursive: true });
+    await Deno.copyFile(`${ROOT}${path}`, to);
   }
-  await Deno.copyFile(`${ROOT}tools/build_worker.ts`, `${root}tools/build_worker.ts`);
   return { root, [Symbol.asyncDispose]: () => Deno.remove(root, { recursive: true }) };
 }
 
