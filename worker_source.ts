@@ -1,4 +1,6 @@
 // Generated from worker.ts by `deno task worker` (tools/build_worker.ts): do not edit.
+// Inputs: sha256 d707e1eeebc8230e589664b25fe294a5cd3771da52cdc8a92bec466eee04f4ce (the local modules worker.ts imports, their npm packages, the builder)
+// Bundled by: Deno 2.9.6
 // deno-fmt-ignore-file
 // deno-lint-ignore-file
 

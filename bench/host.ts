@@ -26,6 +26,8 @@
  *
  * @module
  */
+import { lines } from "./lines.ts";
+
 const started = performance.now();
 const [path, variant = "trivial", thread = "worker", block, every] = Deno.args;
 if (
@@ -113,17 +115,3 @@ clearTimeout(sampler);
 clearTimeout(firstBlock);
 clearInterval(blocker);
 await close();
-
-function lines(): TransformStream<string, string> {
-  let buffered = "";
-  return new TransformStream({
-    transform(chunk, controller) {
-      buffered += chunk;
-      let lf: number;
-      while ((lf = buffered.indexOf("\n")) >= 0) {
-        controller.enqueue(buffered.slice(0, lf));
-        buffered = buffered.slice(lf + 1);
-      }
-    },
-  });
-}

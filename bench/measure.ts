@@ -117,14 +117,8 @@ export interface ProbeSummary {
 }
 
 /** Probes of an app whose main thread blocks, in one mode. */
-export interface BlockedSummary {
+export interface BlockedSummary extends Pick<ProbeRun, "sent" | "errors" | "p50" | "p99" | "max" | "over100"> {
   thread: Thread;
-  sent: number;
-  errors: number;
-  p50: number;
-  p99: number;
-  max: number;
-  over100: number;
   livez: Record<string, number>;
   readyz: Record<string, number>;
 }
@@ -446,7 +440,7 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
             .replaceAll(ROOT, "");
           probeTimes.set(name, { command: shown, ms: [], failures: 0 });
         }
-        for (let i = 0; i < 2; i++) { // warm the module and code caches
+        for (let i = 0; i < (settings.quick ? 1 : 2); i++) { // warm the module and code caches
           for (const [, command, args, stdin] of commands) await timed(command, args, stdin).catch(() => {});
         }
         for (let i = 0; i < settings.probes; i++) {
@@ -484,14 +478,15 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
         const host = await h.host(path, "trivial", { thread, block: [1500, 2000] });
         try {
           const run = await h.probes(path, 20, settings.blocked, ["/livez", "/readyz"]);
+          const { sent, errors, p50, p99, max, over100 } = run;
           blocked.push({
             thread,
-            sent: run.sent,
-            errors: run.errors,
-            p50: run.p50,
-            p99: run.p99,
-            max: run.max,
-            over100: run.over100,
+            sent,
+            errors,
+            p50,
+            p99,
+            max,
+            over100,
             livez: run.statuses["/livez"],
             readyz: run.statuses["/readyz"],
           });

@@ -123,13 +123,13 @@ export function settingsFrom(args: string[]): Settings {
   };
   return {
     quick,
-    warmup: quick ? 200 : 1000,
-    duration: number(values.duration, quick ? 0.5 : 3, "duration") * 1000,
+    warmup: quick ? 100 : 1000,
+    duration: number(values.duration, quick ? 0.3 : 3, "duration") * 1000,
     rounds: Math.round(number(values.rounds, quick ? 1 : 2, "rounds")),
     growth: number(values.growth, quick ? 1.5 : 60, "growth") * 1000,
-    probes: Math.round(number(values.probes, quick ? 2 : 30, "probes")),
+    probes: Math.round(number(values.probes, quick ? 1 : 30, "probes")),
     memoryRuns: quick ? 1 : 3,
-    blocked: quick ? 3 : 12,
+    blocked: quick ? 2 : 12,
     lagWindow: quick ? 1 : 5,
     startups: quick ? 1 : 10,
     out: values.out.endsWith("/") ? values.out : values.out + "/",

@@ -8,6 +8,7 @@
 import { permissionFlags } from "../paths.ts";
 import type { Captured, LoadResult } from "./load.ts";
 import type { ProbeRun } from "./probes.ts";
+import { lines } from "./lines.ts";
 import { readStatus } from "./proc.ts";
 import { BENCH, serverName } from "./scenarios.ts";
 import type { Framing, HostVariant, LoadMode, ServerKind, Settings, Thread } from "./scenarios.ts";
@@ -50,7 +51,6 @@ function pinned(cpu: number | undefined, command: string, args: string[]): [stri
 
 /** A line reader over a child's stdout that keeps draining it. */
 class Lines {
-  #buffered = "";
   #lines: string[] = [];
   #waiters: (() => void)[] = [];
   #done = false;
@@ -58,16 +58,10 @@ class Lines {
 
   constructor(stream: ReadableStream<Uint8Array>) {
     this.finished = (async () => {
-      for await (const chunk of stream) {
-        this.#buffered += decoder.decode(chunk, { stream: true });
-        let lf: number;
-        while ((lf = this.#buffered.indexOf("\n")) >= 0) {
-          this.#lines.push(this.#buffered.slice(0, lf));
-          this.#buffered = this.#buffered.slice(lf + 1);
-        }
+      for await (const line of stream.pipeThrough(new TextDecoderStream()).pipeThrough(lines())) {
+        this.#lines.push(line);
         this.#wake();
       }
-      if (this.#buffered) this.#lines.push(this.#buffered);
       this.#done = true;
       this.#wake();
     })();

@@ -1,6 +1,7 @@
 // Helpers shared by the tests: temporary socket paths, raw exchanges, real
 // clients and the CLI as a subprocess.
 import { watch } from "../client.ts";
+import { isDisconnect } from "../connection.ts";
 import { permissionFlags } from "../paths.ts";
 
 export const encoder = new TextEncoder();
@@ -36,7 +37,11 @@ export function hasCommand(name: string): boolean {
   }
 }
 
-/** Connect, write `request` (bytes or text), read until the server closes; optionally half-close first. */
+/**
+ * Send `request` (bytes or text) on a fresh connection and read the answer until the server closes; optionally
+ * half-close once it is written. The write runs beside the read, so an answer that comes (and a close) before the
+ * server has read everything is still collected.
+ */
 export async function exchange(
   path: string,
   request: string | Uint8Array,
@@ -44,11 +49,33 @@ export async function exchange(
 ): Promise<string> {
   const conn = await Deno.connect({ transport: "unix", path });
   try {
-    await writeAll(conn, typeof request === "string" ? encoder.encode(request) : request);
-    if (options.closeWrite) await conn.closeWrite();
-    return decoder.decode(await readToEnd(conn));
+    const writing = writeQuietly(conn, request).then(async () => {
+      if (options.closeWrite) await conn.closeWrite().catch(() => {});
+    });
+    const answer = await readAnswer(conn);
+    await writing;
+    return answer;
   } finally {
     conn.close();
+  }
+}
+
+/** Write bytes and ignore a peer that closes first (the server may answer and close before reading them all). */
+export async function writeQuietly(conn: Deno.Conn, bytes: Uint8Array | string): Promise<void> {
+  try {
+    await writeAll(conn, typeof bytes === "string" ? encoder.encode(bytes) : bytes);
+  } catch (error) {
+    if (!isDisconnect(error)) throw error;
+  }
+}
+
+/** Read until the server closes; a reset (our bytes left unread) also ends the answer. */
+export async function readAnswer(conn: Deno.Conn): Promise<string> {
+  try {
+    return decoder.decode(await readToEnd(conn));
+  } catch (error) {
+    if (error instanceof Deno.errors.ConnectionReset) return "";
+    throw error;
   }
 }
 
@@ -319,6 +346,35 @@ export function receiver(path: string): Receiver {
       void loop;
     },
   };
+}
+
+/**
+ * Read the next `count` messages from systemd's side, each of which must be a watchdog ping (`WATCHDOG=1`), and
+ * the mean time between them: a figure to print, never to assert.
+ */
+export async function watchdogPings(systemd: Receiver, count: number): Promise<{ pings: Message[]; period: number }> {
+  const pings: Message[] = [];
+  while (pings.length < count) {
+    const message = await systemd.next();
+    if (message.text !== "WATCHDOG=1") throw new Error(`Expected "WATCHDOG=1", got ${JSON.stringify(message.text)}`);
+    pings.push(message);
+  }
+  return { pings, period: meanPeriod(pings) };
+}
+
+/** The mean time between messages, in ms: a figure to print, never to assert. */
+export function meanPeriod(messages: Message[]): number {
+  return (messages.at(-1)!.at - messages[0].at) / (messages.length - 1);
+}
+
+/** Everything a reader still yields, to its end: what a process printed after the lines a test waited for. */
+export async function restOf(reader: ReadableStreamDefaultReader<string>): Promise<string> {
+  let text = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return text;
+    text += value;
+  }
 }
 
 /** Print measured figures for the record, one line a measurement: `SUITE: LABEL: name value, …`. */

@@ -13,9 +13,9 @@ import { Health } from "../health.ts";
 import { serve } from "../server.ts";
 import type { ServeOptions } from "../server.ts";
 import { permissionFlags } from "../paths.ts";
-import { cli, cliArgs, figures, hasCommand, ROOT, run, tempSocket } from "./_util.ts";
+import { cli, cliArgs, exchange, figures, hasCommand, ROOT, run, tempSocket } from "./_util.ts";
 import { guarded } from "./_guard.ts";
-import { httpGet, send, waitUntil, writeQuietly } from "./fixtures/hardening.ts";
+import { httpGet, waitUntil, writeQuietly } from "./fixtures/hardening.ts";
 import { flood, hasCompiler } from "./fixtures/flooder.ts";
 
 const CURL = hasCommand("curl");
@@ -95,7 +95,7 @@ for (const thread of THREADS) {
     // Six at once, in both framings: one answers, five wait for its slot one after another.
     const answers = await Promise.all(
       [0, 1, 2, 3, 4, 5].map((i) =>
-        send(sock.path, i % 2 ? "GET /livez\n" : httpGet("/livez")).then((text) =>
+        exchange(sock.path, i % 2 ? "GET /livez\n" : httpGet("/livez")).then((text) =>
           text.startsWith("HTTP/") ? JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)) : JSON.parse(text)
         )
       ),
@@ -224,7 +224,7 @@ Deno.test({
     try {
       const slow = new Health({ ready: true }).add("slow", async () => await release.promise, { timeout: 30_000 });
       await using server = await serve(sock.path, slow, { maxConnections: 2 });
-      const held = [0, 1].map(() => send(sock.path, "GET /readyz\n"));
+      const held = [0, 1].map(() => exchange(sock.path, "GET /readyz\n"));
       await waitUntil(() => server.connections === 2, "both slots are answering");
       await using loop = await flood(sock.path, "loop", 16, 1);
       const refused = await loop.stop(false);

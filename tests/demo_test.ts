@@ -3,16 +3,7 @@ import assert from "node:assert/strict";
 import { probe, ProbeError, watch } from "../client.ts";
 import { startDemo } from "../demo.ts";
 import { waitUntil } from "./fixtures/hardening.ts";
-import { cli, exists, hasCommand, readUntil, run, spawnDemo, tempSocket, untilReady } from "./_util.ts";
-
-async function drainLog(log: ReadableStreamDefaultReader<string>): Promise<string> {
-  let rest = "";
-  for (;;) {
-    const { value, done } = await log.read();
-    if (done) return rest;
-    rest += value;
-  }
-}
+import { cli, exists, hasCommand, readUntil, restOf, run, spawnDemo, tempSocket, untilReady } from "./_util.ts";
 
 Deno.test("the demo answers our client, socat and curl, shows both sides, and SIGTERM removes its socket", async () => {
   await using sock = await tempSocket();
@@ -50,7 +41,7 @@ Deno.test("the demo answers our client, socat and curl, shows both sides, and SI
   assert.match(seen, /Server got: GET \/healthz/);
   assert.match(seen, /Server responded with \d+ bytes/);
   child.kill("SIGTERM");
-  const rest = await drainLog(log);
+  const rest = await restOf(log);
   assert.equal((await child.status).code, 0);
   assert.match(rest, /Stopped serving/);
   assert.equal(await exists(sock.path), false);
@@ -66,7 +57,7 @@ Deno.test("the demo logs no line per request served unless asked for debug", asy
   // Its own client's answers are logged (one line a poll), then SIGTERM.
   const { seen } = await readUntil(log, /Client got: \{"status":"pass"/);
   child.kill("SIGTERM");
-  const all = seen.join("\n") + (await drainLog(log));
+  const all = seen.join("\n") + (await restOf(log));
   assert.equal((await child.status).code, 0);
   assert.doesNotMatch(all, /Server got|Server responded/, "no line per request at the default level");
   assert.match(all, /Stopped serving/);
@@ -98,7 +89,7 @@ Deno.test("the demo with --stall-after turns /livez from pass to fail", async ()
   assert.deepEqual(statuses, ["pass", "fail"]);
   await readUntil(log, /Worker stalled on purpose/);
   child.kill("SIGTERM");
-  await drainLog(log);
+  await restOf(log);
   assert.equal((await child.status).code, 0);
 });
 
@@ -117,7 +108,7 @@ Deno.test("a second signal during the demo's drain stops it at once", async () =
   // Signals within 500 ms of the first are the same keypress seen again (tests/signals_test.ts).
   await new Promise((resolve) => setTimeout(resolve, 600));
   child.kill("SIGINT");
-  await drainLog(log);
+  await restOf(log);
   assert.equal((await child.status).code, 0);
   assert.equal(await exists(sock.path), false);
 });
@@ -159,7 +150,7 @@ Deno.test("the demo with --block-every and --block-for blocks its main thread, s
   const live = await probe(sock.path, { target: "/livez", timeout: 5000 });
   assert.equal(live.status, "pass", live.body);
   child.kill("SIGTERM");
-  await drainLog(log);
+  await restOf(log);
   assert.equal((await child.status).code, 0);
   assert.equal(await exists(sock.path), false);
 });
@@ -181,7 +172,7 @@ Deno.test("the demo with --wedge-after blocks its main thread for good: a signal
   const exited = await Promise.race([child.status.then(() => true), Promise.resolve(false)]);
   assert.equal(exited, false, "the wedged demo stopped on SIGTERM");
   child.kill("SIGKILL");
-  const rest = await drainLog(log);
+  const rest = await restOf(log);
   assert.doesNotMatch(rest, /draining/);
   assert.equal((await child.status).signal, "SIGKILL");
 });

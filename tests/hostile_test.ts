@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { serve } from "../server.ts";
-import { hasCommand, parseHttp, run, tempSocket } from "./_util.ts";
+import { exchange, hasCommand, parseHttp, run, tempSocket } from "./_util.ts";
 import { guarded } from "./_guard.ts";
 import {
   assertHttpError,
@@ -18,7 +18,6 @@ import {
   isDocumentedRefusal,
   Random,
   readAnswer,
-  send,
   waitUntil,
   writeQuietly,
 } from "./fixtures/hardening.ts";
@@ -72,7 +71,7 @@ async function runCases(t: Deno.TestContext, cases: Case[]): Promise<void> {
   await using server = await serve(sock.path, health(), { requestTimeout: 1000 });
   for (const c of cases) {
     await t.step(c.name, async () => {
-      const answer = await send(sock.path, c.request, { closeWrite: c.closeWrite });
+      const answer = await exchange(sock.path, c.request, { closeWrite: c.closeWrite });
       c.expect(answer);
       await assertServes(sock.path);
     });
@@ -195,8 +194,8 @@ Deno.test(
 Deno.test("blank lines before a request are ignored", async () => {
   await using sock = await tempSocket();
   await using server = await serve(sock.path, health());
-  report("pass")(await send(sock.path, "\r\n\r\n\nGET /healthz\n"));
-  httpReport(200)(await send(sock.path, "\r\n\r\n" + httpGet("/healthz")));
+  report("pass")(await exchange(sock.path, "\r\n\r\n\nGET /healthz\n"));
+  httpReport(200)(await exchange(sock.path, "\r\n\r\n" + httpGet("/healthz")));
   await assertServes(server.path);
 });
 
@@ -381,7 +380,7 @@ Deno.test(
 Deno.test("pipelined HTTP requests are answered in order, then the connection closes", async () => {
   await using sock = await tempSocket();
   await using server = await serve(sock.path, health());
-  const answer = await send(
+  const answer = await exchange(
     sock.path,
     httpGet("/livez", false) + "HEAD /readyz HTTP/1.1\r\n\r\n" + httpGet("/healthz/db", false) +
       httpGet("/nope", true) +
@@ -424,7 +423,7 @@ Deno.test("after an HTTP request, a request without a version on the same connec
   await using sock = await tempSocket();
   await using server = await serve(sock.path, health());
   for (const second of ["GET /livez\n", "GET /nope\n", "bogus\n"]) {
-    const answer = await send(sock.path, httpGet("/livez", false) + second);
+    const answer = await exchange(sock.path, httpGet("/livez", false) + second);
     const end = answer.indexOf("\r\n\r\n") + 4;
     const length = Number(parseHttp(answer).headers["content-length"]);
     const first = encoder.encode(answer).subarray(0, end + length);
@@ -439,7 +438,7 @@ Deno.test("after an HTTP request, a request without a version on the same connec
 Deno.test("a second line-mode request on one connection is not answered: one request per connection", async () => {
   await using sock = await tempSocket();
   await using server = await serve(sock.path, health());
-  const answer = await send(sock.path, "GET /livez\nGET /readyz\n");
+  const answer = await exchange(sock.path, "GET /livez\nGET /readyz\n");
   assert.equal(answer.split("\n").length, 2, `one answer line expected: ${answer}`);
   report("pass", ["cache:responseTime", "lifecycle:state", "mainloop:blocked"])(answer);
   await assertServes(server.path);
@@ -497,7 +496,7 @@ Deno.test(
     await writeQuietly(conn, "GET /healthz\n");
     conn.close();
     await waitUntil(() => server.connections === 0, "the server noticed the early close");
-    const answer = await send(sock.path, "GET /healthz/db\n");
+    const answer = await exchange(sock.path, "GET /healthz/db\n");
     report("pass", ["db:responseTime"])(answer);
   }),
 );

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { serve } from "../server.ts";
-import { parseHttp, tempSocket } from "./_util.ts";
+import { exchange, parseHttp, tempSocket } from "./_util.ts";
 import { guarded } from "./_guard.ts";
 import {
   assertHttpError,
@@ -14,7 +14,6 @@ import {
   encoder,
   httpGet,
   readAnswer,
-  send,
   splitHttp,
   waitUntil,
   writeQuietly,
@@ -27,7 +26,7 @@ function health(): Health {
 Deno.test("an HTTP request line longer than maxHeaderBytes gets 414 and a close", async () => {
   await using sock = await tempSocket();
   await using server = await serve(sock.path, health(), { maxHeaderBytes: 256 });
-  const answer = await send(sock.path, `GET /healthz?${"a".repeat(400)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  const answer = await exchange(sock.path, `GET /healthz?${"a".repeat(400)} HTTP/1.1\r\nHost: x\r\n\r\n`);
   assertHttpError(answer, 414);
   await assertServes(server.path);
 });
@@ -36,7 +35,7 @@ Deno.test("HTTP headers larger than maxHeaderBytes get 431 and a close", async (
   await using sock = await tempSocket();
   await using server = await serve(sock.path, health(), { maxHeaderBytes: 256 });
   const headers = Array.from({ length: 20 }, (_, i) => `X-Filler-${i}: ${"v".repeat(20)}\r\n`).join("");
-  const answer = await send(sock.path, `GET /healthz HTTP/1.1\r\nHost: x\r\n${headers}\r\n`);
+  const answer = await exchange(sock.path, `GET /healthz HTTP/1.1\r\nHost: x\r\n${headers}\r\n`);
   assertHttpError(answer, 431);
   await assertServesHttp(server.path);
 });
@@ -44,7 +43,7 @@ Deno.test("HTTP headers larger than maxHeaderBytes get 431 and a close", async (
 Deno.test("one header line larger than maxHeaderBytes, never terminated, gets 431 and a close", async () => {
   await using sock = await tempSocket();
   await using server = await serve(sock.path, health(), { maxHeaderBytes: 256 });
-  const answer = await send(sock.path, `GET /healthz HTTP/1.1\r\nX-Long: ${"v".repeat(2000)}`);
+  const answer = await exchange(sock.path, `GET /healthz HTTP/1.1\r\nX-Long: ${"v".repeat(2000)}`);
   assertHttpError(answer, 431);
   await assertServes(server.path);
 });
@@ -52,9 +51,9 @@ Deno.test("one header line larger than maxHeaderBytes, never terminated, gets 43
 Deno.test("a line-mode request longer than maxHeaderBytes gets the line-mode 414 error and a close", async () => {
   await using sock = await tempSocket();
   await using server = await serve(sock.path, health(), { maxHeaderBytes: 256 });
-  assertLineError(await send(sock.path, `GET /${"a".repeat(1000)}\n`), 414);
+  assertLineError(await exchange(sock.path, `GET /${"a".repeat(1000)}\n`), 414);
   // Without a newline: the server must not wait for one beyond the limit.
-  assertLineError(await send(sock.path, `GET /${"a".repeat(1000)}`), 414);
+  assertLineError(await exchange(sock.path, `GET /${"a".repeat(1000)}`), 414);
   await assertServes(server.path);
 });
 
@@ -62,10 +61,10 @@ Deno.test("maxHeaderBytes defaults to 8 KiB", async () => {
   await using sock = await tempSocket();
   await using server = await serve(sock.path, health());
   // Just under the limit: parsed, and answered as an unknown target.
-  assertLineError(await send(sock.path, `GET /${"a".repeat(8000)}\n`), 404);
+  assertLineError(await exchange(sock.path, `GET /${"a".repeat(8000)}\n`), 404);
   // Just over it: refused for its size.
-  assertLineError(await send(sock.path, `GET /${"a".repeat(8200)}\n`), 414);
-  assertHttpError(await send(sock.path, `GET /healthz HTTP/1.1\r\nX-Long: ${"v".repeat(8200)}\r\n\r\n`), 431);
+  assertLineError(await exchange(sock.path, `GET /${"a".repeat(8200)}\n`), 414);
+  assertHttpError(await exchange(sock.path, `GET /healthz HTTP/1.1\r\nX-Long: ${"v".repeat(8200)}\r\n\r\n`), 431);
   await assertServes(server.path);
 });
 
@@ -73,7 +72,7 @@ Deno.test("an HTTP request not complete within requestTimeout gets 408 and a clo
   await using sock = await tempSocket();
   await using server = await serve(sock.path, health(), { requestTimeout: 200 });
   // Headers started, never ended; the client keeps its side open.
-  const answer = await send(sock.path, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+  const answer = await exchange(sock.path, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
   assertHttpError(answer, 408);
   await assertServesHttp(server.path);
 });
@@ -82,7 +81,7 @@ Deno.test("a partial line-mode request gets the line-mode 408 error after reques
   await using sock = await tempSocket();
   await using server = await serve(sock.path, health(), { requestTimeout: 200 });
   // Not a whole "METHOD TARGET" yet, so the short line-mode quiet period does not apply.
-  assertLineError(await send(sock.path, "GE"), 408);
+  assertLineError(await exchange(sock.path, "GE"), 408);
   await assertServes(server.path);
 });
 
@@ -191,7 +190,7 @@ Deno.test("a keep-alive connection is closed after maxRequestsPerConnection answ
 Deno.test("pipelined requests beyond maxRequestsPerConnection are not answered", async () => {
   await using sock = await tempSocket();
   await using server = await serve(sock.path, health(), { maxRequestsPerConnection: 2 });
-  const answer = await send(sock.path, httpGet("/healthz", false).repeat(5));
+  const answer = await exchange(sock.path, httpGet("/healthz", false).repeat(5));
   const responses = splitHttp(answer);
   assert.deepEqual(responses.map((r) => r.code), [200, 200]);
   assert.equal(responses[1].headers["connection"], "close");
@@ -201,7 +200,7 @@ Deno.test("pipelined requests beyond maxRequestsPerConnection are not answered",
 Deno.test("maxRequestsPerConnection defaults to 100", async () => {
   await using sock = await tempSocket();
   await using server = await serve(sock.path, health());
-  const responses = splitHttp(await send(sock.path, httpGet("/livez", false).repeat(150)));
+  const responses = splitHttp(await exchange(sock.path, httpGet("/livez", false).repeat(150)));
   assert.equal(responses.length, 100);
   assert.ok(responses.every((r) => r.code === 200));
   assert.equal(responses[99].headers["connection"], "close");
@@ -221,7 +220,7 @@ Deno.test("at maxConnections a newcomer that stays takes the place of the connec
     // a bare "GET /hea" would be answered after lineQuiet as the seed's unterminated request.)
     await idle[0].write(encoder.encode("GET /healthz HTTP/1.1\r\nHo"));
     // A probe at the cap is let in over it and answered; once it has gone, nobody had to make room for it.
-    const answer = JSON.parse(await send(sock.path, "GET /healthz\n"));
+    const answer = JSON.parse(await exchange(sock.path, "GET /healthz\n"));
     assert.equal(answer.status, "pass", "the probe is answered, not refused");
     await waitUntil(() => server.connections === 4, "the probe's connection is gone");
     // A newcomer that stays (idle too) is read, and then the longest-waiting connection gives up its place.
@@ -250,11 +249,14 @@ Deno.test("when every connection is answering, a newcomer gets 503 busy in its o
     .add("a", slowly("a"), { timeout: 30_000 })
     .add("b", slowly("b"), { timeout: 30_000 });
   await using server = await serve(sock.path, slow, { maxConnections: 2 });
-  const held = [send(sock.path, "GET /readyz/a\n"), send(sock.path, "GET /readyz/b HTTP/1.1\r\nHost: x\r\n\r\n")];
+  const held = [
+    exchange(sock.path, "GET /readyz/a\n"),
+    exchange(sock.path, "GET /readyz/b HTTP/1.1\r\nHost: x\r\n\r\n"),
+  ];
   try {
     await waitUntil(() => started.size === 2, "both slots are answering");
-    assertLineError(await send(sock.path, "GET /healthz\n"), 503);
-    const { body } = assertHttpError(await send(sock.path, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"), 503);
+    assertLineError(await exchange(sock.path, "GET /healthz\n"), 503);
+    const { body } = assertHttpError(await exchange(sock.path, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"), 503);
     assert.match(JSON.parse(body).error, /busy/i);
   } finally {
     release.resolve();
@@ -314,14 +316,14 @@ Deno.test(
     try {
       await waitUntil(() => server.connections === 3, "3 idle connections held");
       // A probe takes the place of the longest-waiting idle connection.
-      assert.equal(JSON.parse(await send(sock.path, "GET /healthz\n")).status, "pass");
+      assert.equal(JSON.parse(await exchange(sock.path, "GET /healthz\n")).status, "pass");
       // The idle connections time out, and the server is usable again.
       await Promise.all(idle.map((conn) => readAnswer(conn)));
     } finally {
       for (const conn of idle) conn.close();
     }
     await waitUntil(() => server.connections === 0, "the idle connections timed out");
-    assertLineError(await send(sock.path, `GET /${"x".repeat(500)}\n`), 414);
+    assertLineError(await exchange(sock.path, `GET /${"x".repeat(500)}\n`), 414);
     await assertServes(server.path);
   }),
 );

@@ -4,9 +4,9 @@ import assert from "node:assert/strict";
 import { probe } from "../client.ts";
 import { Health } from "../health.ts";
 import { serve } from "../server.ts";
-import { figures, tempSocket } from "./_util.ts";
+import { exchange, figures, tempSocket } from "./_util.ts";
 import { guarded, watchRejections } from "./_guard.ts";
-import { assertServes, assertServesHttp, readAnswer, send, waitUntil } from "./fixtures/hardening.ts";
+import { assertServes, assertServesHttp, readAnswer, waitUntil } from "./fixtures/hardening.ts";
 
 const IDLE = 500;
 const SHORT = 10_000;
@@ -166,8 +166,8 @@ Deno.test(
         { length: BURST },
         (_, i) =>
           i % 2
-            ? send(sock.path, "GET /readyz\n")
-            : send(sock.path, "GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            ? exchange(sock.path, "GET /readyz\n")
+            : exchange(sock.path, "GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n"),
       ),
     );
     const seconds = (performance.now() - started) / 1000;
@@ -198,7 +198,7 @@ Deno.test(
       },
     );
     await using server = await serve(sock.path, health, { maxConnections: 32 });
-    const answers = await Promise.all(Array.from({ length: BURST }, () => send(sock.path, "GET /readyz\n")));
+    const answers = await Promise.all(Array.from({ length: BURST }, () => exchange(sock.path, "GET /readyz\n")));
     const failed = answers.filter((text) => {
       if (!text.startsWith("{")) return false;
       const report = JSON.parse(text);
@@ -213,7 +213,7 @@ Deno.test(
     assert.equal(failed + refused, BURST, "each answer is the timed-out report or a line-mode 503 busy");
     assert.ok(failed >= 32, "at least maxConnections requests were served");
     await waitUntil(() => server.connections === 0, "the burst's connections are closed");
-    const after = await send(sock.path, "GET /livez\n");
+    const after = await exchange(sock.path, "GET /livez\n");
     assert.equal(JSON.parse(after).status, "pass", "a probe not touching the hanging check passes");
   }),
 );
