@@ -34,7 +34,8 @@
  *
  * @module
  */
-export { serve, SocketError } from "./server.ts";
+export { serve } from "./serve.ts";
+export { SocketError } from "./server.ts";
 export type { HealthServer, ServeOptions, SocketErrorReason } from "./server.ts";
 export { Health } from "./health.ts";
 export type { HealthOptions } from "./health.ts";

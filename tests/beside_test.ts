@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { configure, reset } from "@logtape/logtape";
 import { Health } from "../health.ts";
 import { permissionFlags } from "../paths.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { probe } from "../client.ts";
 import { decoder, exists, receiver, ROOT, run, tempSocket, waitForPath } from "./_util.ts";
 import { notifyPermissionFlags } from "../notify.ts";

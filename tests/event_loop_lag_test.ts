@@ -5,7 +5,7 @@ import { probe } from "../client.ts";
 import { eventLoopLag } from "../builtin_checks.ts";
 import { Health } from "../health.ts";
 import { MAX_DELAY } from "../delay.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { ROOT, tempSocket } from "./_util.ts";
 
 /** Hold this thread's event loop, as an app's synchronous work does. */

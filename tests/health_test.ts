@@ -5,7 +5,7 @@ import { heapUsage } from "../builtin_checks.ts";
 import { Health } from "../health.ts";
 import type { CheckFunction } from "../check.ts";
 import type { CheckResult, HealthReport } from "../report.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { probe } from "../client.ts";
 import { cli, exchange, exists, hasCommand, parseHttp, run, tempSocket } from "./_util.ts";
 

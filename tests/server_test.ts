@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { serve, SocketError } from "../server.ts";
+import { serve } from "../serve.ts";
+import { SocketError } from "../server.ts";
 import { probe, ProbeError } from "../client.ts";
 import { exchange, exists, parseHttp, readToEnd, tempSocket, writeAll } from "./_util.ts";
 

@@ -5,7 +5,7 @@
 // are the contract's, with seconds of slack for a noisy machine.
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { permissionFlags } from "../paths.ts";
 import { exists, figures, readUntil, ROOT, tempSocket } from "./_util.ts";
 import { readAnswer, waitUntil } from "./fixtures/hardening.ts";

@@ -1,7 +1,7 @@
 // Pushed status changes: GET /healthz?watch in line mode (JSON lines) and HTTP (server-sent events).
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { watch } from "../client.ts";
 import { permissionFlags } from "../paths.ts";
 import { decoder, encoder, exchange, hasCommand, ROOT, tempSocket, writeAll } from "./_util.ts";
