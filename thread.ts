@@ -69,18 +69,13 @@ export interface StopMessage {
   type: "drain" | "close";
 }
 
-/** Main thread to Worker: write the number of open connections into the heartbeat's memory now. */
-export interface CountMessage {
-  type: "count";
-}
-
 /** Main thread to Worker, for tests only: throw an uncaught error, as a bug in the Worker would. */
 export interface CrashMessage {
   type: "crash";
 }
 
 /** Messages the main thread sends. */
-export type ToWorker = InitMessage | SnapshotMessage | AckMessage | StopMessage | CountMessage | CrashMessage;
+export type ToWorker = InitMessage | SnapshotMessage | AckMessage | StopMessage | CrashMessage;
 
 /** Worker to main thread: the socket is claimed and served. */
 export interface ListeningMessage {
@@ -185,7 +180,7 @@ export function epochNow(): number {
  * stamps it every {@linkcode HEARTBEAT_PERIOD} ms; the Worker reads how long
  * ago that was without a message, so it knows at once when the main thread's
  * event loop stopped turning. The same memory carries the Worker's count of
- * open connections back, written on request ({@linkcode Heartbeat.prototype.count}).
+ * open connections back, which the Worker keeps up to date.
  */
 export class Heartbeat {
   /** The shared memory: post it to the other thread. */
@@ -201,7 +196,7 @@ export class Heartbeat {
   constructor(buffer?: SharedArrayBuffer) {
     this.buffer = buffer ?? new SharedArrayBuffer(16);
     this.#stamp = new BigInt64Array(this.buffer, 0, 1);
-    this.#connections = new Int32Array(this.buffer, 8, 2);
+    this.#connections = new Int32Array(this.buffer, 8, 1);
     if (!buffer) this.stamp();
   }
 
@@ -229,40 +224,17 @@ export class Heartbeat {
     return Math.max(0, Math.round(now - this.last - HEARTBEAT_PERIOD));
   }
 
-  /** The Worker's open connections. */
+  /**
+   * The Worker's open connections, as it last wrote them (every
+   * {@linkcode HEARTBEAT_PERIOD} ms while it serves): read without waiting for
+   * the Worker, so a busy Worker never holds the reader.
+   */
   get connections(): number {
     return Atomics.load(this.#connections, 0);
   }
 
   set connections(count: number) {
     Atomics.store(this.#connections, 0, count);
-  }
-
-  /**
-   * The Worker's side of a count: write it, and wake the thread waiting in
-   * {@linkcode Heartbeat.prototype.count}.
-   *
-   * @param count The open connections.
-   */
-  answerCount(count: number): void {
-    Atomics.store(this.#connections, 0, count);
-    Atomics.add(this.#connections, 1, 1);
-    Atomics.notify(this.#connections, 1);
-  }
-
-  /**
-   * The main thread's side: ask for a fresh count and wait for it, at most
-   * `ms` (the last count known after that).
-   *
-   * @param ask Sends the Worker a {@linkcode CountMessage}.
-   * @param ms The longest wait.
-   * @returns The open connections.
-   */
-  count(ask: () => void, ms: number): number {
-    const answered = Atomics.load(this.#connections, 1);
-    ask();
-    Atomics.wait(this.#connections, 1, answered, ms);
-    return this.connections;
   }
 }
 

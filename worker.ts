@@ -202,7 +202,6 @@ function main(): void {
   const post = (message: FromWorker) => scope.postMessage(message);
   let health: WorkerHealth | undefined;
   let server: HealthServer | undefined;
-  let heartbeat: Heartbeat | undefined;
   let stop: "drain" | "close" | undefined;
   const shutdown = (how: "drain" | "close") => {
     stop = how;
@@ -212,7 +211,7 @@ function main(): void {
   };
   const init = async (message: InitMessage) => {
     await forwardLogs(message.level, post);
-    const beat = heartbeat = new Heartbeat(message.heartbeat);
+    const beat = new Heartbeat(message.heartbeat);
     const settings = message.settings as unknown as Settings;
     health = new WorkerHealth(message.snapshot, beat, {
       ready: settings.readyBlockLimit,
@@ -225,7 +224,13 @@ function main(): void {
       post({ type: "failed", error: errorShape(error) });
       return;
     }
-    server = startServer(health, claimed, settings);
+    const serving = server = startServer(health, claimed, settings);
+    // The main thread reads the count from the heartbeat's memory whenever it likes, never waiting for this thread.
+    const counter = setInterval(() => beat.connections = serving.connections, HEARTBEAT_PERIOD);
+    serving.finished.finally(() => {
+      clearInterval(counter);
+      beat.connections = 0;
+    });
     post({ type: "listening" });
     if (stop) shutdown(stop);
   };
@@ -244,9 +249,6 @@ function main(): void {
       case "drain":
       case "close":
         shutdown(message.type);
-        break;
-      case "count":
-        heartbeat?.answerCount(server?.connections ?? 0);
         break;
       case "crash":
         setTimeout(() => {
