@@ -56,11 +56,15 @@ export interface InitMessage {
   snapshot: HealthSnapshot;
 }
 
-/** The latest results. `id` answers an {@linkcode EvaluateMessage}; `changed` means a status or the lifecycle changed. */
+/**
+ * The latest results. `ids` answers the {@linkcode EvaluateMessage}s of those
+ * ids (every one finished since the last snapshot: one snapshot answers them
+ * all); `changed` means a status or the lifecycle changed.
+ */
 export interface SnapshotMessage {
   type: "snapshot";
   snapshot: HealthSnapshot;
-  id?: number;
+  ids?: number[];
   changed: boolean;
 }
 
@@ -75,7 +79,7 @@ export interface CrashMessage {
 }
 
 /** Messages the main thread sends. */
-export type ToWorker = InitMessage | SnapshotMessage | AckMessage | StopMessage | CrashMessage;
+export type ToWorker = InitMessage | SnapshotMessage | StopMessage | CrashMessage;
 
 /** Worker to main thread: the socket is claimed and served. */
 export interface ListeningMessage {
@@ -88,22 +92,21 @@ export interface FailedMessage {
   error: ErrorShape;
 }
 
-/** Worker to main thread: run the checks of a report (those due), then send a snapshot with this `id`. */
+/**
+ * Worker to main thread: run these on-request checks once (a round: every
+ * request waiting for them joins it), then send a snapshot answering `id`.
+ * Ids grow by one per round. The main thread says it took the round, and
+ * that it answered it, in the heartbeat's memory
+ * ({@linkcode Heartbeat.prototype.taken}, {@linkcode Heartbeat.prototype.answered}).
+ */
 export interface EvaluateMessage {
   type: "evaluate";
   id: number;
   /** When the Worker asked ({@linkcode epochNow}); past `asked + bound` it has answered without the main thread. */
   asked: number;
   bound: number;
-  endpoint: Endpoint;
-  check?: string;
-  exclude: string[];
-}
-
-/** Main thread to Worker: the request was taken (the main thread is turning). */
-export interface AckMessage {
-  type: "ack";
-  id: number;
+  /** The names of the checks to run. */
+  checks: string[];
 }
 
 /** Worker to main thread: a lifecycle call of the server on the health. */
@@ -180,7 +183,9 @@ export function epochNow(): number {
  * stamps it every {@linkcode HEARTBEAT_PERIOD} ms; the Worker reads how long
  * ago that was without a message, so it knows at once when the main thread's
  * event loop stopped turning. The same memory carries the Worker's count of
- * open connections back, which the Worker keeps up to date.
+ * open connections back, which the Worker keeps up to date, and how far the
+ * main thread has got with the Worker's rounds: a reply stuck behind other
+ * work in the Worker's own queue is known to be there without reading it.
  */
 export class Heartbeat {
   /** The shared memory: post it to the other thread. */
@@ -194,9 +199,10 @@ export class Heartbeat {
    * @param buffer The memory another thread made; new memory, stamped now, when absent.
    */
   constructor(buffer?: SharedArrayBuffer) {
-    this.buffer = buffer ?? new SharedArrayBuffer(16);
+    this.buffer = buffer ?? new SharedArrayBuffer(24);
     this.#stamp = new BigInt64Array(this.buffer, 0, 1);
-    this.#connections = new Int32Array(this.buffer, 8, 1);
+    // [connections, taken, answered, unused]
+    this.#connections = new Int32Array(this.buffer, 8, 4);
     if (!buffer) this.stamp();
   }
 
@@ -235,6 +241,27 @@ export class Heartbeat {
 
   set connections(count: number) {
     Atomics.store(this.#connections, 0, count);
+  }
+
+  /** The last {@linkcode EvaluateMessage} id the main thread has taken (ids grow, and arrive in order). */
+  get taken(): number {
+    return Atomics.load(this.#connections, 1);
+  }
+
+  set taken(id: number) {
+    Atomics.store(this.#connections, 1, id);
+  }
+
+  /**
+   * Every {@linkcode EvaluateMessage} id up to this one has been answered:
+   * its snapshot is posted, and in the Worker's queue if not yet read.
+   */
+  get answered(): number {
+    return Atomics.load(this.#connections, 2);
+  }
+
+  set answered(id: number) {
+    Atomics.store(this.#connections, 2, id);
   }
 }
 
@@ -275,6 +302,8 @@ function seconds(ms: number): string {
 
 /** The checks a report needs the main thread to run. */
 export interface Due {
+  /** Their names. */
+  names: string[];
   /** The longest time-out among them. */
   timeout: number;
   /** One of them has never run: there is no result to answer from. */
@@ -305,7 +334,8 @@ export function dueChecks(
   for (const entry of snapshot.checks) {
     if (entry.background || !selects(entry, endpoint, check, excluded)) continue;
     if (entry.result === undefined || entry.freshUntil === undefined || entry.freshUntil <= now) {
-      due ??= { timeout: 0, first: false };
+      due ??= { names: [], timeout: 0, first: false };
+      due.names.push(entry.name);
       due.timeout = Math.max(due.timeout, entry.timeout);
       if (entry.result === undefined) due.first = true;
     }

@@ -9,7 +9,6 @@
 import { getLogger } from "@logtape/logtape";
 import type { Health } from "./health.ts";
 import { MAX_DELAY } from "./delay.ts";
-import type { Endpoint } from "./report.ts";
 import type { HealthServer, Settings } from "./server.ts";
 import { SocketError } from "./socket_file.ts";
 import type { SocketErrorReason } from "./socket_file.ts";
@@ -60,7 +59,12 @@ class WorkerHost implements HealthServer {
   #listening = Promise.withResolvers<void>();
   #served = false;
   #deaths: number[] = [];
-  #updatePosted = false;
+  /** A snapshot is due to be posted at the end of this turn. */
+  #flushing = false;
+  /** The Worker's rounds answered since the last snapshot: the next one answers them. */
+  #answeredIds: number[] = [];
+  /** The Worker's rounds taken and not yet answered, by id. */
+  #runningIds = new Set<number>();
 
   constructor(path: string, health: Health, settings: Settings) {
     this.path = path;
@@ -131,6 +135,9 @@ class WorkerHost implements HealthServer {
       event.preventDefault();
       if (worker === this.#worker) this.#died(event.message);
     };
+    this.#runningIds = new Set();
+    this.#answeredIds = [];
+    this.#heartbeat.taken = this.#heartbeat.answered = 0;
     const level = lowestLevel((level) => logger.isEnabledFor(level));
     worker.postMessage(
       {
@@ -154,15 +161,29 @@ class WorkerHost implements HealthServer {
 
   #onChange = () => this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), changed: true });
 
-  // Results come in bursts (every check of a report at once): send one snapshot per burst.
-  #onUpdate = () => {
-    if (this.#updatePosted) return;
-    this.#updatePosted = true;
+  // Results come in bursts (every check of a round at once): send one snapshot per burst. While a round of the
+  // Worker's runs, its end sends them: one snapshot per round, whatever its checks' runs made.
+  #onUpdate = () => this.#flush();
+
+  #flush(): void {
+    if (this.#flushing) return;
+    this.#flushing = true;
     queueMicrotask(() => {
-      this.#updatePosted = false;
-      this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), changed: false });
+      this.#flushing = false;
+      if (this.#answeredIds.length === 0 && this.#runningIds.size > 0) return;
+      const ids = this.#answeredIds;
+      this.#answeredIds = [];
+      this.#post({
+        type: "snapshot",
+        snapshot: this.#health.snapshot(),
+        ids: ids.length ? ids : undefined,
+        changed: false,
+      });
+      // Posted, so in the Worker's queue: every round taken and not still running is answered.
+      const heartbeat = this.#heartbeat;
+      heartbeat.answered = this.#runningIds.size === 0 ? heartbeat.taken : Math.min(...this.#runningIds) - 1;
     });
-  };
+  }
 
   #receive(message: FromWorker): void {
     switch (message.type) {
@@ -186,13 +207,14 @@ class WorkerHost implements HealthServer {
         break;
       }
       case "evaluate":
+        this.#heartbeat.taken = message.id;
         // Taken too late, after a block: the Worker has answered without us; a run now would be wasted.
         if (epochNow() - message.asked > message.bound) {
-          this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), id: message.id, changed: false });
+          this.#answeredIds.push(message.id);
+          this.#flush();
           break;
         }
-        this.#post({ type: "ack", id: message.id });
-        this.#evaluate(message.id, message.endpoint, message.check, message.exclude);
+        this.#evaluate(message.id, message.checks);
         break;
       case "call":
         this.#call(message.name);
@@ -208,11 +230,21 @@ class WorkerHost implements HealthServer {
     }
   }
 
-  async #evaluate(id: number, endpoint: Endpoint, check: string | undefined, exclude: string[]): Promise<void> {
-    try {
-      await this.#health.evaluate(endpoint, { check, exclude });
-    } catch { /* the Worker builds the answer, and its error, from the snapshot */ }
-    this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), id, changed: false });
+  /** Run a round of the Worker's: each check once, however many requests wait for it; then answer it. */
+  async #evaluate(id: number, checks: string[]): Promise<void> {
+    const worker = this.#worker;
+    const running = this.#runningIds;
+    running.add(id);
+    await Promise.all(checks.map(async (check) => {
+      try {
+        await this.#health.evaluate("healthz", { check });
+      } catch { /* removed since: the Worker builds the answer, and its error, from the snapshot */ }
+    }));
+    running.delete(id);
+    // A round of a Worker that has died since is answered by nobody: the new one counts from 1 again.
+    if (worker !== this.#worker) return;
+    this.#answeredIds.push(id);
+    this.#flush();
   }
 
   #call(name: "startChecks" | "stopChecks" | "markDraining" | "markStopped"): void {
