@@ -99,6 +99,35 @@ Deno.test("probes of an app blocking its main thread are answered: /livez passes
   assert.ok(ready.slice(failed).some((answer) => answer.code === 200), "/readyz passes again between blocks");
 });
 
+Deno.test("an app with the README's set-up blocking 1.2 s at a time stays ready between blocks, its lag a warning", async () => {
+  await using sock = await tempSocket();
+  // The README's eventLoopLag({ threshold: 100 }); blocks past readyBlockLimit (1 s), closer together than the
+  // check's 5 s window, so a lag that has passed is always in it.
+  await using _app = await startApp(sock.path, ["--block", "1200", "--every", "2500", "--lag"]);
+  const live: Answer[] = [];
+  const ready: Answer[] = [];
+  const until = performance.now() + 7500;
+  while (performance.now() < until) {
+    live.push(await curl(sock.path, "/livez"));
+    ready.push(await curl(sock.path, "/readyz"));
+  }
+  for (const answer of [...live, ...ready]) assert.equal(answer.exit, 0, "every probe is answered within 1 s");
+  assert.ok(live.every((answer) => answer.code === 200), "/livez passes every time");
+  const blocked = ready.findIndex((answer) => answer.code === 503);
+  assert.ok(blocked >= 0, "/readyz fails while the loop is blocked past readyBlockLimit");
+  assert.match(ready[blocked].body, /main thread's event loop blocked for \d/);
+  const between = ready.slice(blocked).filter((answer) => answer.code === 200).map((answer) => JSON.parse(answer.body));
+  assert.ok(between.length > 0, "/readyz passes again between blocks");
+  const lagged = between.filter((report) => report.checks["eventloop:lag"][0].status !== "pass");
+  assert.ok(lagged.length > 0, "the lag of a block that has passed is reported between blocks");
+  for (const report of lagged) {
+    const lag = report.checks["eventloop:lag"][0];
+    assert.equal(lag.status, "warn", JSON.stringify(lag));
+    assert.ok(lag.observedValue > 1000, `with its worst value: ${lag.observedValue} ms`);
+    assert.equal(report.status, "warn");
+  }
+});
+
 Deno.test("a wedged main thread: /livez answers, passes at first, then fails naming the event loop", async () => {
   await using sock = await tempSocket();
   await using _app = await startApp(sock.path, ["--wedge", "--live-limit", "2000"]);
