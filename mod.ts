@@ -43,7 +43,7 @@ export { eventLoopLag, heapUsage } from "./builtin_checks.ts";
 export type { EventLoopLagOptions, HeapUsageOptions } from "./builtin_checks.ts";
 export type { CheckDefinition, CheckFunction, CheckOptions, CheckOutcome } from "./check.ts";
 export { LIFECYCLE_CHECK, MAIN_LOOP_CHECK } from "./model.ts";
-export type { CheckKind, CheckSnapshot, HealthSnapshot, HealthSource, Lifecycle, ReportOptions } from "./model.ts";
+export type { CheckKind, Lifecycle, ReportOptions } from "./model.ts";
 export { probe, ProbeError, watch } from "./client.ts";
 export type { ProbeErrorKind, ProbeOptions, ProbeResult, WatchOptions } from "./client.ts";
 export { permissionFlags } from "./paths.ts";

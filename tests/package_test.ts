@@ -143,3 +143,24 @@ Deno.test("the library's modules import one another without a cycle, type-only a
   };
   for (const file of graph.keys()) visit(file);
 });
+
+Deno.test("the public API leaves out what only the server and its Worker use, or marks it @internal", async () => {
+  const out = await run("deno", ["doc", "--json", "mod.ts"], { cwd: ROOT, env: { NO_COLOR: "1" } });
+  assert.equal(out.code, 0, out.stderr);
+  type Tag = { kind: string };
+  type Method = { name: string; jsDoc?: { tags?: Tag[] } };
+  type DocSymbol = { name: string; declarations: { def?: { methods?: Method[] } }[] };
+  const nodes = JSON.parse(out.stdout).nodes as Record<string, { symbols: DocSymbol[] }>;
+  const symbols = nodes[`file://${ROOT}mod.ts`].symbols;
+  const names = symbols.map((symbol) => symbol.name);
+  for (const internal of ["HealthSource", "HealthSnapshot", "CheckSnapshot"]) {
+    assert.ok(!names.includes(internal), `mod.ts exports ${internal}`);
+  }
+  const methods = symbols.find((symbol) => symbol.name === "Health")!.declarations[0].def?.methods ?? [];
+  const internal = methods.filter((method) => method.jsDoc?.tags?.some((tag) => tag.kind === "internal"));
+  assert.deepEqual(
+    internal.map((method) => method.name).sort(),
+    ["evaluate", "snapshot", "startChecks", "stopChecks"],
+    "Health's methods for the server are marked internal, and no other",
+  );
+});
