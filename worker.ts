@@ -15,6 +15,7 @@ import type { Endpoint, HealthReport } from "./report.ts";
 import { startServer } from "./server.ts";
 import type { HealthServer, Settings } from "./server.ts";
 import { claim } from "./socket_file.ts";
+import type { ClaimedSocket } from "./socket_file.ts";
 import {
   ASK_BOUND,
   dueChecks,
@@ -239,6 +240,52 @@ async function forwardLogs(level: InitMessage["level"], post: (message: FromWork
   });
 }
 
+/**
+ * Serve, keeping the server's count of open connections in the heartbeat's
+ * memory, where the main thread reads it whenever it likes without waiting
+ * for this thread. The count changes when a connection is accepted (and the
+ * server has admitted it, perhaps closing another to make room), closed, or
+ * has ended: each writes it once the server's own bookkeeping of it is done.
+ */
+function counted(
+  claimed: ClaimedSocket,
+  heartbeat: Heartbeat,
+  start: (claimed: ClaimedSocket) => HealthServer,
+): HealthServer {
+  let server: HealthServer | undefined;
+  let queued = false;
+  const write = () => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => {
+      queued = false;
+      heartbeat.connections = server?.connections ?? 0;
+    });
+  };
+  const { listener } = claimed;
+  const accept = listener.accept.bind(listener);
+  listener.accept = () =>
+    accept().then((conn) => {
+      const close = conn.close.bind(conn);
+      conn.close = () => {
+        close();
+        write();
+      };
+      // Queued now, this runs after the server's code that awaited the accept: the newcomer is counted then.
+      queueMicrotask(write);
+      return conn;
+    });
+  server = start(claimed);
+  const host = server as HealthServer & { ended(connection: unknown): void };
+  const ended = host.ended.bind(host);
+  host.ended = (connection) => {
+    ended(connection);
+    write();
+  };
+  server.finished.finally(() => heartbeat.connections = 0);
+  return server;
+}
+
 /** The Worker's global scope, as far as this module uses it. */
 interface WorkerScope {
   postMessage(message: unknown): void;
@@ -273,13 +320,7 @@ function main(): void {
       post({ type: "failed", error: errorShape(error) });
       return;
     }
-    const serving = server = startServer(health, claimed, settings);
-    // The main thread reads the count from the heartbeat's memory whenever it likes, never waiting for this thread.
-    const counter = setInterval(() => beat.connections = serving.connections, HEARTBEAT_PERIOD);
-    serving.finished.finally(() => {
-      clearInterval(counter);
-      beat.connections = 0;
-    });
+    server = counted(claimed, beat, (claimed) => startServer(health!, claimed, settings));
     post({ type: "listening" });
     if (stop) shutdown(stop);
   };

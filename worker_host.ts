@@ -59,8 +59,12 @@ class WorkerHost implements HealthServer {
   #listening = Promise.withResolvers<void>();
   #served = false;
   #deaths: number[] = [];
-  /** A snapshot is due to be posted at the end of this turn. */
+  /** A snapshot answering rounds is due to be posted at the end of this turn. */
   #flushing = false;
+  /** Results came since the last snapshot. */
+  #dirty = false;
+  /** Posts them when no round's answer has: see #onUpdate. */
+  #updateTimer?: ReturnType<typeof setTimeout>;
   /** The Worker's rounds answered since the last snapshot: the next one answers them. */
   #answeredIds: number[] = [];
   /** The Worker's rounds taken and not yet answered, by id. */
@@ -159,30 +163,41 @@ class WorkerHost implements HealthServer {
     }
   }
 
-  #onChange = () => this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), changed: true });
+  #onChange = () => this.#snapshot(true);
 
-  // Results come in bursts (every check of a round at once): send one snapshot per burst. While a round of the
-  // Worker's runs, its end sends them: one snapshot per round, whatever its checks' runs made.
-  #onUpdate = () => this.#flush();
+  // Results come in bursts (every check of a round at once, a background check's run): send one snapshot per burst,
+  // before any I/O, so that a check added or removed is seen by the next request. While a round runs, its answer
+  // sends them (one snapshot per round, whatever its checks' runs made), or the next turn does if it is still running.
+  #onUpdate = () => {
+    this.#dirty = true;
+    if (this.#runningIds.size === 0) {
+      this.#flush();
+      return;
+    }
+    this.#updateTimer ??= setTimeout(() => {
+      this.#updateTimer = undefined;
+      if (this.#dirty) this.#snapshot(false);
+    }, 0);
+  };
 
+  /** Send the results and answer the rounds done, with one snapshot, at the end of this turn's work. */
   #flush(): void {
     if (this.#flushing) return;
     this.#flushing = true;
     queueMicrotask(() => {
       this.#flushing = false;
-      if (this.#answeredIds.length === 0 && this.#runningIds.size > 0) return;
-      const ids = this.#answeredIds;
-      this.#answeredIds = [];
-      this.#post({
-        type: "snapshot",
-        snapshot: this.#health.snapshot(),
-        ids: ids.length ? ids : undefined,
-        changed: false,
-      });
-      // Posted, so in the Worker's queue: every round taken and not still running is answered.
-      const heartbeat = this.#heartbeat;
-      heartbeat.answered = this.#runningIds.size === 0 ? heartbeat.taken : Math.min(...this.#runningIds) - 1;
+      if (this.#dirty || this.#answeredIds.length > 0) this.#snapshot(false);
     });
+  }
+
+  #snapshot(changed: boolean): void {
+    const ids = this.#answeredIds;
+    this.#answeredIds = [];
+    this.#dirty = false;
+    this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), ids: ids.length ? ids : undefined, changed });
+    // Posted, so in the Worker's queue: every round taken and not still running is answered.
+    const heartbeat = this.#heartbeat;
+    heartbeat.answered = this.#runningIds.size === 0 ? heartbeat.taken : Math.min(...this.#runningIds) - 1;
   }
 
   #receive(message: FromWorker): void {
@@ -297,6 +312,8 @@ class WorkerHost implements HealthServer {
     clearInterval(this.#stamper);
     this.#health.removeEventListener("change", this.#onChange);
     this.#health.removeEventListener("update", this.#onUpdate);
+    clearTimeout(this.#updateTimer);
+    this.#updateTimer = undefined;
     this.#worker?.terminate();
     this.#worker = undefined;
     this.#balance();
