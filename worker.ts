@@ -252,14 +252,14 @@ function counted(
   heartbeat: Heartbeat,
   start: (claimed: ClaimedSocket) => HealthServer,
 ): HealthServer {
-  let server: HealthServer | undefined;
   let queued = false;
   const write = () => {
     if (queued) return;
     queued = true;
     queueMicrotask(() => {
       queued = false;
-      heartbeat.connections = server?.connections ?? 0;
+      // Only ever run after start() below has returned: a connection is accepted on a later turn.
+      heartbeat.connections = server.connections;
     });
   };
   const { listener } = claimed;
@@ -275,7 +275,7 @@ function counted(
       queueMicrotask(write);
       return conn;
     });
-  server = start(claimed);
+  const server = start(claimed);
   const host = server as HealthServer & { ended(connection: unknown): void };
   const ended = host.ended.bind(host);
   host.ended = (connection) => {
