@@ -241,46 +241,42 @@ async function forwardLogs(level: InitMessage["level"], post: (message: FromWork
 }
 
 /**
- * Serve, keeping the server's count of open connections in the heartbeat's
- * memory, where the main thread reads it whenever it likes without waiting
- * for this thread. The count changes when a connection is accepted (and the
- * server has admitted it, perhaps closing another to make room), closed, or
- * has ended: each writes it once the server's own bookkeeping of it is done.
+ * Serve, keeping the number of open connections in the heartbeat's memory,
+ * where the main thread reads it whenever it likes without waiting for this
+ * thread: one more as a connection is accepted, one fewer as it is closed
+ * (before its client can see it closed), or, had it not been, as the server
+ * forgets it.
  */
 function counted(
   claimed: ClaimedSocket,
   heartbeat: Heartbeat,
   start: (claimed: ClaimedSocket) => HealthServer,
 ): HealthServer {
-  let queued = false;
-  const write = () => {
-    if (queued) return;
-    queued = true;
-    queueMicrotask(() => {
-      queued = false;
-      // Only ever run after start() below has returned: a connection is accepted on a later turn.
-      heartbeat.connections = server.connections;
-    });
+  let open = 0;
+  const closed = new WeakSet<Deno.Conn>();
+  const gone = (conn: Deno.Conn) => {
+    if (closed.has(conn)) return;
+    closed.add(conn);
+    heartbeat.connections = --open;
   };
   const { listener } = claimed;
   const accept = listener.accept.bind(listener);
   listener.accept = () =>
     accept().then((conn) => {
+      heartbeat.connections = ++open;
       const close = conn.close.bind(conn);
       conn.close = () => {
+        gone(conn);
         close();
-        write();
       };
-      // Queued now, this runs after the server's code that awaited the accept: the newcomer is counted then.
-      queueMicrotask(write);
       return conn;
     });
   const server = start(claimed);
-  const host = server as HealthServer & { ended(connection: unknown): void };
+  const host = server as HealthServer & { ended(connection: { conn?: Deno.Conn }): void };
   const ended = host.ended.bind(host);
   host.ended = (connection) => {
     ended(connection);
-    write();
+    if (connection.conn) gone(connection.conn);
   };
   server.finished.finally(() => heartbeat.connections = 0);
   return server;
