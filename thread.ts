@@ -231,9 +231,9 @@ export class Heartbeat {
   }
 
   /**
-   * The Worker's open connections, as it last wrote them (every
-   * {@linkcode HEARTBEAT_PERIOD} ms while it serves): read without waiting for
-   * the Worker, so a busy Worker never holds the reader.
+   * The Worker's open connections, which it writes as each is accepted and
+   * closed: read without waiting for the Worker, so a busy Worker never holds
+   * the reader.
    */
   get connections(): number {
     return Atomics.load(this.#connections, 0);
