@@ -9,8 +9,14 @@ import { milliseconds } from "./delay.ts";
 
 /** Options of {@linkcode eventLoopLag}. */
 export interface EventLoopLagOptions {
-  /** Fail when the loop was held this many milliseconds past a timer's time within `window`. @default {100} */
+  /** Warn (or, when `critical`, fail) when the loop was held this many milliseconds past a timer's time within `window`. @default {100} */
   threshold?: number;
+  /**
+   * Fail past `threshold`, and readiness with it, for `window` after a stall; by default a stall that has passed
+   * warns, as `mainloop` (in Worker mode) already fails readiness while the loop is blocked. `critical: true` given
+   * to `Health.add()` does the same. @default {false}
+   */
+  critical?: boolean;
   /** Milliseconds between the watching timer's firings: stalls shorter than this may go unseen. @default {20} */
   sample?: number;
   /** Report the worst lag of this many most recent milliseconds; at least `sample`. @default {5000} */
@@ -22,10 +28,20 @@ export interface EventLoopLagOptions {
  * served (`serve()` calls `Health.startChecks()`) until the server stops, a timer
  * fires every `sample` ms and records how late it fired; the check reports the
  * worst lag of the last `window` ms, so a stall between two probes is not
- * missed, and fails above `threshold`. The timer does not keep the process
- * alive. On a Health that is not started it times one `sample` ms timer when
- * asked. A `ready` check (a lagging loop is saturated, not dead: pass
- * `kinds: ["live"]` to change that) reporting `lag` in ms.
+ * missed. The timer does not keep the process alive. On a Health that is not
+ * started it times one `sample` ms timer when asked. A `ready` check (a
+ * lagging loop is saturated, not dead: pass `kinds: ["live"]` to change that)
+ * reporting `lag` in ms.
+ *
+ * A lag above `threshold` is a `warn` with the worst value, and the check is
+ * not critical: a stall that has passed says nothing about whether the app
+ * can take traffic now, so it does not keep `/readyz` failing for the next
+ * `window` (an app with a one-second job every five seconds would never be
+ * ready). In Worker mode, `mainloop` fails `/readyz` while the loop is
+ * blocked past `readyBlockLimit`. Mark the check critical (`critical: true`,
+ * here or in `Health.add()`'s options) to fail it, and readiness, above
+ * `threshold` for the whole window, as a same-thread server that wants
+ * readiness to follow its stalls may.
  *
  * @param options The threshold, the timer's period and the window.
  * @returns A check definition for {@linkcode Health.prototype.add}.
@@ -37,7 +53,7 @@ export interface EventLoopLagOptions {
  * ```
  */
 export function eventLoopLag(options: EventLoopLagOptions = {}): CheckDefinition {
-  const { threshold = 100, sample = 20, window = 5000 } = options;
+  const { threshold = 100, sample = 20, window = 5000, critical = false } = options;
   milliseconds(threshold, "threshold");
   milliseconds(sample, "sample");
   milliseconds(window, "window");
@@ -46,10 +62,12 @@ export function eventLoopLag(options: EventLoopLagOptions = {}): CheckDefinition
   }
   milliseconds(threshold * 2 + sample, "threshold * 2 + sample");
   const watcher = new LagWatcher(sample, window);
+  // As registered: Health.add()'s options may override the definition's; a watch is told them when served.
+  let failing = critical;
   const outcome = (lag: number, within: string): CheckOutcome => {
     lag = Math.round(lag * 10) / 10;
     return {
-      status: lag > threshold ? "fail" : "pass",
+      status: lag > threshold ? (failing ? "fail" : "warn") : "pass",
       observedValue: lag,
       observedUnit: "ms",
       output: lag > threshold ? `event loop lag ${lag} ms${within} exceeds ${threshold} ms` : undefined,
@@ -62,11 +80,15 @@ export function eventLoopLag(options: EventLoopLagOptions = {}): CheckDefinition
   };
   const definition: WatchingDefinition = {
     kinds: ["ready"],
+    critical,
     measurement: "lag",
     componentType: "system",
     timeout: Math.max(1000, threshold * 2 + sample),
     check,
-    [WATCH]: (signal) => watcher.watch(signal),
+    [WATCH]: (signal, registered) => {
+      failing = registered.critical;
+      watcher.watch(signal);
+    },
   };
   return definition;
 }

@@ -114,11 +114,12 @@ interface Settled {
 /**
  * How a check observes between its runs: called when the Health's checks start
  * (with a check's interval loop, see {@linkcode Health.prototype.startChecks}),
- * its signal aborted when they stop. What it observes is the check function's
+ * its signal aborted when they stop, and told the registered check's options
+ * (`critical`, as the app set it). What it observes is the check function's
  * to read when it runs: `eventLoopLag()` watches the loop with a timer so that
  * a stall between two probes is not missed.
  */
-export type Watch = (signal: AbortSignal) => void;
+export type Watch = (signal: AbortSignal, check: { readonly critical: boolean }) => void;
 
 /**
  * The key of a definition's {@linkcode Watch}. Internal for now (only
@@ -226,7 +227,7 @@ export class Check {
     if (this.#stop || (this.interval === undefined && this.#watch === undefined)) return;
     const stop = new AbortController();
     this.#stop = stop;
-    this.#watch?.(stop.signal);
+    this.#watch?.(stop.signal, this);
     if (this.interval === undefined) return;
     const loop = async () => {
       this.#timer = undefined;

@@ -11,7 +11,7 @@ import { probe, ProbeError } from "./client.ts";
 import { delay } from "./delay.ts";
 import { eventLoopLag, progress } from "./builtin_checks.ts";
 import { Health } from "./health.ts";
-import { serve } from "./server.ts";
+import { serve } from "./serve.ts";
 import type { HealthServer } from "./server.ts";
 import type { SystemdNotifier } from "./notify.ts";
 

@@ -393,7 +393,7 @@ export class Health extends EventTarget {
    * watchers of built-in checks such as {@linkcode eventLoopLag}). `serve()`
    * calls this; each call needs a matching
    * {@linkcode Health.prototype.stopChecks}. The lifecycle state is not
-   * touched.
+   * touched. Not part of the API: the server's business.
    *
    * @example
    * ```ts
@@ -402,6 +402,7 @@ export class Health extends EventTarget {
    * health.startChecks();
    * health.stopChecks();
    * ```
+   * @internal
    */
   startChecks(): void {
     if (this.#starts++ === 0) { for (const check of this.#checks.values()) check.start(); }
@@ -411,7 +412,8 @@ export class Health extends EventTarget {
    * Stop running the background checks once every `startChecks()` has been
    * matched, aborting the runs in progress, those on request included (they
    * end as `fail`). The lifecycle state is not touched: that is
-   * {@linkcode Health.prototype.markStopped}.
+   * {@linkcode Health.prototype.markStopped}. Not part of the API: the
+   * server's business.
    *
    * @example
    * ```ts
@@ -420,6 +422,7 @@ export class Health extends EventTarget {
    * health.startChecks();
    * health.stopChecks();
    * ```
+   * @internal
    */
   stopChecks(): void {
     if (this.#starts === 0) return;
@@ -456,7 +459,8 @@ export class Health extends EventTarget {
    * {@linkcode Health.prototype.report}, but synchronous when every result is
    * at hand (cached, or kept by a background check), as it is for most probes;
    * a promise only while a check runs. Servers use it to answer without
-   * waiting a turn of the event loop.
+   * waiting a turn of the event loop. Not part of the API: the server's
+   * business; use {@linkcode Health.prototype.report}.
    *
    * @param endpoint Which checks: `healthz` (all), `livez`, `readyz` or `startupz`.
    * @param options One check, or checks to exclude.
@@ -469,6 +473,7 @@ export class Health extends EventTarget {
    * const report = health.evaluate("readyz");
    * console.log(report instanceof Promise ? "running" : report.status);
    * ```
+   * @internal
    */
   evaluate(endpoint: Endpoint, options: ReportOptions = {}): HealthReport | Promise<HealthReport> {
     const only = options.check;
@@ -511,8 +516,8 @@ export class Health extends EventTarget {
 
   /**
    * The lifecycle and the latest result of every check, without running any:
-   * what a Worker serving beside the app answers from.
-   *
+   * what a Worker serving beside the app answers from. Not part of the API:
+   * the server's business.
    * @returns Plain data, safe to post to another thread.
    * @example
    * ```ts
@@ -520,6 +525,7 @@ export class Health extends EventTarget {
    * const health = new Health().add("db", () => "pass");
    * console.log(health.snapshot().checks[0].result); // undefined: it has not run
    * ```
+   * @internal
    */
   snapshot(): HealthSnapshot {
     const snapshot: HealthSnapshot = { state: this.#state, since: this.#stateSince, checks: [] };

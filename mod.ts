@@ -34,7 +34,8 @@
  *
  * @module
  */
-export { serve, SocketError } from "./server.ts";
+export { serve } from "./serve.ts";
+export { SocketError } from "./server.ts";
 export type { HealthServer, ServeOptions, SocketErrorReason } from "./server.ts";
 export { Health } from "./health.ts";
 export type { HealthEventMap, HealthOptions } from "./health.ts";
@@ -42,16 +43,7 @@ export { eventLoopLag, heapUsage, progress } from "./builtin_checks.ts";
 export type { EventLoopLagOptions, HeapUsageOptions, ProgressCheck, ProgressOptions } from "./builtin_checks.ts";
 export type { CheckDefinition, CheckFunction, CheckOptions, CheckOutcome } from "./check.ts";
 export { LIFECYCLE_CHECK, MAIN_LOOP_CHECK } from "./model.ts";
-export type {
-  CheckKind,
-  CheckSnapshot,
-  HealthChange,
-  HealthSnapshot,
-  HealthSource,
-  Lifecycle,
-  ReportOptions,
-  ServiceFields,
-} from "./model.ts";
+export type { CheckKind, HealthChange, Lifecycle, ReportOptions, ServiceFields } from "./model.ts";
 export { probe, ProbeError, watch } from "./client.ts";
 export type { ProbeErrorKind, ProbeOptions, ProbeResult, WatchOptions } from "./client.ts";
 export { permissionFlags } from "./paths.ts";

@@ -7,7 +7,6 @@
  * @module
  */
 import { getLogger } from "./log.ts";
-import type { Health } from "./health.ts";
 import { madeOnRequest } from "./model.ts";
 import type { HealthSource } from "./model.ts";
 import { Connection } from "./connection.ts";
@@ -17,7 +16,7 @@ import { MAX_HEADER_BYTES } from "./protocol.ts";
 import type { Route } from "./protocol.ts";
 import type { HealthReport } from "./report.ts";
 import type { ConnectionHost, ConnectionLimits } from "./connection.ts";
-import { claim, closeListener, release } from "./socket_file.ts";
+import { closeListener, release } from "./socket_file.ts";
 import type { ClaimedSocket } from "./socket_file.ts";
 
 export { SocketError } from "./socket_file.ts";
@@ -134,59 +133,6 @@ export interface HealthServer extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-/**
- * Serve a {@linkcode Health} on a Unix socket.
- *
- * The socket is served from a Worker by default (`thread: "worker"`), beside
- * the app: checks still run on the thread that added them, and the Worker
- * answers from their latest results, running an on-request check on the main
- * thread while that thread turns. Every report then carries a `mainloop`
- * entry saying how long the main thread's event loop has been blocked.
- *
- * The path is claimed for this server alone (a lock file `PATH.lock` is held
- * while it serves), and the socket is bound inside a private directory
- * (`PATH.tmp/`), given its mode, then renamed onto `path`: it never exists
- * at `path` with the wrong mode, nobody can connect before the mode is set,
- * and a stale socket is replaced atomically. A live socket, a file that is not
- * a socket, or another user's socket at `path` is refused untouched. On
- * shutdown the socket is removed only if it is still the one this server
- * created (same device and inode).
- *
- * @param path The absolute socket path.
- * @param health The checks and lifecycle to serve.
- * @param options Mode, limits, drain timing and cancellation.
- * @returns The running server.
- * @throws {TypeError} When `path` is not absolute.
- * @throws {RangeError} When an option is out of range.
- * @throws {SocketError} When the path cannot be served.
- * @example Serve until SIGTERM
- * ```ts
- * import { Health } from "@healthsock/healthsock";
- * import { serve } from "@healthsock/healthsock";
- * const health = new Health({ ready: true }).add("db", () => "pass");
- * await using server = await serve("/tmp/app.sock", health, { mode: 0o660 });
- * Deno.addSignalListener("SIGTERM", () => server.drain());
- * await server.finished;
- * ```
- */
-export async function serve(
-  path: string,
-  health: Health,
-  options: ServeOptions = {},
-): Promise<HealthServer> {
-  if (!path.startsWith("/")) {
-    throw new TypeError(`Cannot serve on "${path}": the socket path must be absolute`);
-  }
-  const settings = resolveOptions(options);
-  const server = settings.thread === "worker"
-    // Loaded only for the Worker: it carries the Worker's whole source, which same-thread servers need not hold.
-    ? await (await import("./worker_host.ts")).serveBeside(path, health, settings)
-    : startServer(health, await claim(path, settings.mode), settings);
-  options.signal?.addEventListener("abort", () => server.drain(), { once: true });
-  if (options.signal?.aborted) server.drain();
-  return server;
-}
-
 /** {@linkcode ServeOptions} with their defaults, `signal` aside. */
 export type Settings = Required<Omit<ServeOptions, "signal">>;
 
@@ -241,8 +187,13 @@ export function resolveOptions(options: ServeOptions): Settings {
  * @param settings The settings.
  * @returns The running server.
  */
-export function startServer(health: HealthSource, claimed: ClaimedSocket, settings: Settings): HealthServer {
-  return new Server(health, claimed, settings);
+export function startServer(
+  health: HealthSource,
+  claimed: ClaimedSocket,
+  settings: Settings,
+  onCount?: (open: number) => void,
+): HealthServer {
+  return new Server(health, claimed, settings, onCount);
 }
 
 // How long shutdown waits for connections to finish once they are closed and
@@ -334,6 +285,8 @@ class Server implements HealthServer, ConnectionHost {
   #turns = 0;
   /** Connections served or refused and not yet ended: shutdown waits for these. */
   #live = 0;
+  /** Told #live each time it changes (a Worker publishes it where the main thread reads it without asking). */
+  #onCount?: (open: number) => void;
   /** Resolved when #live next reaches 0, for a shutdown waiting on it. */
   #allEnded?: PromiseWithResolvers<void>;
   #closing = false;
@@ -366,8 +319,9 @@ class Server implements HealthServer, ConnectionHost {
     if (!madeOnRequest(event)) this.#wakeWatchers();
   };
 
-  constructor(health: HealthSource, claimed: ClaimedSocket, settings: Settings) {
+  constructor(health: HealthSource, claimed: ClaimedSocket, settings: Settings, onCount?: (open: number) => void) {
     this.path = claimed.path;
+    this.#onCount = onCount;
     this.#health = health;
     this.#claimed = claimed;
     this.#settings = settings;
@@ -508,7 +462,8 @@ class Server implements HealthServer, ConnectionHost {
     this.#refused.delete(connection);
     this.#watchers.delete(connection);
     if (this.#watchers.size === 0 && this.#watchTimer !== undefined) this.#stopWatchTimer();
-    if (--this.#live === 0 && this.#allEnded) {
+    this.#onCount?.(--this.#live);
+    if (this.#live === 0 && this.#allEnded) {
       this.#allEnded.resolve();
       this.#allEnded = undefined;
     }
@@ -729,13 +684,13 @@ class Server implements HealthServer, ConnectionHost {
         }
         this.#note("busy");
         this.#refused.add(connection);
-        this.#live++;
+        this.#onCount?.(++this.#live);
         connection.refuseBusy();
         return;
       }
     }
     this.#waiting.add(connection);
-    this.#live++;
+    this.#onCount?.(++this.#live);
     connection.serve();
     if (over) {
       this.#owing.push(connection);

@@ -62,11 +62,15 @@ export interface InitMessage {
   snapshot: HealthSnapshot;
 }
 
-/** The latest results. `id` answers an {@linkcode EvaluateMessage}; `changed` means a status or the lifecycle changed. */
+/**
+ * The latest results. `ids` answers the {@linkcode EvaluateMessage}s of those
+ * ids (every one finished since the last snapshot: one snapshot answers them
+ * all); `changed` means a status or the lifecycle changed.
+ */
 export interface SnapshotMessage {
   type: "snapshot";
   snapshot: HealthSnapshot;
-  id?: number;
+  ids?: number[];
   changed: boolean;
 }
 
@@ -75,18 +79,13 @@ export interface StopMessage {
   type: "drain" | "close";
 }
 
-/** Main thread to Worker: write the number of open connections into the heartbeat's memory now. */
-export interface CountMessage {
-  type: "count";
-}
-
 /** Main thread to Worker, for tests only: throw an uncaught error, as a bug in the Worker would. */
 export interface CrashMessage {
   type: "crash";
 }
 
 /** Messages the main thread sends. */
-export type ToWorker = InitMessage | SnapshotMessage | AckMessage | StopMessage | CountMessage | CrashMessage;
+export type ToWorker = InitMessage | SnapshotMessage | StopMessage | CrashMessage;
 
 /** Worker to main thread: the socket is claimed and served. */
 export interface ListeningMessage {
@@ -99,24 +98,21 @@ export interface FailedMessage {
   error: ErrorShape;
 }
 
-/** Worker to main thread: run the checks of a report (those due), then send a snapshot with this `id`. */
+/**
+ * Worker to main thread: run these on-request checks once (a round: every
+ * request waiting for them joins it), then send a snapshot answering `id`.
+ * Ids grow by one per round. The main thread says it took the round, and
+ * that it answered it, in the heartbeat's memory
+ * ({@linkcode Heartbeat.prototype.taken}, {@linkcode Heartbeat.prototype.answered}).
+ */
 export interface EvaluateMessage {
   type: "evaluate";
   id: number;
   /** When the Worker asked ({@linkcode epochNow}); past `asked + bound` it has answered without the main thread. */
   asked: number;
   bound: number;
-  endpoint: Endpoint;
-  check?: string;
-  exclude: string[];
-  /** The tags asked for (see `ReportOptions.tags`). */
-  tags?: string[];
-}
-
-/** Main thread to Worker: the request was taken (the main thread is turning). */
-export interface AckMessage {
-  type: "ack";
-  id: number;
+  /** The names of the checks to run. */
+  checks: string[];
 }
 
 /** Worker to main thread: a lifecycle call of the server on the health. */
@@ -195,7 +191,9 @@ export function epochNow(): number {
  * stamps it every {@linkcode HEARTBEAT_PERIOD} ms; the Worker reads how long
  * ago that was without a message, so it knows at once when the main thread's
  * event loop stopped turning. The same memory carries the Worker's count of
- * open connections back, written on request ({@linkcode Heartbeat.prototype.count}).
+ * open connections back, which the Worker keeps up to date, and how far the
+ * main thread has got with the Worker's rounds: a reply stuck behind other
+ * work in the Worker's own queue is known to be there without reading it.
  */
 export class Heartbeat {
   /** The shared memory: post it to the other thread. */
@@ -209,9 +207,10 @@ export class Heartbeat {
    * @param buffer The memory another thread made; new memory, stamped now, when absent.
    */
   constructor(buffer?: SharedArrayBuffer) {
-    this.buffer = buffer ?? new SharedArrayBuffer(16);
+    this.buffer = buffer ?? new SharedArrayBuffer(24);
     this.#stamp = new BigInt64Array(this.buffer, 0, 1);
-    this.#connections = new Int32Array(this.buffer, 8, 2);
+    // [connections, taken, answered, unused]
+    this.#connections = new Int32Array(this.buffer, 8, 4);
     if (!buffer) this.stamp();
   }
 
@@ -239,7 +238,11 @@ export class Heartbeat {
     return Math.max(0, Math.round(now - this.last - HEARTBEAT_PERIOD));
   }
 
-  /** The Worker's open connections. */
+  /**
+   * The Worker's open connections, which it writes as each is accepted and
+   * closed: read without waiting for the Worker, so a busy Worker never holds
+   * the reader.
+   */
   get connections(): number {
     return Atomics.load(this.#connections, 0);
   }
@@ -248,31 +251,25 @@ export class Heartbeat {
     Atomics.store(this.#connections, 0, count);
   }
 
-  /**
-   * The Worker's side of a count: write it, and wake the thread waiting in
-   * {@linkcode Heartbeat.prototype.count}.
-   *
-   * @param count The open connections.
-   */
-  answerCount(count: number): void {
-    Atomics.store(this.#connections, 0, count);
-    Atomics.add(this.#connections, 1, 1);
-    Atomics.notify(this.#connections, 1);
+  /** The last {@linkcode EvaluateMessage} id the main thread has taken (ids grow, and arrive in order). */
+  get taken(): number {
+    return Atomics.load(this.#connections, 1);
+  }
+
+  set taken(id: number) {
+    Atomics.store(this.#connections, 1, id);
   }
 
   /**
-   * The main thread's side: ask for a fresh count and wait for it, at most
-   * `ms` (the last count known after that).
-   *
-   * @param ask Sends the Worker a {@linkcode CountMessage}.
-   * @param ms The longest wait.
-   * @returns The open connections.
+   * Every {@linkcode EvaluateMessage} id up to this one has been answered:
+   * its snapshot is posted, and in the Worker's queue if not yet read.
    */
-  count(ask: () => void, ms: number): number {
-    const answered = Atomics.load(this.#connections, 1);
-    ask();
-    Atomics.wait(this.#connections, 1, answered, ms);
-    return this.connections;
+  get answered(): number {
+    return Atomics.load(this.#connections, 2);
+  }
+
+  set answered(id: number) {
+    Atomics.store(this.#connections, 2, id);
   }
 }
 
@@ -368,6 +365,8 @@ function seconds(ms: number): string {
 
 /** The checks a report needs the main thread to run. */
 export interface Due {
+  /** Their names. */
+  names: string[];
   /** The longest time-out among them. */
   timeout: number;
   /** One of them has never run: there is no result to answer from. */
@@ -400,7 +399,8 @@ export function dueChecks(
   for (const entry of snapshot.checks) {
     if (entry.background || !selects(entry, endpoint, check, excluded, tags)) continue;
     if (entry.result === undefined || entry.freshUntil === undefined || entry.freshUntil <= now) {
-      due ??= { timeout: 0, first: false };
+      due ??= { names: [], timeout: 0, first: false };
+      due.names.push(entry.name);
       due.timeout = Math.max(due.timeout, entry.timeout);
       if (entry.result === undefined) due.first = true;
     }

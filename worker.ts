@@ -29,11 +29,21 @@ import {
 } from "./thread.ts";
 import type { Due, FromWorker, InitMessage, LogMessage, LoopLimits, ToWorker } from "./thread.ts";
 
-/** A request waiting for the main thread. */
-interface Pending {
-  resolve: () => void;
-  acked: boolean;
+/** A round: checks the main thread was asked to run once, for every request waiting for any of them. */
+interface Round {
+  id: number;
+  /** Settles when the round is answered, or given up on: the waiting requests then answer. */
+  settled: Promise<void>;
+  /** Resolves `settled`. */
+  answer: () => void;
 }
+
+/**
+ * Milliseconds a reply the main thread has posted may stay unread in this
+ * thread's own queue (a flood keeps it busy) before the requests waiting for
+ * it answer from the latest results: they would otherwise wait for the queue.
+ */
+export const REPLY_BOUND = HEARTBEAT_PERIOD;
 
 /**
  * The health a Worker serves: the main thread's latest results (sent as they
@@ -45,7 +55,10 @@ export class WorkerHealth extends EventTarget implements HealthSource {
   #heartbeat: Heartbeat;
   #limits: LoopLimits;
   #post: (message: FromWorker) => void;
-  #pending = new Map<number, Pending>();
+  /** The rounds not yet answered, by id. */
+  #rounds = new Map<number, Round>();
+  /** The round each check is being run in. */
+  #running = new Map<string, Round>();
   #id = 0;
   /**
    * The last report of each endpoint (and single check), with what it was built from. Its main-loop entry changes
@@ -63,22 +76,20 @@ export class WorkerHealth extends EventTarget implements HealthSource {
     this.#post = post;
   }
 
-  /** Take the main thread's latest results. */
-  update(snapshot: HealthSnapshot, id: number | undefined, changed: boolean): void {
+  /**
+   * Take the main thread's latest results.
+   *
+   * @param snapshot The results.
+   * @param ids The rounds they answer.
+   * @param changed A status or the lifecycle changed.
+   */
+  update(snapshot: HealthSnapshot, ids: readonly number[] | undefined, changed: boolean): void {
     // A local drain or stop is not undone by a snapshot sent before the main thread heard of it.
     const local = this.#snapshot.state;
     if ((local === "draining" && snapshot.state !== "stopped") || local === "stopped") snapshot.state = local;
     this.#snapshot = snapshot;
-    if (id !== undefined) {
-      this.#pending.get(id)?.resolve();
-      this.#pending.delete(id);
-    }
+    for (const id of ids ?? []) this.#rounds.get(id)?.answer();
     if (changed) this.dispatchEvent(new Event("change"));
-  }
-
-  acknowledged(id: number): void {
-    const pending = this.#pending.get(id);
-    if (pending) pending.acked = true;
   }
 
   evaluate(endpoint: Endpoint, options: ReportOptions = {}): HealthReport | Promise<HealthReport> {
@@ -133,36 +144,73 @@ export class WorkerHealth extends EventTarget implements HealthSource {
   }
 
   /**
-   * Ask the main thread to run the checks due, and wait while it turns: give
-   * up when it has not turned since it was asked ({@linkcode ASK_BOUND}, or
-   * {@linkcode FIRST_ASK_BOUND} for a check that never ran), when
-   * it stops turning while the checks run ({@linkcode STALL_BOUND}), or when
-   * the checks' time-out has passed; then answer from the latest results.
+   * Wait for the main thread to run the checks due, then answer from its
+   * results. A check already being run for another request is not asked for
+   * again: this request joins that round. The others are asked for in one
+   * new round.
    */
   async #ask(endpoint: Endpoint, options: ReportOptions, due: Due): Promise<HealthReport> {
+    const rounds = new Set<Round>();
+    const missing: string[] = [];
+    for (const name of due.names) {
+      const round = this.#running.get(name);
+      if (round) rounds.add(round);
+      else missing.push(name);
+    }
+    if (missing.length > 0) rounds.add(this.#start(missing, due));
+    await Promise.all([...rounds].map((round) => round.settled));
+    return this.#report(endpoint, options);
+  }
+
+  /** Ask the main thread to run `names` once, and follow the round until it is answered or given up on. */
+  #start(names: string[], due: Due): Round {
     const id = ++this.#id;
-    const asked = epochNow();
     const { promise, resolve } = Promise.withResolvers<void>();
-    const pending: Pending = { resolve, acked: false };
-    this.#pending.set(id, pending);
+    const round: Round = { id, settled: promise, answer: resolve };
+    this.#rounds.set(id, round);
+    for (const name of names) this.#running.set(name, round);
+    const asked = epochNow();
     const bound = due.first ? FIRST_ASK_BOUND : ASK_BOUND;
-    const exclude = [...(options.exclude ?? [])];
-    const tags = [...(options.tags ?? [])];
-    this.#post({ type: "evaluate", id, asked, bound, endpoint, check: options.check, exclude, tags });
+    this.#post({ type: "evaluate", id, asked, bound, checks: names });
+    this.#follow(round, asked, bound, due.timeout).finally(() => {
+      this.#rounds.delete(id);
+      for (const name of names) {
+        if (this.#running.get(name) === round) this.#running.delete(name);
+      }
+      resolve();
+    });
+    return round;
+  }
+
+  /**
+   * Wait while the main thread turns: give up when it has not turned since it
+   * was asked (`bound`: {@linkcode ASK_BOUND}, or {@linkcode FIRST_ASK_BOUND}
+   * for a check that never ran), when it stops turning while the checks run
+   * ({@linkcode STALL_BOUND}), when its answer has waited in this thread's
+   * own queue for {@linkcode REPLY_BOUND}, or when the checks' time-out has
+   * passed.
+   */
+  async #follow(round: Round, asked: number, bound: number, timeout: number): Promise<void> {
     let answered = false;
-    promise.then(() => answered = true);
-    const limit = asked + due.timeout + HEARTBEAT_PERIOD * 2;
+    round.settled.then(() => answered = true);
+    const limit = asked + timeout + HEARTBEAT_PERIOD * 2;
+    let posted: number | undefined;
     while (!answered) {
-      await within(promise, 10);
+      await within(round.settled, 10);
       if (answered) break;
       const now = epochNow();
       const heartbeat = this.#heartbeat;
-      if (!pending.acked && now - asked > bound && heartbeat.last < asked) break;
-      if (pending.acked && now - heartbeat.last > HEARTBEAT_PERIOD + STALL_BOUND) break;
+      if (heartbeat.answered >= round.id) {
+        // The answer is in our queue, behind other work: wait for it a moment only.
+        posted ??= now;
+        if (now - posted >= REPLY_BOUND) break;
+        continue;
+      }
+      const taken = heartbeat.taken >= round.id;
+      if (!taken && now - asked > bound && heartbeat.last < asked) break;
+      if (taken && now - heartbeat.last > HEARTBEAT_PERIOD + STALL_BOUND) break;
       if (now > limit) break;
     }
-    this.#pending.delete(id);
-    return this.#report(endpoint, options);
   }
 }
 
@@ -365,7 +413,6 @@ function main(): void {
   let unwatch = () => {};
   let health: WorkerHealth | undefined;
   let server: HealthServer | undefined;
-  let heartbeat: Heartbeat | undefined;
   let stop: "drain" | "close" | undefined;
   const shutdown = (how: "drain" | "close") => {
     stop = how;
@@ -375,7 +422,7 @@ function main(): void {
     done.then(() => post({ type: "stopped" }));
   };
   const init = async (message: InitMessage) => {
-    const beat = heartbeat = new Heartbeat(message.heartbeat);
+    const beat = new Heartbeat(message.heartbeat);
     log.start(message, beat, post);
     const settings = message.settings as unknown as Settings;
     const limits = { ready: settings.readyBlockLimit, live: settings.liveBlockLimit };
@@ -387,7 +434,9 @@ function main(): void {
       post({ type: "failed", error: errorShape(error) });
       return;
     }
-    server = startServer(health, claimed, settings);
+    // The main thread reads the count of open connections from shared memory, without asking.
+    server = startServer(health, claimed, settings, (open) => beat.connections = open);
+    server.finished.finally(() => beat.connections = 0);
     if (!stop) unwatch = watchLoop(message.path, beat, limits);
     post({ type: "listening" });
     if (stop) shutdown(stop);
@@ -399,17 +448,11 @@ function main(): void {
         init(message).catch((error) => post({ type: "failed", error: errorShape(error) }));
         break;
       case "snapshot":
-        health?.update(message.snapshot, message.id, message.changed);
-        break;
-      case "ack":
-        health?.acknowledged(message.id);
+        health?.update(message.snapshot, message.ids, message.changed);
         break;
       case "drain":
       case "close":
         shutdown(message.type);
-        break;
-      case "count":
-        heartbeat?.answerCount(server?.connections ?? 0);
         break;
       case "crash":
         setTimeout(() => {

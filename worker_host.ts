@@ -9,7 +9,6 @@
 import type { Health } from "./health.ts";
 import { MAX_DELAY } from "./delay.ts";
 import { madeOnRequest } from "./model.ts";
-import type { Endpoint } from "./report.ts";
 import type { HealthServer, Settings } from "./server.ts";
 import { socketDirectory } from "./paths.ts";
 import { keepDirectory, SocketError } from "./socket_file.ts";
@@ -28,8 +27,6 @@ let workerUrl: string | undefined;
 // A Worker that dies this many times within RESPAWN_WINDOW ms is not started again: `finished` rejects.
 const RESPAWNS = 3;
 const RESPAWN_WINDOW = 60_000;
-// Milliseconds the connections getter waits for the Worker's count.
-const COUNT_BOUND = 100;
 // How long close() waits for the Worker to release the socket before it ends it.
 const CLOSE_BOUND = 3000;
 
@@ -67,8 +64,17 @@ class WorkerHost implements HealthServer {
   #deaths: number[] = [];
   /** The private directory the Worker's listener is bound in, while it may be open. */
   #directory?: Deno.FileInfo;
-  #updatePosted = false;
   #logs = new LogClaims();
+  /** A snapshot answering rounds is due to be posted at the end of this turn. */
+  #flushing = false;
+  /** Results came since the last snapshot. */
+  #dirty = false;
+  /** Posts them when no round's answer has: see #onUpdate. */
+  #updateTimer?: ReturnType<typeof setTimeout>;
+  /** The Worker's rounds answered since the last snapshot: the next one answers them. */
+  #answeredIds: number[] = [];
+  /** The Worker's rounds taken and not yet answered, by id. */
+  #runningIds = new Set<number>();
 
   constructor(path: string, health: Health, settings: Settings) {
     this.path = path;
@@ -84,9 +90,8 @@ class WorkerHost implements HealthServer {
   }
 
   get connections(): number {
-    // The count lives in the Worker: ask, and wait for it a moment (a getter cannot await).
-    if (!this.#worker) return 0;
-    return this.#heartbeat.count(() => this.#post({ type: "count" }), COUNT_BOUND);
+    // The Worker writes its count into the heartbeat's memory as it serves: read it, never waiting for the Worker.
+    return this.#worker ? this.#heartbeat.connections : 0;
   }
 
   drain(): Promise<void> {
@@ -141,6 +146,9 @@ class WorkerHost implements HealthServer {
       event.preventDefault();
       if (worker === this.#worker) this.#died(event.message);
     };
+    this.#runningIds = new Set();
+    this.#answeredIds = [];
+    this.#heartbeat.taken = this.#heartbeat.answered = 0;
     const level = lowestLevel((level) => logger.isEnabledFor(level));
     this.#logs = new LogClaims();
     worker.postMessage(
@@ -165,20 +173,45 @@ class WorkerHost implements HealthServer {
     }
   }
 
-  // A change a run on request made reaches the Worker with that run's snapshot (an update, or the answer to its ask).
+  // A change a run on request made reaches the Worker with that run's round (its answer, or the next update).
   #onChange = (event: Event) => {
-    if (!madeOnRequest(event)) this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), changed: true });
+    if (!madeOnRequest(event)) this.#snapshot(true);
   };
 
-  // Results come in bursts (every check of a report at once): send one snapshot per burst.
+  // Results come in bursts (every check of a round at once, a background check's run): send one snapshot per burst,
+  // before any I/O, so that a check added or removed is seen by the next request. While a round runs, its answer
+  // sends them (one snapshot per round, whatever its checks' runs made), or the next turn does if it is still running.
   #onUpdate = () => {
-    if (this.#updatePosted) return;
-    this.#updatePosted = true;
-    queueMicrotask(() => {
-      this.#updatePosted = false;
-      this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), changed: false });
-    });
+    this.#dirty = true;
+    if (this.#runningIds.size === 0) {
+      this.#flush();
+      return;
+    }
+    this.#updateTimer ??= setTimeout(() => {
+      this.#updateTimer = undefined;
+      if (this.#dirty) this.#snapshot(false);
+    }, 0);
   };
+
+  /** Send the results and answer the rounds done, with one snapshot, at the end of this turn's work. */
+  #flush(): void {
+    if (this.#flushing) return;
+    this.#flushing = true;
+    queueMicrotask(() => {
+      this.#flushing = false;
+      if (this.#dirty || this.#answeredIds.length > 0) this.#snapshot(false);
+    });
+  }
+
+  #snapshot(changed: boolean): void {
+    const ids = this.#answeredIds;
+    this.#answeredIds = [];
+    this.#dirty = false;
+    this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), ids: ids.length ? ids : undefined, changed });
+    // Posted, so in the Worker's queue: every round taken and not still running is answered.
+    const heartbeat = this.#heartbeat;
+    heartbeat.answered = this.#runningIds.size === 0 ? heartbeat.taken : Math.min(...this.#runningIds) - 1;
+  }
 
   #receive(message: FromWorker): void {
     switch (message.type) {
@@ -205,13 +238,14 @@ class WorkerHost implements HealthServer {
         break;
       }
       case "evaluate":
+        this.#heartbeat.taken = message.id;
         // Taken too late, after a block: the Worker has answered without us; a run now would be wasted.
         if (epochNow() - message.asked > message.bound) {
-          this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), id: message.id, changed: false });
+          this.#answeredIds.push(message.id);
+          this.#flush();
           break;
         }
-        this.#post({ type: "ack", id: message.id });
-        this.#evaluate(message.id, message.endpoint, message.check, message.exclude, message.tags ?? []);
+        this.#evaluate(message.id, message.checks);
         break;
       case "call":
         this.#call(message.name);
@@ -229,17 +263,21 @@ class WorkerHost implements HealthServer {
     }
   }
 
-  async #evaluate(
-    id: number,
-    endpoint: Endpoint,
-    check: string | undefined,
-    exclude: string[],
-    tags: string[],
-  ): Promise<void> {
-    try {
-      await this.#health.evaluate(endpoint, { check, exclude, tags });
-    } catch { /* the Worker builds the answer, and its error, from the snapshot */ }
-    this.#post({ type: "snapshot", snapshot: this.#health.snapshot(), id, changed: false });
+  /** Run a round of the Worker's: each check once, however many requests wait for it; then answer it. */
+  async #evaluate(id: number, checks: string[]): Promise<void> {
+    const worker = this.#worker;
+    const running = this.#runningIds;
+    running.add(id);
+    await Promise.all(checks.map(async (check) => {
+      try {
+        await this.#health.evaluate("healthz", { check });
+      } catch { /* removed since: the Worker builds the answer, and its error, from the snapshot */ }
+    }));
+    running.delete(id);
+    // A round of a Worker that has died since is answered by nobody: the new one counts from 1 again.
+    if (worker !== this.#worker) return;
+    this.#answeredIds.push(id);
+    this.#flush();
   }
 
   #call(name: "startChecks" | "stopChecks" | "markDraining" | "markStopped"): void {
@@ -306,6 +344,8 @@ class WorkerHost implements HealthServer {
     clearInterval(this.#stamper);
     this.#health.removeEventListener("change", this.#onChange);
     this.#health.removeEventListener("update", this.#onUpdate);
+    clearTimeout(this.#updateTimer);
+    this.#updateTimer = undefined;
     this.#worker?.terminate();
     this.#worker = undefined;
     this.#balance();

@@ -4,6 +4,8 @@
  *
  * Usage: `deno run PERMISSIONS bench/host.ts SOCKET VARIANT [THREAD [BLOCK EVERY]]`, where VARIANT is
  * - `trivial`: one check that passes at once (what every load figure uses);
+ * - `onrequest`: the same check with `cacheTtl: 0`, as the demo's `ticker`: every request runs it, so in Worker
+ *   mode every request needs the main thread;
  * - `slow`: `trivial` plus a background check that takes 200 ms a run;
  * - `imported`: loads the library but serves nothing (memory and start-up baseline);
  * - `none`: neither loads nor serves it (memory baseline);
@@ -31,10 +33,11 @@ import { lines } from "./lines.ts";
 const started = performance.now();
 const [path, variant = "trivial", thread = "worker", block, every] = Deno.args;
 if (
-  !path || !["trivial", "slow", "imported", "none"].includes(variant) || !["worker", "main"].includes(thread) ||
+  !path || !["trivial", "onrequest", "slow", "imported", "none"].includes(variant) ||
+  !["worker", "main"].includes(thread) ||
   (block !== undefined && !(Number(block) > 0 && Number(every) > Number(block)))
 ) {
-  console.error("Usage: host.ts SOCKET trivial|slow|imported|none [worker|main [BLOCK_MS EVERY_MS]]");
+  console.error("Usage: host.ts SOCKET trivial|onrequest|slow|imported|none [worker|main [BLOCK_MS EVERY_MS]]");
   Deno.exit(64);
 }
 
@@ -59,7 +62,7 @@ if (variant !== "none") {
   const { Health, serve } = await import("../mod.ts");
   if (variant !== "imported") {
     const health = new Health();
-    health.add("trivial", () => "pass");
+    health.add("trivial", () => "pass", variant === "onrequest" ? { cacheTtl: 0 } : {});
     if (variant === "slow") {
       health.add("slow", (signal) =>
         new Promise<void>((resolve, reject) => {

@@ -22,7 +22,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { cpuSeconds, readStats } from "./proc.ts";
+import { catProc, cpuSeconds, parseStat } from "./proc.ts";
 
 /** What one load run measured, over its measured window only. */
 export interface LoadResult {
@@ -44,6 +44,8 @@ export interface LoadResult {
   max: number;
   /** CPU seconds the server used in the window (all its threads, from /proc/PID/stat). */
   serverCpu: number;
+  /** CPU seconds the server's main thread used in the window (/proc/PID/task/PID/stat). */
+  mainCpu: number;
   /** CPU seconds this generator used in the window. */
   loadCpu: number;
   /** The first answer received, for a sanity check of the server. */
@@ -290,9 +292,9 @@ async function main(): Promise<void> {
   load.errors = 0;
   load.connections = 0;
   const t0 = performance.now();
-  const [server0, self0] = (await readStats([serverPid, Deno.pid])).map(cpuSeconds);
+  const [server0, self0, main0] = await cpuOf(serverPid);
   await new Promise((resolve) => setTimeout(resolve, duration));
-  const [server1, self1] = (await readStats([serverPid, Deno.pid])).map(cpuSeconds);
+  const [server1, self1, main1] = await cpuOf(serverPid);
   const seconds = (performance.now() - t0) / 1000;
   const { requests, errors, connections, histogram, sample } = load;
   const result: LoadResult = {
@@ -305,12 +307,21 @@ async function main(): Promise<void> {
     p99: histogram.percentile(99),
     max: histogram.max,
     serverCpu: server1 - server0,
+    mainCpu: main1 - main0,
     loadCpu: self1 - self0,
     sample: sample.slice(0, 200),
   };
   load.stopped = true;
   await Promise.all(workers);
   console.log(JSON.stringify(result));
+}
+
+/** CPU seconds of the server, of this generator, and of the server's main thread, read at one instant (one `cat`). */
+async function cpuOf(server: number): Promise<number[]> {
+  const paths = [`/proc/${server}/stat`, `/proc/${Deno.pid}/stat`, `/proc/${server}/task/${server}/stat`];
+  const lines = (await catProc(paths)).split("\n").filter((line) => line !== "");
+  if (lines.length !== paths.length) throw new Error(`Cannot read ${paths.join(", ")}`);
+  return lines.map((line) => cpuSeconds(parseStat(line)));
 }
 
 if (import.meta.main) await main();

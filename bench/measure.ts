@@ -151,6 +151,18 @@ export interface StartupSummary {
   runs: number;
 }
 
+/** The bridge between the threads: what a host's threads spend per request, cached check or on-request. */
+export interface BridgeSummary {
+  thread: Thread;
+  variant: "trivial" | "onrequest";
+  label: string;
+  rps: number;
+  /** The main thread's CPU per request answered, µs (median of the rounds). */
+  mainUs: number;
+  /** Every other thread's (the Worker's, Deno's own), µs per request. */
+  restUs: number;
+}
+
 export interface Results {
   machine: Record<string, string>;
   settings: Settings;
@@ -158,6 +170,7 @@ export interface Results {
   isolation: { thread: Thread; variant: string; p50: number; p99: number; max: number; rps: number }[];
   blocked: BlockedSummary[];
   lag: LagSummary[];
+  bridge: BridgeSummary[];
   startup: StartupSummary[];
   idle: { id: IdleVariant; variant: string; rssMiB: number; runs: number[] }[];
   growth: {
@@ -537,7 +550,37 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
     }
   }
 
-  // (c) Start-up, spawn to serving: the host importing the library only,
+  // (c) The bridge: what each thread spends per request with an on-request check (`cacheTtl: 0`, every request runs
+  // it: in Worker mode, every request needs the main thread), against a cached one and against the same check served
+  // on the main thread; line mode, 16 clients, interleaved over the rounds.
+  const BRIDGE = [
+    { thread: "worker", variant: "trivial" },
+    { thread: "worker", variant: "onrequest" },
+    { thread: "main", variant: "onrequest" },
+  ] as const;
+  const bridgeRuns = new Map(BRIDGE.map((c) => [c, [] as LoadResult[]]));
+  for (let round = 1; round <= settings.rounds; round++) {
+    for (const condition of alternate(BRIDGE, round)) {
+      const { thread, variant } = condition;
+      steps.push({
+        label: `beside the app · threads' CPU per request · ${thread} · ${
+          variant === "onrequest" ? "on-request check" : "cached check"
+        } · line, 16 clients · round ${round}/${settings.rounds}`,
+        seconds: perRun,
+        run: async () => {
+          const path = h.socket(`bridge-${thread}-${variant}`);
+          const host = await h.host(path, variant, { thread });
+          try {
+            bridgeRuns.get(condition)!.push(await h.load(path, host.pid, "line", 16, settings.duration));
+          } finally {
+            await host.stop();
+          }
+        },
+      });
+    }
+  }
+
+  // (d) Start-up, spawn to serving: the host importing the library only,
   // serving in each mode, and the floor of each mode; interleaved.
   const STARTUP = ["imported", ...THREADS, "floor", "floor-worker"] as const;
   const startupRuns = new Map(STARTUP.map((id) => [id, { spawn: [] as number[], serve: [] as number[] }]));
@@ -617,6 +660,18 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
       errors: runs.reduce((sum, r) => sum + r.errors, 0),
     };
   });
+  const bridge: BridgeSummary[] = BRIDGE.map((condition) => {
+    const runs = bridgeRuns.get(condition)!;
+    const per = (f: (r: LoadResult) => number) => median(runs.map((r) => r.requests ? f(r) * 1e6 / r.requests : NaN));
+    return {
+      thread: condition.thread,
+      variant: condition.variant,
+      label: condition.variant === "onrequest" ? "one on-request check (`cacheTtl: 0`)" : "one cached check",
+      rps: median(runs.map((r) => r.rps)),
+      mainUs: per((r) => r.mainCpu),
+      restUs: per((r) => r.serverCpu - r.mainCpu),
+    };
+  });
   const STARTUP_NAMES = {
     imported: "host importing healthsock, not serving",
     main: "host serving on the main thread",
@@ -641,6 +696,7 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
     isolation,
     blocked,
     lag,
+    bridge,
     startup,
     idle,
     growth,

@@ -308,6 +308,25 @@ function beside(r: Results): string[] {
       } |`,
     );
   }
+  const sameThread = r.bridge.find((b) => b.thread === "main" && b.variant === "onrequest");
+  lines.push(
+    "",
+    "What each thread spends per request answered (line mode, a new connection each, 16 clients; CPU from " +
+      "`/proc/PID/task/TID/stat`, median of the rounds): with a check cached for its default second, and with one " +
+      "that runs on every request (`cacheTtl: 0`), which in Worker mode needs the main thread. Requests waiting for " +
+      "the same check share one round trip, so the main thread's share is per round, not per request. The last " +
+      "column is the main thread's cost against serving the same check on the main thread:",
+    "",
+    "| serving | host | req/s | main thread µs/req | other threads µs/req | main thread vs same-thread mode |",
+    "| --- | --- | ---: | ---: | ---: | ---: |",
+  );
+  for (const b of r.bridge) {
+    lines.push(
+      `| ${b.thread} | ${b.label} | ${fixed(b.rps, 0)} | ${fixed(b.mainUs, 2)} | ${fixed(b.restUs, 2)} | ${
+        fixed(b.mainUs / (sameThread?.mainUs ?? NaN), 2)
+      }× |`,
+    );
+  }
   const imported = r.startup.find((s) => s.id === "imported");
   lines.push(
     "",

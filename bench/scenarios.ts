@@ -18,7 +18,7 @@ export type ServerKind = "healthsock" | "healthsock-main" | "floor" | "deno-serv
 export type Thread = "worker" | "main";
 export const THREADS: readonly Thread[] = ["worker", "main"];
 export type LoadMode = "line" | "http" | "http-close" | "mixed";
-export type HostVariant = "trivial" | "slow" | "imported" | "none";
+export type HostVariant = "trivial" | "onrequest" | "slow" | "imported" | "none";
 
 export interface Settings {
   quick: boolean;

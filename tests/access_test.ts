@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { probe, ProbeError } from "../client.ts";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { cliArgs, hasCommand, run, tempSocket } from "./_util.ts";
 import type { Output } from "./_util.ts";
 import { asNobody, assertServes, isRoot, NOBODY, NOGROUP } from "./fixtures/hardening.ts";

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { configure, reset } from "@logtape/logtape";
 import type { LogRecord } from "@logtape/logtape";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import type { ServeOptions } from "../server.ts";
 import { permissionFlags } from "../paths.ts";
 import { cli, cliArgs, exchange, figures, hasCommand, ROOT, run, tempSocket } from "./_util.ts";

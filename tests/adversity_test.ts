@@ -2,7 +2,7 @@
 // in, and a large output cannot make a healthy server unreadable.
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { cli, exchange, hasCommand, parseHttp, run, tempSocket } from "./_util.ts";
 
 const FORGE_LF = "refused\n[+]payments ok";

@@ -4,9 +4,10 @@ import assert from "node:assert/strict";
 import { configure, reset } from "@logtape/logtape";
 import { Health } from "../health.ts";
 import { permissionFlags } from "../paths.ts";
-import { serve } from "../server.ts";
-import { probe } from "../client.ts";
-import { decoder, exists, readUntil, receiver, ROOT, run, tempSocket } from "./_util.ts";
+import { serve } from "../serve.ts";
+import { probe, ProbeError } from "../client.ts";
+import type { ProbeResult } from "../client.ts";
+import { decoder, exchange, exists, readUntil, receiver, ROOT, run, tempSocket } from "./_util.ts";
 import { notifyPermissionFlags } from "../notify.ts";
 import { waitUntil } from "./fixtures/hardening.ts";
 
@@ -101,6 +102,35 @@ Deno.test("probes of an app blocking its main thread are answered: /livez passes
   assert.ok(failed >= 0, "/readyz fails during a block");
   assert.match(ready[failed].body, /main thread's event loop blocked for \d/);
   assert.ok(ready.slice(failed).some((answer) => answer.code === 200), "/readyz passes again between blocks");
+});
+
+Deno.test("an app with the README's set-up blocking 1.2 s at a time stays ready between blocks, its lag a warning", async () => {
+  await using sock = await tempSocket();
+  // The README's eventLoopLag({ threshold: 100 }); blocks past readyBlockLimit (1 s), closer together than the
+  // check's 5 s window, so a lag that has passed is always in it.
+  await using _app = await startApp(sock.path, ["--block", "1200", "--every", "2500", "--lag"]);
+  const live: Answer[] = [];
+  const ready: Answer[] = [];
+  const until = performance.now() + 7500;
+  while (performance.now() < until) {
+    live.push(await curl(sock.path, "/livez"));
+    ready.push(await curl(sock.path, "/readyz"));
+  }
+  for (const answer of [...live, ...ready]) assert.equal(answer.exit, 0, "every probe is answered within 1 s");
+  assert.ok(live.every((answer) => answer.code === 200), "/livez passes every time");
+  const blocked = ready.findIndex((answer) => answer.code === 503);
+  assert.ok(blocked >= 0, "/readyz fails while the loop is blocked past readyBlockLimit");
+  assert.match(ready[blocked].body, /main thread's event loop blocked for \d/);
+  const between = ready.slice(blocked).filter((answer) => answer.code === 200).map((answer) => JSON.parse(answer.body));
+  assert.ok(between.length > 0, "/readyz passes again between blocks");
+  const lagged = between.filter((report) => report.checks["eventloop:lag"][0].status !== "pass");
+  assert.ok(lagged.length > 0, "the lag of a block that has passed is reported between blocks");
+  for (const report of lagged) {
+    const lag = report.checks["eventloop:lag"][0];
+    assert.equal(lag.status, "warn", JSON.stringify(lag));
+    assert.ok(lag.observedValue > 1000, `with its worst value: ${lag.observedValue} ms`);
+    assert.equal(report.status, "warn");
+  }
 });
 
 Deno.test("a wedged main thread: /livez answers, passes at first, then fails naming the event loop", async () => {
@@ -226,6 +256,50 @@ Deno.test("an on-request check is answered from its latest result, with its time
   assert.equal(runs, 1);
 });
 
+Deno.test("requests waiting for the same on-request check share one run on the main thread and one snapshot back", async () => {
+  await using sock = await tempSocket();
+  let runs = 0;
+  // A run that ends only at its time-out: every request of the test arrives while it is in flight.
+  const health = new Health({ ready: true }).add("db", async (signal) => {
+    runs++;
+    await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+  }, { cacheTtl: 0, timeout: 1500 });
+  await using server = await serve(sock.path, health);
+  const worker = workerOf(server)!;
+  let asked = 0;
+  let answers = 0;
+  const take = worker.onmessage!;
+  worker.onmessage = (event: MessageEvent) => {
+    if (event.data?.type === "evaluate") asked++;
+    take.call(worker, event);
+  };
+  const post = worker.postMessage.bind(worker);
+  worker.postMessage = (message: { type?: string; ids?: number[] }) => {
+    if (message.type === "snapshot" && message.ids) answers += message.ids.length;
+    post(message);
+  };
+  const replies = await Promise.all(Array.from({ length: 16 }, () => exchange(sock.path, "GET /readyz/db\n")));
+  for (const reply of replies) {
+    assert.match(JSON.parse(reply).checks["db:responseTime"][0].output, /timed out/, "each has the run's result");
+  }
+  assert.equal(runs, 1, "the check ran once for 16 requests");
+  assert.equal(asked, 1, "the Worker asked once");
+  assert.equal(answers, 1, "one snapshot answered them all");
+});
+
+/** Probe `target` once the path is served again (its socket is refused until a new Worker claims it). */
+async function probeWhenServed(path: string, target: string): Promise<ProbeResult> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await probe(path, { target });
+    } catch (error) {
+      if (!(error instanceof ProbeError && error.kind === "unreachable") || Date.now() > deadline) throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 /** The Worker serving `server`, to make it fail as a bug in it would. */
 function workerOf(server: unknown): Worker | undefined {
   return (server as { worker?: Worker }).worker;
@@ -246,10 +320,8 @@ Deno.test("a Worker that dies is noticed: the main thread logs it and serves aga
     assert.ok(records.some((line) => line.startsWith("info Serving health on")), "the Worker's logs reach LogTape");
     const first = workerOf(server);
     first?.postMessage({ type: "crash" });
-    // The new Worker says so once it serves (the socket file is there before: the dead one's).
-    const serving = () => records.filter((line) => line.startsWith("info Serving health on")).length;
-    await waitUntil(() => workerOf(server) !== first && serving() === 2, "a new Worker serves");
-    assert.equal((await probe(sock.path, { target: "/readyz" })).status, "pass");
+    await waitUntil(() => workerOf(server) !== first, "a new Worker is started");
+    assert.equal((await probeWhenServed(sock.path, "/readyz")).status, "pass", "a new Worker serves");
     assert.ok(
       records.some((line) => /^error The health Worker .* died: .*serving again/.test(line)),
       records.join("\n"),

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { permissionFlags } from "../paths.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import {
   cli,
   cliArgs,

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { probe, ProbeError } from "../client.ts";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { tempSocket } from "./_util.ts";
 
 Deno.test("probe refuses a ?watch target at once: its answer never ends", async () => {

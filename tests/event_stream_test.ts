@@ -2,7 +2,7 @@
 // timeouts, and a last `end` event however the stream ends; line-mode streams carry reports alone. Both thread modes.
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { decoder, encoder, exchange, hasCommand, readToEnd, ROOT, tempSocket, writeAll } from "./_util.ts";
 
 const THREADS = ["worker", "main"] as const;

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { isDisconnect } from "../connection.ts";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { tempSocket } from "./_util.ts";
 import { watchRejections } from "./_guard.ts";
 import { assertServes, assertServesHttp, concat, decoder, encoder, Random, waitUntil } from "./fixtures/hardening.ts";

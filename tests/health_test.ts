@@ -6,7 +6,7 @@ import { Health } from "../health.ts";
 import type { CheckFunction } from "../check.ts";
 import { renderVerbose } from "../report.ts";
 import type { CheckResult, HealthReport } from "../report.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { probe, watch } from "../client.ts";
 import { cli, exchange, exists, hasCommand, parseHttp, run, tempSocket } from "./_util.ts";
 

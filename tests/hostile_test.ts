@@ -3,7 +3,7 @@
 // after it.
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { exchange, hasCommand, parseHttp, run, tempSocket } from "./_util.ts";
 import { guarded } from "./_guard.ts";
 import {

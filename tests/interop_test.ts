@@ -1,7 +1,7 @@
 // The server as real clients see it: socat, curl, nc and Node's http module.
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { hasCommand, run, tempSocket } from "./_util.ts";
 
 const HAS = {

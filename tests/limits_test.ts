@@ -2,7 +2,7 @@
 // going over one gets the documented answer and a close, never a hang.
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { exchange, parseHttp, tempSocket } from "./_util.ts";
 import { guarded } from "./_guard.ts";
 import {

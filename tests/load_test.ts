@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { probe } from "../client.ts";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { exchange, figures, tempSocket } from "./_util.ts";
 import { guarded, watchRejections } from "./_guard.ts";
 import { assertServes, assertServesHttp, readAnswer, waitUntil } from "./fixtures/hardening.ts";

@@ -117,7 +117,10 @@ Deno.test("model: the Worker asks the main thread for exactly the on-request che
       const due = dueChecks(snapshot, endpoint, options.check, options.exclude ?? [], now(), options.tags);
       const request = `/${endpoint} ${JSON.stringify(options)}`;
       if (onRequest.length === 0) assert.equal(due, undefined, request);
-      else assert.deepEqual(due, { timeout: Math.max(...onRequest.map((c) => c.timeout)), first: true }, request);
+      else {
+        const names = onRequest.map((c) => c.name);
+        assert.deepEqual(due, { names, timeout: Math.max(...onRequest.map((c) => c.timeout)), first: true }, request);
+      }
       for (const check of onRequest) {
         assert.notEqual(dueChecks(snapshot, endpoint, check.name, [], now()), undefined, `${request}: ${check.name}`);
       }

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { permissionFlags } from "../paths.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { ROOT, run, tempSocket } from "./_util.ts";
 
 /** The npm packages in a Deno cache directory, as "name" or "@scope/name". */
@@ -100,4 +100,67 @@ Deno.test("README's deno install -g line installs a probe with exactly the check
   const ready = await run("sh", [script, "check", "--socket", sock.path, "--path", "/readyz"]);
   assert.equal(ready.code, 0, ready.stderr);
   assert.match(ready.stdout, /readyz check passed/);
+});
+
+/** The project's own modules each entry point reaches, and what each imports (code, type-only and dynamic alike). */
+async function moduleGraph(entries: string[]): Promise<Map<string, Set<string>>> {
+  const graph = new Map<string, Set<string>>();
+  const local = (specifier?: string) =>
+    specifier?.startsWith(`file://${ROOT}`) ? specifier.slice(`file://${ROOT}`.length) : undefined;
+  for (const entry of entries) {
+    const info = await run("deno", ["info", "--json", entry], { cwd: ROOT, env: { NO_COLOR: "1" } });
+    assert.equal(info.code, 0, info.stderr);
+    type Dependency = { code?: { specifier?: string }; type?: { specifier?: string } };
+    const modules = JSON.parse(info.stdout).modules as { specifier: string; dependencies?: Dependency[] }[];
+    for (const module of modules) {
+      const from = local(module.specifier);
+      if (from === undefined) continue;
+      const to = graph.get(from) ?? new Set<string>();
+      for (const dependency of module.dependencies ?? []) {
+        for (const target of [local(dependency.code?.specifier), local(dependency.type?.specifier)]) {
+          if (target !== undefined) to.add(target);
+        }
+      }
+      graph.set(from, to);
+    }
+  }
+  return graph;
+}
+
+Deno.test("the library's modules import one another without a cycle, type-only and dynamic imports included", async () => {
+  const graph = await moduleGraph(["mod.ts", "main.ts", "worker.ts"]);
+  assert.ok(graph.has("serve.ts") && graph.has("worker_host.ts"), [...graph.keys()].join(" "));
+  const done = new Set<string>();
+  const path: string[] = [];
+  const visit = (file: string) => {
+    const at = path.indexOf(file);
+    assert.ok(at < 0, `a cycle: ${[...path.slice(at), file].join(" → ")}`);
+    if (done.has(file)) return;
+    path.push(file);
+    for (const next of graph.get(file) ?? []) visit(next);
+    path.pop();
+    done.add(file);
+  };
+  for (const file of graph.keys()) visit(file);
+});
+
+Deno.test("the public API leaves out what only the server and its Worker use, or marks it @internal", async () => {
+  const out = await run("deno", ["doc", "--json", "mod.ts"], { cwd: ROOT, env: { NO_COLOR: "1" } });
+  assert.equal(out.code, 0, out.stderr);
+  type Tag = { kind: string };
+  type Method = { name: string; jsDoc?: { tags?: Tag[] } };
+  type DocSymbol = { name: string; declarations: { def?: { methods?: Method[] } }[] };
+  const nodes = JSON.parse(out.stdout).nodes as Record<string, { symbols: DocSymbol[] }>;
+  const symbols = nodes[`file://${ROOT}mod.ts`].symbols;
+  const names = symbols.map((symbol) => symbol.name);
+  for (const internal of ["HealthSource", "HealthSnapshot", "CheckSnapshot"]) {
+    assert.ok(!names.includes(internal), `mod.ts exports ${internal}`);
+  }
+  const methods = symbols.find((symbol) => symbol.name === "Health")!.declarations[0].def?.methods ?? [];
+  const internal = methods.filter((method) => method.jsDoc?.tags?.some((tag) => tag.kind === "internal"));
+  assert.deepEqual(
+    internal.map((method) => method.name).sort(),
+    ["evaluate", "snapshot", "startChecks", "stopChecks"],
+    "Health's methods for the server are marked internal, and no other",
+  );
 });

@@ -1,26 +1,46 @@
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { serve, SocketError } from "../server.ts";
+import { serve } from "../serve.ts";
+import { SocketError } from "../server.ts";
 import { probe, ProbeError } from "../client.ts";
 import { exchange, exists, parseHttp, readToEnd, tempSocket, writeAll } from "./_util.ts";
+import { waitUntil } from "./fixtures/hardening.ts";
 
 function healthy(): Health {
   return new Health({ ready: true }).add("db", () => "pass");
 }
 
-Deno.test("server answers GET /healthz in line mode with the report and a newline, then closes", async () => {
+type Thread = "worker" | "main";
+
+/** A server behaviour, tested in both thread modes: serving from a Worker (the default) and on the main thread. */
+function test(name: string, options: { ignore?: boolean }, fn: (thread: Thread) => Promise<void>): void {
+  for (const thread of ["worker", "main"] as const) {
+    Deno.test({ name: `${name} (thread: ${thread})`, ignore: options.ignore, fn: () => fn(thread) });
+  }
+}
+
+/** The main loop's entry, which only a Worker's reports carry. */
+function mainloop(thread: Thread, entry: string): string[] {
+  return thread === "worker" ? [entry] : [];
+}
+
+test("server answers GET /healthz in line mode with the report and a newline, then closes", {}, async (thread) => {
   await using sock = await tempSocket();
-  await using _server = await serve(sock.path, healthy());
+  await using _server = await serve(sock.path, healthy(), { thread });
   const answer = await exchange(sock.path, "GET /healthz\n");
   assert.ok(answer.endsWith("}\n"));
   const report = JSON.parse(answer);
   assert.equal(report.status, "pass");
-  assert.deepEqual(Object.keys(report.checks), ["db:responseTime", "lifecycle:state", "mainloop:blocked"]);
+  assert.deepEqual(Object.keys(report.checks), [
+    "db:responseTime",
+    "lifecycle:state",
+    ...mainloop(thread, "mainloop:blocked"),
+  ]);
 });
 
-Deno.test("server answers the seed client's unterminated GET /healthz without a close", async () => {
+test("server answers the seed client's unterminated GET /healthz without a close", {}, async (thread) => {
   await using sock = await tempSocket();
-  await using _server = await serve(sock.path, healthy());
+  await using _server = await serve(sock.path, healthy(), { thread });
   const conn = await Deno.connect({ transport: "unix", path: sock.path });
   try {
     // Like the Go seed: write without a newline, keep our side open, wait.
@@ -32,20 +52,20 @@ Deno.test("server answers the seed client's unterminated GET /healthz without a 
   }
 });
 
-Deno.test("server answers an unterminated request at EOF when the client half-closes", async () => {
+test("server answers an unterminated request at EOF when the client half-closes", {}, async (thread) => {
   await using sock = await tempSocket();
-  await using _server = await serve(sock.path, healthy(), { lineQuiet: 60_000 });
+  await using _server = await serve(sock.path, healthy(), { thread, lineQuiet: 60_000 });
   const answer = await exchange(sock.path, "GET /livez", { closeWrite: true });
   assert.equal(JSON.parse(answer).status, "pass");
 });
 
-Deno.test("HTTP and line mode bodies are byte-for-byte the same", async () => {
+test("HTTP and line mode bodies are byte-for-byte the same", {}, async (thread) => {
   await using sock = await tempSocket();
   const health = new Health({ ready: true }).add("db", () => ({ status: "pass", observedValue: 1 }), {
     measurement: "connections",
     cacheTtl: 60_000,
   });
-  await using _server = await serve(sock.path, health);
+  await using _server = await serve(sock.path, health, { thread });
   const line = await exchange(sock.path, "GET /healthz/db\n");
   const http = parseHttp(await exchange(sock.path, "GET /healthz/db HTTP/1.1\r\nConnection: close\r\n\r\n"));
   assert.equal(http.code, 200);
@@ -55,12 +75,12 @@ Deno.test("HTTP and line mode bodies are byte-for-byte the same", async () => {
   assert.equal(line, http.body + "\n");
 });
 
-Deno.test("server answers fail with 503 in HTTP and a fail report in line mode", async () => {
+test("server answers fail with 503 in HTTP and a fail report in line mode", {}, async (thread) => {
   await using sock = await tempSocket();
   const health = new Health({ ready: true }).add("db", () => {
     throw new Error("connection refused");
   });
-  await using _server = await serve(sock.path, health);
+  await using _server = await serve(sock.path, health, { thread });
   const http = parseHttp(await exchange(sock.path, "GET /readyz HTTP/1.0\r\n\r\n"));
   assert.equal(http.code, 503);
   const report = JSON.parse(http.body);
@@ -70,9 +90,9 @@ Deno.test("server answers fail with 503 in HTTP and a fail report in line mode",
   assert.equal(line.status, "fail");
 });
 
-Deno.test("line-mode errors are a JSON object with error and code, never status", async () => {
+test("line-mode errors are a JSON object with error and code, never status", {}, async (thread) => {
   await using sock = await tempSocket();
-  await using _server = await serve(sock.path, healthy());
+  await using _server = await serve(sock.path, healthy(), { thread });
   for (
     const [request, code] of [
       ["GET /nope\n", 404],
@@ -90,18 +110,18 @@ Deno.test("line-mode errors are a JSON object with error and code, never status"
   }
 });
 
-Deno.test("HTTP 405 carries Allow: GET, HEAD and closes", async () => {
+test("HTTP 405 carries Allow: GET, HEAD and closes", {}, async (thread) => {
   await using sock = await tempSocket();
-  await using _server = await serve(sock.path, healthy());
+  await using _server = await serve(sock.path, healthy(), { thread });
   const http = parseHttp(await exchange(sock.path, "DELETE /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
   assert.equal(http.code, 405);
   assert.equal(http.headers["allow"], "GET, HEAD");
   assert.equal(http.headers["connection"], "close");
 });
 
-Deno.test("HTTP keep-alive serves several requests on one connection, and pipelined ones in order", async () => {
+test("HTTP keep-alive serves several requests on one connection, and pipelined ones in order", {}, async (thread) => {
   await using sock = await tempSocket();
-  await using _server = await serve(sock.path, healthy());
+  await using _server = await serve(sock.path, healthy(), { thread });
   const answer = await exchange(
     sock.path,
     "GET /livez HTTP/1.1\r\nHost: x\r\n\r\nHEAD /readyz HTTP/1.1\r\nHost: x\r\n\r\n" +
@@ -117,9 +137,9 @@ Deno.test("HTTP keep-alive serves several requests on one connection, and pipeli
   );
 });
 
-Deno.test("probe returns a typed result in both framings", async () => {
+test("probe returns a typed result in both framings", {}, async (thread) => {
   await using sock = await tempSocket();
-  await using _server = await serve(sock.path, healthy());
+  await using _server = await serve(sock.path, healthy(), { thread });
   for (const framing of ["line", "http"] as const) {
     const result = await probe(sock.path, { framing, target: "/readyz" });
     assert.equal(result.status, "pass");
@@ -129,7 +149,10 @@ Deno.test("probe returns a typed result in both framings", async () => {
   }
   const verbose = await probe(sock.path, { target: "/readyz?verbose" });
   assert.equal(verbose.report, undefined);
-  assert.equal(verbose.body, "[+]db ok\n[+]lifecycle ok\n[+]mainloop ok\nreadyz check passed\n");
+  assert.equal(
+    verbose.body,
+    ["[+]db ok", "[+]lifecycle ok", ...mainloop(thread, "[+]mainloop ok"), "readyz check passed", ""].join("\n"),
+  );
 });
 
 Deno.test("probe reports unreachable, timeout and protocol errors by kind", async () => {
@@ -170,76 +193,79 @@ Deno.test("probe reports unreachable, timeout and protocol errors by kind", asyn
   }
 });
 
-Deno.test("probe of an unknown endpoint is a protocol error naming the status", async () => {
+test("probe of an unknown endpoint is a protocol error naming the status", {}, async (thread) => {
   await using sock = await tempSocket();
-  await using _server = await serve(sock.path, healthy());
+  await using _server = await serve(sock.path, healthy(), { thread });
   await assert.rejects(
     probe(sock.path, { target: "/metrics" }),
     (e) => e instanceof ProbeError && e.kind === "protocol" && e.message.includes("404"),
   );
 });
 
-Deno.test("socket file is created with mode 0600 by default and 0660 on request", async () => {
+test("socket file is created with mode 0600 by default and 0660 on request", {}, async (thread) => {
   await using sock = await tempSocket();
   {
-    await using _server = await serve(sock.path, healthy());
+    await using _server = await serve(sock.path, healthy(), { thread });
     const info = await Deno.lstat(sock.path);
     assert.ok(info.isSocket);
     assert.equal(info.mode! & 0o777, 0o600);
     // The directory the socket was bound in stays, empty and private, while it is served.
     assert.deepEqual([...Deno.readDirSync(`${sock.path}.tmp`)], []);
   }
-  await using _server = await serve(sock.path, healthy(), { mode: 0o660 });
+  await using _server = await serve(sock.path, healthy(), { thread, mode: 0o660 });
   assert.equal((await Deno.lstat(sock.path)).mode! & 0o777, 0o660);
 });
 
-Deno.test("a stale socket is replaced", async () => {
+test("a stale socket is replaced", {}, async (thread) => {
   await using sock = await tempSocket();
   // Make a stale socket: bind it and drop the listener without Deno's unlink by renaming it away first.
   const stale = Deno.listen({ transport: "unix", path: `${sock.path}.old` });
   await Deno.rename(`${sock.path}.old`, sock.path);
   stale.close();
   const before = await Deno.lstat(sock.path);
-  await using _server = await serve(sock.path, healthy());
+  await using _server = await serve(sock.path, healthy(), { thread });
   const after = await Deno.lstat(sock.path);
   assert.notEqual(after.ino, before.ino);
   assert.equal((await probe(sock.path)).status, "pass");
 });
 
-Deno.test("a live socket is refused untouched and keeps serving", async () => {
+test("a live socket is refused untouched and keeps serving", {}, async (thread) => {
   await using sock = await tempSocket();
-  await using _first = await serve(sock.path, healthy());
+  await using _first = await serve(sock.path, healthy(), { thread });
   const before = await Deno.lstat(sock.path);
   await assert.rejects(
-    serve(sock.path, healthy()),
+    serve(sock.path, healthy(), { thread }),
     (e) => e instanceof SocketError && e.reason === "in-use" && e.message.includes("another process is serving it"),
   );
   assert.equal((await Deno.lstat(sock.path)).ino, before.ino);
   assert.equal((await probe(sock.path)).status, "pass");
 });
 
-Deno.test("a regular file or a directory at the path is refused untouched", async () => {
+test("a regular file or a directory at the path is refused untouched", {}, async (thread) => {
   await using sock = await tempSocket();
   await Deno.writeTextFile(sock.path, "precious");
   await assert.rejects(
-    serve(sock.path, healthy()),
+    serve(sock.path, healthy(), { thread }),
     (e) => e instanceof SocketError && e.reason === "not-a-socket" && e.message.includes(sock.path),
   );
   assert.equal(await Deno.readTextFile(sock.path), "precious");
   await Deno.remove(sock.path);
   await Deno.mkdir(sock.path);
-  await assert.rejects(serve(sock.path, healthy()), (e) => e instanceof SocketError && e.reason === "not-a-socket");
+  await assert.rejects(
+    serve(sock.path, healthy(), { thread }),
+    (e) => e instanceof SocketError && e.reason === "not-a-socket",
+  );
   assert.ok((await Deno.lstat(sock.path)).isDirectory);
 });
 
-Deno.test("another user's stale socket is refused untouched", { ignore: Deno.uid() !== 0 }, async () => {
+test("another user's stale socket is refused untouched", { ignore: Deno.uid() !== 0 }, async (thread) => {
   await using sock = await tempSocket();
   const stale = Deno.listen({ transport: "unix", path: `${sock.path}.old` });
   await Deno.rename(`${sock.path}.old`, sock.path);
   stale.close();
   await Deno.chown(sock.path, 65534, 65534);
   await assert.rejects(
-    serve(sock.path, healthy()),
+    serve(sock.path, healthy(), { thread }),
     (e) => e instanceof SocketError && e.reason === "foreign" && e.message.includes("uid 65534"),
   );
   const info = await Deno.lstat(sock.path);
@@ -247,9 +273,9 @@ Deno.test("another user's stale socket is refused untouched", { ignore: Deno.uid
   assert.equal(await exists(`${sock.path}.tmp`), false);
 });
 
-Deno.test("close removes the socket it created", async () => {
+test("close removes the socket it created", {}, async (thread) => {
   await using sock = await tempSocket();
-  const server = await serve(sock.path, healthy());
+  const server = await serve(sock.path, healthy(), { thread });
   await server.close();
   await server.close(); // idempotent
   await server.finished;
@@ -257,9 +283,9 @@ Deno.test("close removes the socket it created", async () => {
   assert.equal(await exists(`${sock.path}.tmp`), false);
 });
 
-Deno.test("close leaves a socket that replaced ours alone (inode check)", async () => {
+test("close leaves a socket that replaced ours alone (inode check)", {}, async (thread) => {
   await using sock = await tempSocket();
-  const server = await serve(sock.path, healthy());
+  const server = await serve(sock.path, healthy(), { thread });
   // Someone replaces the file under the running server.
   await Deno.remove(sock.path);
   const newcomer = Deno.listen({ transport: "unix", path: `${sock.path}.new` });
@@ -273,18 +299,18 @@ Deno.test("close leaves a socket that replaced ours alone (inode check)", async 
   }
 });
 
-Deno.test("an aborted signal drains the server", async () => {
+test("an aborted signal drains the server", {}, async (thread) => {
   await using sock = await tempSocket();
   const controller = new AbortController();
   const health = healthy();
-  const server = await serve(sock.path, health, { signal: controller.signal });
+  const server = await serve(sock.path, health, { thread, signal: controller.signal });
   controller.abort();
   await server.finished;
   assert.equal(health.state, "stopped");
   assert.equal(await exists(sock.path), false);
 });
 
-Deno.test("drain waits for a request in progress before closing", async () => {
+test("drain waits for a request in progress before closing", {}, async (thread) => {
   await using sock = await tempSocket();
   const gate = Promise.withResolvers<void>();
   const entered = Promise.withResolvers<void>();
@@ -292,25 +318,25 @@ Deno.test("drain waits for a request in progress before closing", async () => {
     entered.resolve();
     await gate.promise;
   }, { kinds: ["live"], timeout: 5000 });
-  const server = await serve(sock.path, health, { shutdownTimeout: 5000 });
+  const server = await serve(sock.path, health, { thread, shutdownTimeout: 5000 });
   const answer = exchange(sock.path, "GET /livez\n");
   await entered.promise;
   const drained = server.drain();
-  assert.equal(server.connections, 1, "the request in progress is held");
+  await waitUntil(() => server.connections === 1, "the request in progress is held");
   gate.resolve();
   assert.equal(JSON.parse(await answer).status, "pass");
   await drained;
   assert.equal(await exists(sock.path), false);
 });
 
-Deno.test("a relative socket path is a TypeError", async () => {
-  await assert.rejects(serve("app.sock", healthy()), TypeError);
+test("a relative socket path is a TypeError", {}, async (thread) => {
+  await assert.rejects(serve("app.sock", healthy(), { thread }), TypeError);
 });
 
-Deno.test("a server restarted on the same path right after close serves every time", async () => {
+test("a server restarted on the same path right after close serves every time", {}, async (thread) => {
   await using sock = await tempSocket();
   for (let i = 0; i < 25; i++) {
-    const server = await serve(sock.path, healthy());
+    const server = await serve(sock.path, healthy(), { thread });
     assert.equal((await probe(sock.path)).status, "pass", `round ${i}`);
     await server.close();
     assert.equal(await exists(sock.path), false, `round ${i}`);
@@ -368,3 +394,27 @@ for (const thread of ["worker", "main"] as const) {
     assert.deepEqual(external.trim().split("\n").map((line) => JSON.parse(line).status), ["fail"]);
   });
 }
+
+test("connections counts open connections, and reading it sends the Worker nothing", {}, async (thread) => {
+  await using sock = await tempSocket();
+  await using server = await serve(sock.path, healthy(), { thread });
+  // Whatever the server posts to a Worker after this is counted: reading the count must not be one of them.
+  const worker = (server as { worker?: Worker }).worker;
+  assert.equal(worker !== undefined, thread === "worker");
+  const posted: unknown[] = [];
+  if (worker) {
+    const post = worker.postMessage.bind(worker);
+    worker.postMessage = (message: unknown) => {
+      posted.push(message);
+      post(message);
+    };
+  }
+  const conns = await Promise.all([1, 2, 3].map(() => Deno.connect({ transport: "unix", path: sock.path })));
+  try {
+    await waitUntil(() => server.connections === 3, "three connections are counted");
+  } finally {
+    for (const conn of conns) conn.close();
+  }
+  await waitUntil(() => server.connections === 0, "closed connections are no longer counted");
+  assert.deepEqual(posted, [], "the count is read without asking the Worker");
+});

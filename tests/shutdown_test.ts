@@ -4,7 +4,7 @@
 // that check does: an order, not a duration (the durations are printed).
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { permissionFlags } from "../paths.ts";
 import { exists, figures, readUntil, ROOT, tempSocket } from "./_util.ts";
 import { readAnswer, waitUntil } from "./fixtures/hardening.ts";

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { probe } from "../client.ts";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { exists, readUntil, ROOT, run, spawnDemo, TASKS, tempSocket, untilReady } from "./_util.ts";
 
 /** `deno task NAME` run from a copy of deno.json whose task uses `path` instead of /tmp/app.sock. */

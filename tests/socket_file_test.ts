@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { permissionFlags } from "../paths.ts";
 import { probe } from "../client.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import type { HealthServer } from "../server.ts";
 import { hasCommand, readUntil, ROOT, run, spawnDemo, tempSocket, waitForPath } from "./_util.ts";
 import type { TempSocket } from "./_util.ts";

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { EventSource } from "eventsource";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import type { HealthServer } from "../server.ts";
 import { watch } from "../client.ts";
 import { cli, decoder, encoder, hasCommand, readUntil, restOf, ROOT, run, tempSocket } from "./_util.ts";

@@ -1,7 +1,7 @@
 // Pushed status changes: GET /healthz?watch in line mode (JSON lines) and HTTP (server-sent events).
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { serve } from "../server.ts";
+import { serve } from "../serve.ts";
 import { watch } from "../client.ts";
 import { decoder, encoder, exchange, hasCommand, readToEnd, tempSocket, writeAll } from "./_util.ts";
 import { sendWithin, waitUntil } from "./fixtures/hardening.ts";
