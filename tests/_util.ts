@@ -381,3 +381,33 @@ export async function restOf(reader: ReadableStreamDefaultReader<string>): Promi
 export function figures(suite: string, label: string, values: Record<string, string | number>): void {
   console.log(`${suite}: ${label}: ${Object.entries(values).map(([k, v]) => `${k} ${v}`).join(", ")}`);
 }
+
+/**
+ * Read from `conn` until the text read holds `pattern`; returns all of it (after `text`, what was read before). A
+ * pattern that never comes fails the test after 20 s instead of holding the suite: the connection is closed.
+ */
+export async function readUntilMatch(conn: Deno.Conn, pattern: RegExp, text = ""): Promise<string> {
+  const buf = new Uint8Array(65536);
+  let late = false;
+  const bound = setTimeout(() => {
+    late = true;
+    conn.close();
+  }, 20_000);
+  try {
+    while (!pattern.test(text)) {
+      const n = await conn.read(buf).catch((error) => {
+        if (late) return null;
+        throw error;
+      });
+      if (n === null) {
+        throw new Error(
+          `${late ? "No" : "Closed before"} ${pattern}${late ? " in 20 s" : ""}: ${JSON.stringify(text)}`,
+        );
+      }
+      text += decoder.decode(buf.subarray(0, n));
+    }
+    return text;
+  } finally {
+    clearTimeout(bound);
+  }
+}

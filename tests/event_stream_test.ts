@@ -3,25 +3,19 @@
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { serve } from "../serve.ts";
-import { decoder, encoder, exchange, hasCommand, readToEnd, ROOT, tempSocket, writeAll } from "./_util.ts";
+import {
+  decoder,
+  encoder,
+  exchange,
+  hasCommand,
+  readToEnd,
+  readUntilMatch,
+  ROOT,
+  tempSocket,
+  writeAll,
+} from "./_util.ts";
 
 const THREADS = ["worker", "main"] as const;
-
-/** Read from `conn` until `text` holds `pattern`, or fail after 20 s (a missing line must fail, not hang). */
-async function readUntilMatch(conn: Deno.Conn, pattern: RegExp, text = ""): Promise<string> {
-  const buf = new Uint8Array(65536);
-  const bound = setTimeout(() => conn.close(), 20_000);
-  try {
-    while (!pattern.test(text)) {
-      const n = await conn.read(buf).catch(() => null);
-      if (n === null) throw new Error(`Closed before ${pattern}: ${JSON.stringify(text)}`);
-      text += decoder.decode(buf.subarray(0, n));
-    }
-    return text;
-  } finally {
-    clearTimeout(bound);
-  }
-}
 
 for (const thread of THREADS) {
   Deno.test(`[${thread}] an HTTP watch stream's first event has a retry hint, and a quiet stream gets keep-alive comments`, async () => {
@@ -40,9 +34,7 @@ for (const thread of THREADS) {
       // One report, then comments only: the status never changed.
       assert.equal(body.match(/^data: /gm)?.length, 1);
     } finally {
-      try {
-        conn.close();
-      } catch { /* closed by the bound */ }
+      conn.close();
     }
   });
 

@@ -3,20 +3,9 @@ import assert from "node:assert/strict";
 import { Health } from "../health.ts";
 import { serve } from "../serve.ts";
 import { watch } from "../client.ts";
-import { decoder, encoder, exchange, hasCommand, readToEnd, tempSocket, writeAll } from "./_util.ts";
+import { decoder, encoder, exchange, hasCommand, readToEnd, readUntilMatch, tempSocket, writeAll } from "./_util.ts";
 import { sendWithin, waitUntil } from "./fixtures/hardening.ts";
 import { flood, hasCompiler } from "./fixtures/flooder.ts";
-
-/** Read from `conn` until `text` holds `pattern`; returns all text read. */
-async function readUntilMatch(conn: Deno.Conn, pattern: RegExp, text = ""): Promise<string> {
-  const buf = new Uint8Array(65536);
-  while (!pattern.test(text)) {
-    const n = await conn.read(buf);
-    if (n === null) throw new Error(`Closed before ${pattern}: ${JSON.stringify(text)}`);
-    text += decoder.decode(buf.subarray(0, n));
-  }
-  return text;
-}
 
 Deno.test("line-mode watch sends the report, then one JSON line per status change, and ends on shutdown", async () => {
   await using sock = await tempSocket();
@@ -52,7 +41,7 @@ Deno.test("HTTP/1.1 watch is a chunked text/event-stream: one unnamed event per 
   const conn = await Deno.connect({ transport: "unix", path: sock.path });
   try {
     await writeAll(conn, encoder.encode("GET /healthz?watch HTTP/1.1\r\nHost: x\r\n\r\n"));
-    let text = await readUntilMatch(conn, /\r\n\r\n[0-9a-f]+\r\ndata: .*\n\n\r\n/);
+    let text = await readUntilMatch(conn, /\r\n\r\n[0-9a-f]+\r\nretry: \d+\ndata: .*\n\n\r\n/);
     assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
     assert.match(text, /\r\nContent-Type: text\/event-stream\r\n/);
     assert.match(text, /\r\nCache-Control: no-store\r\n/);
@@ -68,7 +57,9 @@ Deno.test("HTTP/1.1 watch is a chunked text/event-stream: one unnamed event per 
     // Every chunk's size is its length in bytes, and no report carries an event name.
     const body = new TextEncoder().encode(text.slice(text.indexOf("\r\n\r\n") + 4));
     const events = dechunk(body).split("\n\n").filter(Boolean);
-    assert.ok(events.slice(0, -1).every((e) => e.startsWith("data: ")), JSON.stringify(events));
+    // The first event carries the reconnection hint.
+    assert.match(events[0], /^retry: \d+\ndata: /);
+    assert.ok(events.slice(1, -1).every((e) => e.startsWith("data: ")), JSON.stringify(events));
     assert.equal(events.at(-1), "event: end\ndata: shutting down");
   } finally {
     conn.close();
