@@ -462,7 +462,7 @@ class Server implements HealthServer, ConnectionHost {
     this.#refused.delete(connection);
     this.#watchers.delete(connection);
     if (this.#watchers.size === 0 && this.#watchTimer !== undefined) this.#stopWatchTimer();
-    this.#onCount?.(--this.#live);
+    this.#count(-1);
     if (this.#live === 0 && this.#allEnded) {
       this.#allEnded.resolve();
       this.#allEnded = undefined;
@@ -684,13 +684,13 @@ class Server implements HealthServer, ConnectionHost {
         }
         this.#note("busy");
         this.#refused.add(connection);
-        this.#onCount?.(++this.#live);
+        this.#count(+1);
         connection.refuseBusy();
         return;
       }
     }
     this.#waiting.add(connection);
-    this.#onCount?.(++this.#live);
+    this.#count(+1);
     connection.serve();
     if (over) {
       this.#owing.push(connection);
@@ -768,6 +768,12 @@ class Server implements HealthServer, ConnectionHost {
       logger.info("Stopped serving {path}", { path: this.path });
       this.#stopped.resolve();
     }
+  }
+
+  /** One connection more or fewer to wait for; whoever asked is told the count. */
+  #count(change: 1 | -1): void {
+    this.#live += change;
+    this.#onCount?.(this.#live);
   }
 
   /** Every connection has ended. */

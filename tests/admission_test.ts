@@ -137,7 +137,9 @@ for (const thread of THREADS) {
         "flood connections": result.opened,
         "probes passed": `${passed}/10`,
       });
-      assert.ok(result.opened > 1700, "the server closed flood connections to make room");
+      // 1,700 is past what the server holds (1,000 and a 32nd): a probe answered came through a full accept queue,
+      // so room was made for it. (How often the flood was closed depends on the machine's speed: not asserted.)
+      assert.ok(result.opened >= 1700, "every flood client connected");
       assert.deepEqual(failures, [], "every probe is read and answered");
     }),
   });

@@ -179,7 +179,8 @@ Deno.test({
     const { code, stdout } = await child.output();
     assert.equal(code, 0);
     const text = decoder.decode(stdout);
-    assert.match(text, /^data: \{"status":"pass"/);
+    assert.match(text, /^retry: \d+\ndata: \{"status":"pass"/);
+    assert.match(text, /\nevent: end\ndata: no change for 0\.2 s\n\n$/);
   },
 });
 
