@@ -102,48 +102,6 @@ Deno.test("README's deno install -g line installs a probe with exactly the check
   assert.match(ready.stdout, /readyz check passed/);
 });
 
-/** The project's own modules each entry point reaches, and what each imports (code, type-only and dynamic alike). */
-async function moduleGraph(entries: string[]): Promise<Map<string, Set<string>>> {
-  const graph = new Map<string, Set<string>>();
-  const local = (specifier?: string) =>
-    specifier?.startsWith(`file://${ROOT}`) ? specifier.slice(`file://${ROOT}`.length) : undefined;
-  for (const entry of entries) {
-    const info = await run("deno", ["info", "--json", entry], { cwd: ROOT, env: { NO_COLOR: "1" } });
-    assert.equal(info.code, 0, info.stderr);
-    type Dependency = { code?: { specifier?: string }; type?: { specifier?: string } };
-    const modules = JSON.parse(info.stdout).modules as { specifier: string; dependencies?: Dependency[] }[];
-    for (const module of modules) {
-      const from = local(module.specifier);
-      if (from === undefined) continue;
-      const to = graph.get(from) ?? new Set<string>();
-      for (const dependency of module.dependencies ?? []) {
-        for (const target of [local(dependency.code?.specifier), local(dependency.type?.specifier)]) {
-          if (target !== undefined) to.add(target);
-        }
-      }
-      graph.set(from, to);
-    }
-  }
-  return graph;
-}
-
-Deno.test("the library's modules import one another without a cycle, type-only and dynamic imports included", async () => {
-  const graph = await moduleGraph(["mod.ts", "main.ts", "worker.ts"]);
-  assert.ok(graph.has("serve.ts") && graph.has("worker_host.ts"), [...graph.keys()].join(" "));
-  const done = new Set<string>();
-  const path: string[] = [];
-  const visit = (file: string) => {
-    const at = path.indexOf(file);
-    assert.ok(at < 0, `a cycle: ${[...path.slice(at), file].join(" → ")}`);
-    if (done.has(file)) return;
-    path.push(file);
-    for (const next of graph.get(file) ?? []) visit(next);
-    path.pop();
-    done.add(file);
-  };
-  for (const file of graph.keys()) visit(file);
-});
-
 Deno.test("the public API leaves out what only the server and its Worker use, or marks it @internal", async () => {
   const out = await run("deno", ["doc", "--json", "mod.ts"], { cwd: ROOT, env: { NO_COLOR: "1" } });
   assert.equal(out.code, 0, out.stderr);
