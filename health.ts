@@ -219,7 +219,7 @@ export class Health extends EventTarget {
    * holds 128 checks already (a report of them all stays far below what a client accepts).
    * @example
    * ```ts
-   * import { Health } from "./health.ts";
+   * import { Health } from "@healthsock/healthsock";
    * new Health().add("cache", () => ({ status: "warn", output: "cold" }), { critical: false });
    * ```
    */
@@ -266,7 +266,7 @@ export class Health extends EventTarget {
    * @returns Whether a check was removed.
    * @example
    * ```ts
-   * import { Health } from "./health.ts";
+   * import { Health } from "@healthsock/healthsock";
    * new Health().remove("db"); // false
    * ```
    */
@@ -286,7 +286,7 @@ export class Health extends EventTarget {
    * @returns True when `/ENDPOINT/NAME` exists.
    * @example
    * ```ts
-   * import { Health } from "./health.ts";
+   * import { Health } from "@healthsock/healthsock";
    * new Health().has("lifecycle", "readyz"); // true
    * ```
    */
@@ -301,7 +301,7 @@ export class Health extends EventTarget {
    * @throws {Error} Once draining has begun: a program shutting down is not ready again.
    * @example
    * ```ts
-   * import { Health } from "./health.ts";
+   * import { Health } from "@healthsock/healthsock";
    * const health = new Health();
    * health.markReady();
    * console.log(health.state); // "ready"
@@ -361,7 +361,7 @@ export class Health extends EventTarget {
    *
    * @example
    * ```ts
-   * import { Health } from "./health.ts";
+   * import { Health } from "@healthsock/healthsock";
    * const health = new Health({ ready: true });
    * health.markDraining();
    * console.log((await health.report("readyz")).status); // "fail"
@@ -378,7 +378,7 @@ export class Health extends EventTarget {
    *
    * @example
    * ```ts
-   * import { Health } from "./health.ts";
+   * import { Health } from "@healthsock/healthsock";
    * const health = new Health();
    * health.markStopped();
    * console.log(health.state); // "stopped"
@@ -397,7 +397,7 @@ export class Health extends EventTarget {
    *
    * @example
    * ```ts
-   * import { Health } from "./health.ts";
+   * import { Health } from "@healthsock/healthsock";
    * const health = new Health();
    * health.startChecks();
    * health.stopChecks();
@@ -417,7 +417,7 @@ export class Health extends EventTarget {
    *
    * @example
    * ```ts
-   * import { Health } from "./health.ts";
+   * import { Health } from "@healthsock/healthsock";
    * const health = new Health();
    * health.startChecks();
    * health.stopChecks();
@@ -445,7 +445,7 @@ export class Health extends EventTarget {
    * @throws {RangeError} When `check` names no check of that endpoint.
    * @example
    * ```ts
-   * import { Health } from "./health.ts";
+   * import { Health } from "@healthsock/healthsock";
    * const health = new Health({ ready: true }).add("db", () => "pass");
    * const report = await health.report("readyz", { exclude: ["db"] });
    * console.log(Object.keys(report.checks)); // ["lifecycle:state"]
@@ -468,7 +468,7 @@ export class Health extends EventTarget {
    * @throws {RangeError} When `check` names no check of that endpoint.
    * @example
    * ```ts
-   * import { Health } from "./health.ts";
+   * import { Health } from "@healthsock/healthsock";
    * const health = new Health({ ready: true }).add("db", () => "pass", { interval: 1000 });
    * const report = health.evaluate("readyz");
    * console.log(report instanceof Promise ? "running" : report.status);
@@ -521,7 +521,7 @@ export class Health extends EventTarget {
    * @returns Plain data, safe to post to another thread.
    * @example
    * ```ts
-   * import { Health } from "./health.ts";
+   * import { Health } from "@healthsock/healthsock";
    * const health = new Health().add("db", () => "pass");
    * console.log(health.snapshot().checks[0].result); // undefined: it has not run
    * ```
