@@ -180,3 +180,28 @@ Deno.test("the README's tags and service fields example prints what it says, as 
 Deno.test("the README's progress example passes while it beats, as written", async () => {
   assert.equal(await runModelSnippet("### A progress check"), "pass number ms\n");
 });
+
+Deno.test("the README's quiet-stream example gets the retry hint, a keep-alive comment and the end event, as written", async () => {
+  await using sock = await tempSocket();
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/example.ts`;
+    const code = block("### A quiet stream stays open")
+      .replaceAll('"@healthsock/healthsock"', JSON.stringify(`${ROOT}mod.ts`))
+      .replaceAll("/tmp/app.sock", sock.path);
+    await Deno.writeTextFile(file, code);
+    const server = permissionFlags(sock.path, { server: true }).replace(
+      /--allow-net=(\S+)/,
+      "--allow-net=$1,localhost:80",
+    );
+    const out = await new Deno.Command("deno", {
+      args: ["run", "--no-prompt", "--config", `${ROOT}deno.json`, `--allow-read=${file}`, ...server.split(" "), file],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.equal(new TextDecoder().decode(out.stdout), "retry: 1000 true data: no change for 1 s\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
