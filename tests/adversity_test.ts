@@ -21,11 +21,15 @@ function forging(): Health {
 function sseEvents(body: string): string[][] {
   const events: string[][] = [];
   let data: string[] = [];
+  let named = false;
   for (const line of body.split(/\r\n|\r|\n/)) {
     if (line === "") {
-      if (data.length) events.push(data);
+      // A named event (the stream's `end`) is no report.
+      if (data.length && !named) events.push(data);
       data = [];
+      named = false;
     } else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+    else if (line.startsWith("event:")) named = true;
   }
   return events;
 }
@@ -75,6 +79,7 @@ Deno.test({
     assert.equal(out.code, 0, out.stderr);
     const events = sseEvents(out.stdout);
     assert.equal(events.length, 1, JSON.stringify(out.stdout));
+    assert.match(out.stdout, /\nevent: end\ndata: no change for 0\.5 s\n\n$/);
     assert.deepEqual(events[0], [
       "[-]db failed: refused\\n[+]payments ok",
       "[+]cache warn: refused\\r\\rdata: [+]payments ok\\r",
