@@ -371,6 +371,15 @@ export class Connection {
     }
   }
 
+  /**
+   * Whether a half-closed line-mode follower has left, found out without writing a byte: a zero-length write fails
+   * only on a socket whose peer has closed. Asked when its input ends and at each wake, so a stream whose client
+   * left ends (and its state is freed) within an interval, not when the watch cap next wants room.
+   */
+  #leftYet(): void {
+    if (!this.#closed) this.conn.write(EMPTY).catch(() => this.close());
+  }
+
   /** Write a prepared response in a framing. */
   #write(prepared: Prepared, framing: Framing, head: boolean, keepAlive: boolean): Promise<number> {
     if (framing !== "http") return this.#send(prepared.line);
@@ -434,11 +443,12 @@ export class Connection {
     const unsubscribe = host.onWatchWake(this.#wakeWatch);
     // HTTP clients close when they are done; a line-mode client's half-close
     // (socat, nc -N) ends its request, not the stream: whether it left is
-    // learnt by writing to it (at the next change, or when its slot is wanted).
+    // learnt by writing to it: zero bytes when its input ends and at each wake (#leftYet), or a line.
     this.conn.read(new Uint8Array(256)).then((n) => {
       if (n !== null) return;
-      if (http) this.#endWatch?.();
-      else this.#inputEnded = true;
+      if (http) return this.#endWatch?.();
+      this.#inputEnded = true;
+      this.#leftYet();
     }, () => this.close());
     const chunked = http && request.line.endsWith(" HTTP/1.1");
     // One write at a time: a presence check may be writing the last line again.
@@ -483,6 +493,7 @@ export class Connection {
         if (stopping) break;
         await wake.promise;
         wake = Promise.withResolvers<void>();
+        if (this.#inputEnded) this.#leftYet();
       }
       if (this.#closed) return;
       if (http && host.closing) await sendText("event: end\ndata: shutting down\n\n");

@@ -307,6 +307,47 @@ Deno.test("a watch stream whose client left ends: its evaluations stop and drain
   }
 });
 
+for (const thread of ["worker", "main"] as const) {
+  Deno.test({
+    name:
+      `${thread}: line-mode watch streams whose clients closed both sides end within an interval, below the cap; a ` +
+      `half-closed follower stays${FOLLOWERS ? "" : " (ignored: needs nc and socat)"}`,
+    ignore: !FOLLOWERS,
+    async fn() {
+      await using sock = await tempSocket();
+      // Far below the watch cap, and nothing changes: before, a stream whose client left was held (with its buffers,
+      // closures and loop) until a change or the cap wanted room, so churning followers piled up.
+      await using server = await serve(sock.path, new Health({ ready: true }), { thread, maxWatchers: 256 });
+      const socat = follower(sock.path, "socat");
+      try {
+        assert.equal(JSON.parse(await socat.first).status, "pass");
+        const zombies = new Deno.Command("deno", {
+          args: [
+            "run",
+            "--no-prompt",
+            ...permissionFlags(sock.path, false).split(" "),
+            `${ROOT}tests/fixtures/flooder.ts`,
+            sock.path,
+            "zombie",
+            "40",
+            "20",
+          ],
+          stdin: "piped",
+          stdout: "piped",
+          stderr: "inherit",
+        }).spawn();
+        const output = await new Response(zombies.stdout).text();
+        await zombies.stdin.close();
+        await zombies.status;
+        assert.match(output, /^ready\n\{"opened":40,/);
+        await waitUntil(() => server.connections === 1, "only the follower that still reads is held", 5000);
+      } finally {
+        await end(socat);
+      }
+    },
+  });
+}
+
 Deno.test("watch streams of one route share each evaluation", async () => {
   await using sock = await tempSocket();
   let runs = 0;
