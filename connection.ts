@@ -484,9 +484,10 @@ export class Connection {
         if (report.status !== last) {
           last = report.status;
           changedAt = performance.now();
-          const { body } = responder.render(report, route).response;
-          if (http) await sendText(event(body));
-          else await send(this.#lastLine = encoder.encode(`${body}\n`));
+          // The line is the one the responder keeps for this report: shared by every stream, not encoded anew.
+          const { response, line } = responder.render(report, route);
+          if (http) await sendText(event(response.body));
+          else await send(this.#lastLine = line);
         } else if (idle !== undefined && performance.now() - changedAt >= idle) {
           break;
         }
