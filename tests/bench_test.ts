@@ -155,7 +155,16 @@ Deno.test({
       for (const lag of results.lag) assert.ok(Number.isFinite(lag.p99), `${lag.thread}: event-loop delay`);
       assert.deepEqual(results.startup.map((s: { id: string }) => s.id), ["imported", "worker", "main"]);
       for (const s of results.startup) assert.ok(s.spawnMs > 0 && s.serveMs > 0, `${s.id}: start-up`);
-      assert.equal(results.targets.length, 15);
+      // Memory under churn: healthsock in both modes (and with the Memory section's V8 flag) and the Deno.listen floor.
+      assert.deepEqual(results.churn.map((row: { id: string }) => row.id), ["worker", "main", "worker-small", "floor"]);
+      for (const row of results.churn) {
+        for (const kind of ["watch", "complete"]) {
+          const run = row[kind];
+          assert.ok(run.cycles > 0 && run.idleMiB > 5 && run.peakMiB >= run.idleMiB, `${row.id} · ${kind}`);
+        }
+        assert.ok(row.hold.held > 0 && row.hold.heldMiB > 5, `${row.id} · idle connections held`);
+      }
+      assert.equal(results.targets.length, 25);
       // The four floors the goals compare with were measured in the same run.
       assert.ok(results.load.some((row: { kind: string }) => row.kind === "floor"), "the Deno.listen floor");
       assert.ok(results.load.some((row: { kind: string }) => row.kind === "deno-serve"), "Deno.serve");
