@@ -59,7 +59,7 @@ export interface ServeOptions {
    * request (one that connected within the last 50 ms may stay over the cap
    * for that long, so a probe whose request is on its way is not dropped).
    * Only when every one is answering does a newcomer get a 503 "busy" in its
-   * request's framing. A waiting connection costs about 9 KiB. Earlier
+   * request's framing. A waiting connection costs about 8 KiB. Earlier
    * versions defaulted to 64. @default {16384}
    */
   maxConnections?: number;
