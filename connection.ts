@@ -11,7 +11,6 @@ import {
   encodeResponse,
   errorResponse,
   isUnterminatedLine,
-  lineOf,
   parseRequest,
   sniffFraming,
 } from "./protocol.ts";
@@ -387,6 +386,15 @@ export class Connection {
     }
   }
 
+  /**
+   * Whether a half-closed line-mode follower has left, found out without writing a byte: a zero-length write fails
+   * only on a socket whose peer has closed. Asked when its input ends and at each wake, so a stream whose client
+   * left ends (and its state is freed) within an interval, not when the watch cap next wants room.
+   */
+  #leftYet(): void {
+    if (!this.#closed) this.conn.write(EMPTY).catch(() => this.close());
+  }
+
   /** Write a prepared response in a framing. */
   #write(prepared: Prepared, framing: Framing, head: boolean, keepAlive: boolean): Promise<number> {
     if (framing !== "http") return this.#send(prepared.line);
@@ -450,11 +458,12 @@ export class Connection {
     const unsubscribe = host.onWatchWake(this.#wakeWatch);
     // HTTP clients close when they are done; a line-mode client's half-close
     // (socat, nc -N) ends its request, not the stream: whether it left is
-    // learnt by writing to it (at the next change, or when its slot is wanted).
+    // learnt by writing to it: zero bytes when its input ends and at each wake (#leftYet), or a line.
     this.conn.read(new Uint8Array(256)).then((n) => {
       if (n !== null) return;
-      if (http) this.#endWatch?.();
-      else this.#inputEnded = true;
+      if (http) return this.#endWatch?.();
+      this.#inputEnded = true;
+      this.#leftYet();
     }, () => this.close());
     const chunked = http && request.line.endsWith(" HTTP/1.1");
     // One write at a time: a presence check may be writing the last line again.
@@ -492,10 +501,11 @@ export class Connection {
         if (this.#closed) break;
         const now = performance.now();
         if (report.status !== last) {
-          const { body } = responder.render(report, route).response;
+          // The line is the one the responder keeps for this report: shared by every stream, not encoded anew.
+          const { response, line } = responder.render(report, route);
           // The first event tells an EventSource how soon to reconnect if the stream is lost.
-          if (http) await sendText(`${last === undefined ? `retry: ${RETRY}\n` : ""}${event(body)}`);
-          else await send(this.#lastLine = encoder.encode(lineOf(body)));
+          if (http) await sendText(`${last === undefined ? `retry: ${RETRY}\n` : ""}${event(response.body)}`);
+          else await send(this.#lastLine = line);
           last = report.status;
           changedAt = sentAt = now;
           this.#heardAt = now;
@@ -510,6 +520,7 @@ export class Connection {
         if (stopping) break;
         await wake.promise;
         wake = Promise.withResolvers<void>();
+        if (this.#inputEnded) this.#leftYet();
       }
       if (this.#closed) return;
       if (http && host.closing) await sendText("event: end\ndata: shutting down\n\n");

@@ -61,7 +61,7 @@ export interface ServeOptions {
    * without a complete request (a second at least) is closed: a connection
    * whose request has arrived is never closed unread. Only when every one is
    * answering does a newcomer get a 503 "busy" in its request's framing. A
-   * waiting connection costs about 9 KiB.
+   * waiting connection costs about 8 KiB.
    * @default {16384}
    */
   maxConnections?: number;

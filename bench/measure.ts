@@ -11,6 +11,8 @@ import { catProc, cpuSeconds, median, parseStat, percentile, readStatus } from "
 import { BENCH, MiB, ROOT, SCENARIOS, serverName, THREADS } from "./scenarios.ts";
 import type { Scenario, ServerKind, Settings, Thread } from "./scenarios.ts";
 import { decoder, encoder } from "./servers.ts";
+import { churnSteps } from "./memory.ts";
+import type { ChurnRow } from "./memory.ts";
 import type { Harness, Placement } from "./servers.ts";
 
 interface Step {
@@ -187,6 +189,8 @@ export interface Results {
     samplesMiB: number[];
   };
   probes: ProbeSummary[];
+  /** Memory under churn (memory.ts), one row per server. */
+  churn: ChurnRow[];
   /** Filled in by report.ts's targets(), which judges the figures. */
   targets: { target: string; measured: string; goal: string; met: boolean }[];
 }
@@ -406,6 +410,10 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
       }
     },
   });
+
+  // 3c. Memory under churn: watch streams and complete requests at full speed, idle connections held.
+  const churn: ChurnRow[] = [];
+  steps.push(...churnSteps(h, settings, churn));
 
   // 2. Probe start-to-exit, against a running server; commands interleaved.
   const probeTimes = new Map<string, { command: string; ms: number[]; failures: number }>();
@@ -701,6 +709,7 @@ export async function measure(h: Harness, machine: Record<string, string>): Prom
     idle,
     growth,
     probes,
+    churn,
     targets: [],
   };
   return results;

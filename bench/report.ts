@@ -8,6 +8,8 @@ import type { LoadSummary, Results } from "./measure.ts";
 import { ROOT, SCENARIOS, SERVER_ORDER, serverName } from "./scenarios.ts";
 import type { ServerKind } from "./scenarios.ts";
 import { decoder, encoder } from "./servers.ts";
+import { COMPLETE_CLIENTS, perConnectionKiB, WATCH_CLIENTS } from "./memory.ts";
+import type { ChurnRow, ChurnRun } from "./memory.ts";
 
 /**
  * Judge the figures against their goals. The first four compare healthsock
@@ -137,6 +139,7 @@ export function targets(r: Results): Results["targets"] {
     goal: "≤ +2 MiB (noise)",
     met: kept <= 2,
   });
+  out.push(...churnTargets(r));
   for (const [thread, mode] of [["worker", "Worker"], ["main", "main thread"]]) {
     const [trivial, slow] = r.isolation.filter((i) => i.thread === thread);
     const bound = trivial.p99 * 1.5 + 1;
@@ -249,6 +252,7 @@ export function markdown(r: Results): string {
       `${fixed(g.heapAfterMiB, 2)} MiB after. (Worker mode, the default.)`,
     "",
   );
+  lines.push(...churnSection(r));
   lines.push(
     "## Check cost isolation",
     "",
@@ -392,4 +396,83 @@ export async function formatted(text: string, ext: "md" | "svg"): Promise<string
   } catch {
     return text;
   }
+}
+
+/** Memory under churn, judged for healthsock in each mode (without flags) against idle, beside the floor's figures. */
+function churnTargets(r: Results): Results["targets"] {
+  const out: Results["targets"] = [];
+  const floor = r.churn.find((row) => row.id === "floor");
+  const floorOf = (run: ChurnRun | undefined, key: "peakMiB" | "settleMiB") =>
+    run ? `; floor ${signed(run[key] - run.idleMiB)} MiB` : "";
+  for (const id of ["worker", "main"] as const) {
+    const row = r.churn.find((row) => row.id === id);
+    if (!row) continue;
+    const mode = id === "worker" ? "Worker" : "main thread";
+    for (const kind of ["watch", "complete"] as const) {
+      const run = row[kind];
+      if (!run) continue;
+      const what = kind === "watch" ? "watch-stream churn" : "complete-request churn";
+      const peak = run.peakMiB - run.idleMiB;
+      const settle = run.settleMiB - run.idleMiB;
+      out.push({
+        target: `${mode}: peak RSS under ${r.settings.churn / 1000} s of ${what}, over idle`,
+        measured: `${signed(peak)} MiB (${fixed(run.peakMiB, 1)} vs ${fixed(run.idleMiB, 1)}${
+          floorOf(floor?.[kind], "peakMiB")
+        })`,
+        goal: "≤ +48 MiB",
+        met: peak <= 48,
+      });
+      out.push({
+        target: `${mode}: RSS ${r.settings.churn / 1000} s after the ${what}, over idle`,
+        measured: `${signed(settle)} MiB (${fixed(run.settleMiB, 1)} vs ${fixed(run.idleMiB, 1)}${
+          floorOf(floor?.[kind], "settleMiB")
+        })`,
+        goal: "≤ +16 MiB",
+        met: settle <= 16,
+      });
+    }
+    const kib = perConnectionKiB(row);
+    if (Number.isFinite(kib)) {
+      out.push({
+        target: `${mode}: RSS per idle connection, ${row.hold!.held} held`,
+        measured: `${fixed(kib, 1)} KiB (floor ${floor ? fixed(perConnectionKiB(floor), 1) : "–"} KiB)`,
+        goal: "≤ 8 KiB",
+        met: kib <= 8,
+      });
+    }
+  }
+  return out;
+}
+
+function churnSection(r: Results): string[] {
+  if (r.churn.length === 0) return [];
+  const seconds = r.settings.churn / 1000;
+  const cell = (run: ChurnRun | undefined) =>
+    run
+      ? `${fixed(run.idleMiB, 1)} | ${fixed(run.peakMiB, 1)} (${signed(run.peakMiB - run.idleMiB)}) | ${
+        fixed(run.settleMiB, 1)
+      } (${signed(run.settleMiB - run.idleMiB)}) | ${run.cycles}`
+      : "– | – | – | –";
+  const lines = [
+    "## Memory under churn",
+    "",
+    `RSS in MiB. Watch: ${WATCH_CLIENTS} clients open a line-mode \`GET /healthz?watch\`, read the first line and ` +
+    `close, again, for ${seconds} s; complete: ${COMPLETE_CLIENTS} clients send \`GET /livez\`, never read, ` +
+    `reconnect when closed, for ${seconds} s (bench/churn.py, its own process). Peak is VmHWM; settle is RSS ` +
+    `${seconds} s after the churn. Each in a fresh server process.`,
+    "",
+    "| server | watch: idle | peak | settle | streams | complete: idle | peak | settle | requests | KiB per idle connection |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const row of r.churn as ChurnRow[]) {
+    lines.push(`| ${row.label} | ${cell(row.watch)} | ${cell(row.complete)} | ${fixed(perConnectionKiB(row), 1)} |`);
+  }
+  const held = r.churn[0]?.hold?.held ?? 0;
+  lines.push(
+    "",
+    `KiB per idle connection: RSS with ${held} connections that send nothing held open, minus idle, divided by ` +
+      `${held} (taken 2 s after they connected, within the server's 5 s request timeout).`,
+    "",
+  );
+  return lines;
 }

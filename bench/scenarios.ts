@@ -26,6 +26,10 @@ export interface Settings {
   duration: number;
   rounds: number;
   growth: number;
+  /** Milliseconds of each churn of the memory-under-churn part, and of settling after it. */
+  churn: number;
+  /** Idle connections held for the memory per connection. */
+  held: number;
   probes: number;
   memoryRuns: number;
   /** Seconds of probes against the blocking app, per mode. */
@@ -108,6 +112,7 @@ export function settingsFrom(args: string[]): Settings {
       duration: { type: "string" },
       rounds: { type: "string" },
       growth: { type: "string" },
+      churn: { type: "string" },
       probes: { type: "string" },
       out: { type: "string", default: BENCH },
       json: { type: "string" },
@@ -127,6 +132,8 @@ export function settingsFrom(args: string[]): Settings {
     duration: number(values.duration, quick ? 0.3 : 3, "duration") * 1000,
     rounds: Math.round(number(values.rounds, quick ? 1 : 2, "rounds")),
     growth: number(values.growth, quick ? 1.5 : 60, "growth") * 1000,
+    churn: number(values.churn, quick ? 1 : 60, "churn") * 1000,
+    held: quick ? 500 : 10_000,
     probes: Math.round(number(values.probes, quick ? 1 : 30, "probes")),
     memoryRuns: quick ? 1 : 3,
     blocked: quick ? 2 : 12,

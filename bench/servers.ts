@@ -185,10 +185,11 @@ export class Harness {
   host(
     path: string,
     variant: HostVariant,
-    options: { thread?: Thread; exposeGc?: boolean; block?: [number, number] } = {},
+    options: { thread?: Thread; exposeGc?: boolean; block?: [number, number]; v8Flags?: string[] } = {},
   ): Promise<Running> {
-    const { thread = "worker", exposeGc = false, block = [] } = options;
-    const gc = exposeGc ? ["--v8-flags=--expose-gc"] : [];
+    const { thread = "worker", exposeGc = false, block = [], v8Flags = [] } = options;
+    const flags = [...(exposeGc ? ["--expose-gc"] : []), ...v8Flags];
+    const gc = flags.length > 0 ? [`--v8-flags=${flags.join(",")}`] : [];
     const args = [
       "run",
       "--no-prompt",
@@ -211,6 +212,49 @@ export class Harness {
   memoryFloor(path: string, thread: Thread = "main"): Promise<Running> {
     const args = ["run", "--no-prompt", ...socketFlags(path), `${BENCH}memory_floor.ts`, path, thread];
     return startProcess(...pinned(this.place.server, "deno", args), `memory_floor.ts (${thread})`);
+  }
+
+  /** The floor of the memory figures under churn: a bare `Deno.listen` server (`churn_floor.ts`). */
+  churnFloor(path: string): Promise<Running> {
+    const args = ["run", "--no-prompt", ...socketFlags(path), `${BENCH}churn_floor.ts`, path];
+    return startProcess(...pinned(this.place.server, "deno", args), "churn_floor.ts");
+  }
+
+  /**
+   * Churn from bench/churn.py on the generator's core: COUNT clients in MODE
+   * (`watch`, `complete` or `hold`) for `seconds`. Resolves once it prints
+   * `ready`, with its figures once it ends, and a way to end it early.
+   */
+  async churn(path: string, mode: "watch" | "complete" | "hold", count: number, seconds: number): Promise<{
+    figures: Promise<{ opened: number; cycles: number; errors: number; seconds: number }>;
+    end(): void;
+  }> {
+    const [command, args] = pinned(this.place.load, "python3", [
+      `${BENCH}churn.py`,
+      path,
+      mode,
+      String(count),
+      String(seconds),
+    ]);
+    const child = new Deno.Command(command, { args, stdin: "piped", stdout: "piped", stderr: "piped" }).spawn();
+    const stdout = new Lines(child.stdout);
+    const stderr = new Lines(child.stderr);
+    const stop = async () => {
+      await child.stdin.close().catch(() => {});
+      await child.status;
+      await Promise.all([stdout.finished, stderr.finished]);
+    };
+    if (!await stdout.waitFor("ready", (seconds + 30) * 1000)) {
+      await stop();
+      throw new Error(`churn.py did not start: ${stderr.text || stdout.text || "no output"}`);
+    }
+    const figures = (async () => {
+      const line = await stdout.take("{", (seconds + 30) * 1000);
+      await stop();
+      if (line === undefined) throw new Error(`churn.py gave no figures: ${stderr.text}`);
+      return JSON.parse(line);
+    })();
+    return { figures, end: () => void child.stdin.close().catch(() => {}) };
   }
 
   /** Probe `path` at `rate` a second for `seconds`, from bench/probes.ts on the generator's core. */

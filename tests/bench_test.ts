@@ -159,7 +159,16 @@ Deno.test({
         "start-up of the host and of the floor, in both modes",
       );
       for (const s of results.startup) assert.ok(s.spawnMs > 0 && s.serveMs > 0, `${s.id}: start-up`);
-      assert.equal(results.targets.length, 17);
+      // Memory under churn: healthsock in both modes (and with the Memory section's V8 flag) and the Deno.listen floor.
+      assert.deepEqual(results.churn.map((row: { id: string }) => row.id), ["worker", "main", "worker-small", "floor"]);
+      for (const row of results.churn) {
+        for (const kind of ["watch", "complete"]) {
+          const run = row[kind];
+          assert.ok(run.cycles > 0 && run.idleMiB > 5 && run.peakMiB >= run.idleMiB, `${row.id} · ${kind}`);
+        }
+        assert.ok(row.hold.held > 0 && row.hold.heldMiB > 5, `${row.id} · idle connections held`);
+      }
+      assert.equal(results.targets.length, 27);
       for (const mode of ["Worker", "main thread"]) {
         assert.ok(
           results.targets.some((t: { target: string }) =>
@@ -168,6 +177,7 @@ Deno.test({
           `${mode}: serve() against its floor`,
         );
       }
+
       // The four floors the goals compare with were measured in the same run.
       assert.ok(results.load.some((row: { kind: string }) => row.kind === "floor"), "the Deno.listen floor");
       assert.ok(results.load.some((row: { kind: string }) => row.kind === "deno-serve"), "Deno.serve");

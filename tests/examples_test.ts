@@ -161,6 +161,9 @@ function probeOf(words: string[], binary: string, command = "check"): Probe {
   };
 }
 
+/** The V8 flag the container examples run the server with, as the demo task does (README, Memory): not a permission. */
+const SMALL_HEAP = "--v8-flags=--optimize-for-size";
+
 /**
  * A server's command line: `deno run` with exactly the server flags for `socket` (and `extra`), then
  * `main.ts demo --socket`.
@@ -282,7 +285,7 @@ Deno.test("Dockerfile compiles the probe for the socket its app serves and HEALT
   );
   const cmd = final.find((i) => i.keyword === "CMD");
   assert.ok(cmd && cmd.rest.startsWith("["), "CMD uses the exec form, so the app gets SIGTERM itself");
-  assertServerCommand(JSON.parse(cmd.rest), socket);
+  assertServerCommand(JSON.parse(cmd.rest), socket, SMALL_HEAP);
 
   // Both stages copy the files the build and main.ts need.
   const graph = JSON.parse((await run("deno", ["info", "--json", `${ROOT}main.ts`])).stdout);
@@ -341,7 +344,7 @@ Deno.test("pod.yaml probes /startupz, /livez and /readyz through the shared empt
   }
 
   const app = podContainers().app;
-  assertServerCommand(app.args as string[], socket);
+  assertServerCommand(app.args as string[], socket, SMALL_HEAP);
   assert.equal(app.command, undefined, "args keep the image's entrypoint (tini), which forwards SIGTERM");
   // Deletion takes the Pod out of its endpoints as SIGTERM arrives; the drain answers while that spreads, and the
   // grace period covers the drain and the demo's 5 s shutdownTimeout for requests in progress.

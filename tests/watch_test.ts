@@ -358,6 +358,31 @@ async function readRest(conn: Deno.UnixConn): Promise<Uint8Array> {
   return out;
 }
 
+for (const thread of ["worker", "main"] as const) {
+  Deno.test({
+    name:
+      `${thread}: line-mode watch streams whose clients closed both sides end within an interval, below the cap; a ` +
+      `half-closed follower stays${FOLLOWERS && hasCompiler() ? "" : " (ignored: needs nc, socat and cc)"}`,
+    ignore: !FOLLOWERS || !hasCompiler(),
+    async fn() {
+      await using sock = await tempSocket();
+      // Far below the watch cap, and nothing changes: before, a stream whose client left was held (with its buffers,
+      // closures and loop) until a change or the cap wanted room, so churning followers piled up.
+      await using server = await serve(sock.path, new Health({ ready: true }), { thread, maxWatchers: 256 });
+      const socat = follower(sock.path, "socat");
+      try {
+        assert.equal(JSON.parse(await socat.first).status, "pass");
+        // Clients that ask to follow, read the first report and close both sides at once, from another process.
+        const zombies = await (await flood(sock.path, "zombie", 40, 20)).stop(false);
+        assert.equal(zombies.opened, 40);
+        await waitUntil(() => server.connections === 1, "only the follower that still reads is held", 5000);
+      } finally {
+        await end(socat);
+      }
+    },
+  });
+}
+
 Deno.test("watch streams of one route share each evaluation", async () => {
   await using sock = await tempSocket();
   // Each evaluation flips the status (so every stream is sent it) and names itself in observedValue.
