@@ -72,8 +72,8 @@ export interface ServeOptions {
    * only once that has passed, or when as many requests as `maxConnections`
    * are already waiting. An answer that is only waiting for its client to
    * read does not count: such writers are held to this many apart, the
-   * longest-stalled closed first. Independent of `maxConnections` (earlier
-   * versions took that value when it was set). @default {64}
+   * longest-stalled closed first. Independent of `maxConnections`.
+   * @default {64}
    */
   maxAnswering?: number;
   /**

@@ -1,5 +1,5 @@
 // Generated from worker.ts by `deno task worker` (tools/build_worker.ts): do not edit.
-// Inputs: sha256 ae2a14df609ed40f11e1fcb5edfa5f1936d95726b2fd33ec0b3516fb7a4d732d (the local modules worker.ts imports, their npm packages, the builder)
+// Inputs: sha256 dcbb794d27a59637c9e53a35ca275abf0999386fc61bbfac2b32539beaf646e9 (the local modules worker.ts imports, their npm packages, the builder)
 // Bundled by: Deno 2.9.6
 // deno-fmt-ignore-file
 // deno-lint-ignore-file

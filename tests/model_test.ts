@@ -85,7 +85,7 @@ Deno.test("model: tags select the same checks in Health's report, the snapshot's
   assert.deepEqual([report.version, report.releaseId, report.description], ["1", "1.4.2", "mixed\n"]);
   const fresh = mixedHealth().snapshot(); // nothing has run: live1, the on-request check tagged net on /livez, is due
   const due = dueChecks(fresh, "livez", undefined, [], performance.timeOrigin + performance.now(), ["net"]);
-  assert.deepEqual(due, { timeout: 1002, first: true });
+  assert.deepEqual(due, { names: ["live1"], timeout: 1002, first: true });
 });
 
 Deno.test("model: Health and the snapshot agree on which checks each endpoint has", () => {

@@ -21,7 +21,7 @@ function check(root = ROOT): ReturnType<typeof run> {
   ], { cwd: root });
 }
 
-/** A copy of what the bundle is built from (the modules worker.ts imports, the config, the builder) elsewhere. */
+/** A copy of what the bundle is built from (the modules worker.ts imports, the config, the builder and its LogTape stub) elsewhere. */
 async function copyOfCheckout(): Promise<AsyncDisposable & { root: string }> {
   const root = `${await Deno.makeTempDir({ prefix: "healthsock-build-" })}/`;
   const info = await run("deno", ["info", "--json", "worker.ts"], { cwd: ROOT });
@@ -30,7 +30,16 @@ async function copyOfCheckout(): Promise<AsyncDisposable & { root: string }> {
     .map(({ specifier }) => specifier)
     .filter((specifier) => specifier.startsWith(`file://${ROOT}`))
     .map((specifier) => specifier.slice(`file://${ROOT}`.length));
-  for (const path of new Set([...local, "worker_source.ts", "deno.json", "deno.lock", "tools/build_worker.ts"])) {
+  for (
+    const path of new Set([
+      ...local,
+      "worker_source.ts",
+      "deno.json",
+      "deno.lock",
+      "tools/build_worker.ts",
+      "tools/worker_logtape.ts",
+    ])
+  ) {
     const to = `${root}${path}`;
     await Deno.mkdir(to.slice(0, to.lastIndexOf("/")), { recursive: true });
     await Deno.copyFile(`${ROOT}${path}`, to);
