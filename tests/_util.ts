@@ -84,8 +84,11 @@ export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void
   while (written < bytes.length) written += await conn.write(bytes.subarray(written));
 }
 
-/** Read until EOF; a reset after data (the server closed with our bytes unread) ends the read too. */
-export async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
+/**
+ * Read until EOF; a reset after data (the server closed with our bytes unread) ends the read too, and with
+ * `untilError`, any error does (what was read is kept: a connection the server closes at shutdown).
+ */
+export async function readToEnd(conn: Deno.Conn, options: { untilError?: boolean } = {}): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   const buf = new Uint8Array(16384);
   for (;;) {
@@ -93,7 +96,7 @@ export async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
     try {
       n = await conn.read(buf);
     } catch (error) {
-      if (error instanceof Deno.errors.ConnectionReset && chunks.length > 0) break;
+      if (options.untilError || (error instanceof Deno.errors.ConnectionReset && chunks.length > 0)) break;
       throw error;
     }
     if (n === null) break;
@@ -410,4 +413,25 @@ export async function readUntilMatch(conn: Deno.Conn, pattern: RegExp, text = ""
   } finally {
     clearTimeout(bound);
   }
+}
+
+/**
+ * The host program of the fault tests (tests/fixtures/host.ts) serving `path`, with the scoped flags of a server;
+ * `options` is its second argument ("main", or serve() options as JSON). Its stdout and stderr are piped.
+ */
+export function spawnHost(path: string, options?: string): Deno.ChildProcess {
+  return new Deno.Command("deno", {
+    args: [
+      "run",
+      "--no-prompt",
+      ...permissionFlags(path, { server: true }).split(" "),
+      `${ROOT}tests/fixtures/host.ts`,
+      path,
+      ...(options === undefined ? [] : [options]),
+    ],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
 }

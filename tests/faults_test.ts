@@ -6,10 +6,9 @@ import assert from "node:assert/strict";
 import { probe, ProbeError } from "../client.ts";
 import { Health } from "../health.ts";
 import type { CheckFunction } from "../check.ts";
-import { permissionFlags } from "../paths.ts";
 import { serve } from "../serve.ts";
 import { SocketError } from "../server.ts";
-import { cli, cliArgs, exists, hasCommand, readUntil, ROOT, run, tempSocket } from "./_util.ts";
+import { cli, cliArgs, exists, hasCommand, readUntil, run, spawnHost, tempSocket } from "./_util.ts";
 import { guarded } from "./_guard.ts";
 import { isRoot, sendWithin } from "./fixtures/hardening.ts";
 
@@ -202,23 +201,6 @@ Deno.test("a socket file replaced by a regular file: close leaves it, and check 
   }
   assert.equal(await Deno.readTextFile(sock.path), "not a socket");
 });
-
-/** The fixture host program, as a subprocess with the scoped permissions of `path`. */
-function spawnHost(path: string): Deno.ChildProcess {
-  return new Deno.Command("deno", {
-    args: [
-      "run",
-      "--no-prompt",
-      ...permissionFlags(path, { server: true }).split(" "),
-      `${ROOT}tests/fixtures/host.ts`,
-      path,
-    ],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-}
 
 async function startHost(
   path: string,

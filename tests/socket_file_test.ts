@@ -11,11 +11,10 @@
 // and setpriv: the other user is real.
 import assert from "node:assert/strict";
 import { Health } from "../health.ts";
-import { permissionFlags } from "../paths.ts";
 import { probe } from "../client.ts";
 import { serve } from "../serve.ts";
 import type { HealthServer } from "../server.ts";
-import { hasCommand, readUntil, ROOT, run, spawnDemo, tempSocket, waitForPath } from "./_util.ts";
+import { hasCommand, readUntil, run, spawnDemo, spawnHost, tempSocket, waitForPath } from "./_util.ts";
 import type { TempSocket } from "./_util.ts";
 import { asNobody, isRoot, NOGROUP, waitUntil } from "./fixtures/hardening.ts";
 
@@ -71,19 +70,7 @@ function socketAt(path: string): boolean {
 
 /** The fault host (tests/fixtures/host.ts) serving `path` on its main thread, with the scoped flags. */
 function startHost(path: string): { child: Deno.ChildProcess; lines: ReadableStreamDefaultReader<string> } {
-  const child = new Deno.Command("deno", {
-    args: [
-      "run",
-      "--no-prompt",
-      ...permissionFlags(path, { server: true }).split(" "),
-      `${ROOT}tests/fixtures/host.ts`,
-      path,
-      "main",
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnHost(path, "main");
   return { child, lines: child.stdout.pipeThrough(new TextDecoderStream()).getReader() };
 }
 
