@@ -79,7 +79,8 @@ Deno.test(
       // Closed without a report: to make room, or (on a slow machine) at requestTimeout with a 408.
       const closed = evicted.filter((text) => text === "" || text.includes('"code":408')).length;
       assert.equal(closed, IDLE - 64, "every connection over the cap was closed without a report");
-      assert.ok(server.connections <= 64, `${server.connections} held`);
+      // The cap and the 32nd kept over it for newcomers (the count settles as the closed ones end).
+      await waitUntil(() => server.connections <= 64 + (64 >> 5), "the flood is held to the cap and its margin");
       const started = performance.now();
       const result = await probe(sock.path, { timeout: 10_000 });
       const answeredMs = performance.now() - started;
